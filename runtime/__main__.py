@@ -1,0 +1,3 @@
+from ocirt.runtime.cli import entry
+
+entry()

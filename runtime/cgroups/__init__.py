@@ -1,0 +1,228 @@
+"""The container's cgroup: where it lives, and the operations the runtime needs on it.
+
+The driver follows what the host mounts: when ``/sys/fs/cgroup`` is itself cgroup2 the v2
+driver is used; otherwise the v1 driver, which on a hybrid host also keeps a directory in
+the unified hierarchy at ``/sys/fs/cgroup/unified``, as runc does, for ``cgroup.kill``.
+
+``linux.cgroupsPath`` is placed as runc's cgroupfs driver places it: an absolute path is
+taken from each hierarchy's root; a relative one from the cgroup of the calling process in
+that hierarchy (``/proc/self/cgroup``); an empty one is the relative path ``<id>``. Paths
+are cleaned first, so ``..`` cannot climb above that starting point. With
+``--systemd-cgroup`` the path is ``slice:prefix:name`` (see ``systemd``).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+
+from ocirt.runtime.errors import OcirtError, SpecError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+ROOT = "/sys/fs/cgroup"
+SIGKILL = 9  # the same on every Linux architecture; ``signal`` would import enum
+
+
+class Cgroup:
+    """What the v1 and v2 drivers share; ``paths`` maps a hierarchy key to its directory."""
+
+    __slots__ = ("paths",)
+    version = 0
+
+    def __init__(self, paths: dict[str, str]) -> None:
+        self.paths = paths
+
+    def create(self) -> None:
+        raise NotImplementedError
+
+    def apply(self, resources: dict[str, Any] | None) -> None:
+        raise NotImplementedError
+
+    def add(self, pid: int) -> None:
+        for path in self.dirs():
+            try:
+                write_file(os.path.join(path, "cgroup.procs"), str(pid))
+            except OSError as exc:
+                raise OcirtError(
+                    f"adding pid {pid} to {path}/cgroup.procs: {exc.strerror}"
+                ) from None
+
+    def pids(self) -> list[int]:
+        raise NotImplementedError
+
+    def freeze(self) -> None:
+        raise NotImplementedError
+
+    def thaw(self) -> None:
+        raise NotImplementedError
+
+    def frozen(self) -> bool:
+        raise NotImplementedError
+
+    def can_freeze(self) -> bool:
+        raise NotImplementedError
+
+    def kill_with_cgroup_kill(self) -> bool:
+        """SIGKILL every member at once through ``cgroup.kill``; False where there is none."""
+        raise NotImplementedError
+
+    def kill_all(self, signum: int) -> None:
+        """Frozen while signalled, so no member can fork a child that escapes the signal."""
+        if signum == SIGKILL and self.kill_with_cgroup_kill():
+            return
+        if not self.pids():
+            return
+        freezing = self.can_freeze() and not self.frozen()
+        if freezing:
+            self.freeze()
+        try:
+            for pid in self.pids():
+                _send(pid, signum)
+        finally:
+            if freezing or (signum == SIGKILL and self.can_freeze()):
+                self.thaw()
+
+    def destroy(self) -> None:
+        errors = []
+        for path in self.dirs():
+            try:
+                remove_tree(path)
+            except OcirtError as exc:
+                errors.append(str(exc))
+        if errors:
+            raise OcirtError("; ".join(errors))
+
+    def dirs(self) -> list[str]:
+        """Each directory once: co-mounted v1 controllers (cpu,cpuacct) share one."""
+        return list(dict.fromkeys(self.paths.values()))
+
+    def to_state(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+def _send(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        return  # it exited meanwhile, which is what a kill wants anyway
+
+
+def open_cgroup(cgroups_path: str | None, container_id: str, systemd: bool) -> Cgroup:
+    if systemd:
+        from ocirt.runtime.cgroups.systemd import scope_path
+
+        inner = scope_path(cgroups_path or "", container_id)
+    else:
+        inner = clean_path(cgroups_path or container_id)
+    if os.path.exists(f"{ROOT}/cgroup.controllers"):
+        from ocirt.runtime.cgroups.v2 import open_v2
+
+        return open_v2(inner)
+    from ocirt.runtime.cgroups.v1 import open_v1
+
+    return open_v1(inner)
+
+
+def load_cgroup(saved: dict[str, Any]) -> Cgroup:
+    if saved.get("version") == 2:
+        from ocirt.runtime.cgroups.v2 import V2Cgroup
+
+        return V2Cgroup(saved["path"], saved["root"])
+    from ocirt.runtime.cgroups.v1 import V1Cgroup
+
+    return V1Cgroup(saved["paths"])
+
+
+def clean_path(path: str) -> str:
+    """runc's CleanPath: resolve ``..`` as if at ``/``; relative paths stay relative."""
+    rooted = os.path.normpath("/" + path.lstrip("/"))
+    if rooted == "/":
+        raise SpecError("linux.cgroupsPath", f"{path!r} does not name a cgroup of its own")
+    return rooted if path.startswith("/") else rooted[1:]
+
+
+def own_cgroups() -> dict[str, str]:
+    """This process's cgroup per hierarchy key: controller, ``name=`` name, ``""`` for v2."""
+    found = {}
+    with open("/proc/self/cgroup") as f:
+        for line in f:
+            _, controllers, path = line.rstrip("\n").split(":", 2)
+            for key in controllers.split(","):
+                found[key.removeprefix("name=")] = path
+    return found
+
+
+def place(mountpoint: str, root: str, inner: str, own: str) -> str:
+    """Directory of ``inner`` in a hierarchy mounted at ``mountpoint`` from ``root``."""
+    if inner.startswith("/"):
+        return mountpoint + inner
+    if root != "/" and (own == root or own.startswith(root + "/")):
+        own = own[len(root) :]
+    return os.path.join(mountpoint, own.lstrip("/"), inner)
+
+
+def write_file(path: str, value: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, value.encode())
+    finally:
+        os.close(fd)
+
+
+def read_file(path: str) -> str:
+    with open(path) as f:
+        return f.read()
+
+
+def makedirs(path: str) -> None:
+    try:
+        os.makedirs(path, 0o755, exist_ok=True)
+    except OSError as exc:
+        raise OcirtError(f"creating cgroup {path}: {exc.strerror}") from None
+
+
+def procs_under(path: str) -> list[int]:
+    """Members of the cgroup at ``path`` and of all its descendants."""
+    pids: list[int] = []
+    for dirpath, _, _ in os.walk(path):
+        try:
+            with open(os.path.join(dirpath, "cgroup.procs")) as f:
+                pids += [int(line) for line in f]
+        except FileNotFoundError:
+            pass
+    return pids
+
+
+def remove_tree(path: str) -> None:
+    """Children first; EBUSY is retried, since killed members take a moment to leave."""
+    try:
+        os.rmdir(path)
+        return
+    except FileNotFoundError:
+        return
+    except OSError:
+        pass
+    try:
+        children = [e.path for e in os.scandir(path) if e.is_dir(follow_symlinks=False)]
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise OcirtError(f"removing cgroup {path}: {exc.strerror}") from None
+    for child in children:
+        remove_tree(child)
+    delay = 0.001
+    while True:
+        try:
+            os.rmdir(path)
+            return
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            if exc.errno != errno.EBUSY or delay > 0.6:
+                raise OcirtError(f"removing cgroup {path}: {exc.strerror}") from None
+        time.sleep(delay)
+        delay *= 2

@@ -1,0 +1,18 @@
+"""The one error type the runtime raises on purpose.
+
+Every failure a user can cause (a bad bundle, a bad flag, a container in the wrong state, a
+kernel refusal) becomes an ``OcirtError`` whose text is the whole message: the CLI prints it
+once as ``ocirt: <text>`` and exits non-zero, so no traceback ever reaches a manager's logs.
+"""
+
+
+class OcirtError(Exception):
+    """A failure worth one line to the user; ``str(err)`` is that line."""
+
+
+class SpecError(OcirtError):
+    """A config.json value that breaks the runtime-spec; the text starts with the field's path."""
+
+    def __init__(self, field: str, problem: str, source: str = "config.json") -> None:
+        super().__init__(f"{source}: {field}: {problem}" if source else f"{field}: {problem}")
+        self.field = field

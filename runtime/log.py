@@ -1,0 +1,54 @@
+"""The runtime's own log (``--log``, ``--log-format``), read by containerd and podman.
+
+They parse one JSON object per line with ``level``, ``msg`` and ``time``: on a failed
+``create`` containerd shows the last ``error`` line to its user, so errors go both to
+stderr and to the log. ``logging`` is not used: importing it costs more than a ``run``
+can afford.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from ocirt.runtime import fastjson
+
+
+class Log:
+    __slots__ = ("debug_enabled", "fd", "json")
+
+    def __init__(self, path: str | None = None, fmt: str = "text", debug: bool = False) -> None:
+        self.fd = (
+            os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            if path
+            else -1
+        )
+        self.json = fmt == "json"
+        self.debug_enabled = debug
+
+    def _write(self, level: str, msg: str) -> None:
+        now = time.time()
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e9):09d}Z"
+        if self.json:
+            line = fastjson.dumps({"level": level, "msg": msg, "time": stamp})
+        else:
+            line = f'time="{stamp}" level={level} msg={fastjson.dumps(msg)}'
+        if self.fd >= 0:
+            os.write(self.fd, (line + "\n").encode())
+        elif level == "debug":
+            sys.stderr.write(line + "\n")
+
+    def debug(self, msg: str) -> None:
+        if self.debug_enabled:
+            self._write("debug", msg)
+
+    def warning(self, msg: str) -> None:
+        self._write("warning", msg)
+
+    def error(self, msg: str) -> None:
+        """Errors always reach stderr as ``ocirt: msg``; the log copy is for managers."""
+        if self.fd >= 0:
+            self._write("error", msg)
+        sys.stderr.write(f"ocirt: {msg}\n")
+        sys.stderr.flush()

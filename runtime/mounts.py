@@ -1,0 +1,603 @@
+"""The entries of ``config.json``'s ``mounts``: option parsing and each kind of mount.
+
+Options are read as runc reads them, so a bundle means the same thing to both: mount(2)
+flags, propagation changes applied after the mount, recursive attributes applied with
+mount_setattr(2), and anything else passed to the filesystem as its data string. Every
+destination is resolved inside the rootfs (``ocirt.runtime.paths``) and mounted onto
+``/proc/self/fd/N`` of that resolution, never onto a path string.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+
+from ocirt.runtime import paths, syscalls
+from ocirt.runtime.errors import OcirtError, SpecError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ocirt.specs.config import Mount
+
+S = syscalls
+# name: (clears the flag, flag)
+FLAGS: dict[str, tuple[bool, int]] = {
+    "ro": (False, S.MS_RDONLY),
+    "rw": (True, S.MS_RDONLY),
+    "nosuid": (False, S.MS_NOSUID),
+    "suid": (True, S.MS_NOSUID),
+    "nodev": (False, S.MS_NODEV),
+    "dev": (True, S.MS_NODEV),
+    "noexec": (False, S.MS_NOEXEC),
+    "exec": (True, S.MS_NOEXEC),
+    "sync": (False, S.MS_SYNCHRONOUS),
+    "async": (True, S.MS_SYNCHRONOUS),
+    "dirsync": (False, S.MS_DIRSYNC),
+    "remount": (False, S.MS_REMOUNT),
+    "mand": (False, S.MS_MANDLOCK),
+    "nomand": (True, S.MS_MANDLOCK),
+    "atime": (True, S.MS_NOATIME),
+    "noatime": (False, S.MS_NOATIME),
+    "diratime": (True, S.MS_NODIRATIME),
+    "nodiratime": (False, S.MS_NODIRATIME),
+    "bind": (False, S.MS_BIND),
+    "rbind": (False, S.MS_BIND | S.MS_REC),
+    "relatime": (False, S.MS_RELATIME),
+    "norelatime": (True, S.MS_RELATIME),
+    "strictatime": (False, S.MS_STRICTATIME),
+    "nostrictatime": (True, S.MS_STRICTATIME),
+    "lazytime": (False, S.MS_LAZYTIME),
+    "nolazytime": (True, S.MS_LAZYTIME),
+    "silent": (False, S.MS_SILENT),
+    "loud": (True, S.MS_SILENT),
+    "symfollow": (True, S.MS_NOSYMFOLLOW),
+    "nosymfollow": (False, S.MS_NOSYMFOLLOW),
+}
+PROPAGATION: dict[str, int] = {
+    "private": S.MS_PRIVATE,
+    "rprivate": S.MS_PRIVATE | S.MS_REC,
+    "shared": S.MS_SHARED,
+    "rshared": S.MS_SHARED | S.MS_REC,
+    "slave": S.MS_SLAVE,
+    "rslave": S.MS_SLAVE | S.MS_REC,
+    "unbindable": S.MS_UNBINDABLE,
+    "runbindable": S.MS_UNBINDABLE | S.MS_REC,
+}
+# name: (clears the attribute, MOUNT_ATTR_*), applied to a whole mount tree
+RECURSIVE: dict[str, tuple[bool, int]] = {
+    "rro": (False, S.MOUNT_ATTR_RDONLY),
+    "rrw": (True, S.MOUNT_ATTR_RDONLY),
+    "rnosuid": (False, S.MOUNT_ATTR_NOSUID),
+    "rsuid": (True, S.MOUNT_ATTR_NOSUID),
+    "rnodev": (False, S.MOUNT_ATTR_NODEV),
+    "rdev": (True, S.MOUNT_ATTR_NODEV),
+    "rnoexec": (False, S.MOUNT_ATTR_NOEXEC),
+    "rexec": (True, S.MOUNT_ATTR_NOEXEC),
+    "rnodiratime": (False, S.MOUNT_ATTR_NODIRATIME),
+    "rdiratime": (True, S.MOUNT_ATTR_NODIRATIME),
+    "rrelatime": (False, S.MOUNT_ATTR_RELATIME),
+    "rnorelatime": (True, S.MOUNT_ATTR_RELATIME),
+    "rnoatime": (False, S.MOUNT_ATTR_NOATIME),
+    "ratime": (True, S.MOUNT_ATTR_NOATIME),
+    "rstrictatime": (False, S.MOUNT_ATTR_STRICTATIME),
+    "rnostrictatime": (True, S.MOUNT_ATTR_STRICTATIME),
+    "rnosymfollow": (False, S.MOUNT_ATTR_NOSYMFOLLOW),
+    "rsymfollow": (True, S.MOUNT_ATTR_NOSYMFOLLOW),
+}
+# statvfs f_flag bits and the mount flags they report (ST_NOSYMFOLLOW is missing from os)
+_STATVFS_FLAGS = (
+    (os.ST_RDONLY, S.MS_RDONLY),
+    (os.ST_NOSUID, S.MS_NOSUID),
+    (os.ST_NODEV, S.MS_NODEV),
+    (os.ST_NOEXEC, S.MS_NOEXEC),
+    (os.ST_SYNCHRONOUS, S.MS_SYNCHRONOUS),
+    (os.ST_MANDLOCK, S.MS_MANDLOCK),
+    (os.ST_NOATIME, S.MS_NOATIME),
+    (os.ST_NODIRATIME, S.MS_NODIRATIME),
+    (os.ST_RELATIME, S.MS_RELATIME),
+    (0x2000, S.MS_NOSYMFOLLOW),
+)
+# flags the kernel locks on mounts copied into a less privileged mount namespace
+LOCKED_FLAGS = (
+    S.MS_RDONLY
+    | S.MS_NOSUID
+    | S.MS_NODEV
+    | S.MS_NOEXEC
+    | S.MS_NOATIME
+    | S.MS_NODIRATIME
+    | S.MS_RELATIME
+)
+ATIME_FLAGS = S.MS_NOATIME | S.MS_RELATIME | S.MS_STRICTATIME
+# what a plain bind mount ignores, so a remount must apply it
+_NOT_BIND_FLAGS = ~(S.MS_BIND | S.MS_REC | S.MS_REMOUNT)
+DEFAULT_FS_FLAGS = S.MS_NOSUID | S.MS_NODEV | S.MS_NOEXEC
+
+
+class MountOptions:
+    """``flags`` to set and ``clear`` (for mount(2)), ``propagation`` changes in order,
+    recursive ``attr_set``/``attr_clr`` for mount_setattr(2), filesystem ``data``."""
+
+    __slots__ = ("attr_clr", "attr_set", "clear", "copyup", "data", "flags", "idmap", "propagation")
+
+    def __init__(self) -> None:
+        self.flags = 0
+        self.clear = 0
+        self.propagation: list[int] = []
+        self.attr_set = 0
+        self.attr_clr = 0
+        self.data = ""
+        self.copyup = False
+        self.idmap = False
+
+
+def parse_options(options: list[str]) -> MountOptions:
+    """runc's reading of ``mounts[].options``: later options win over earlier ones."""
+    out = MountOptions()
+    data = []
+    for opt in options:
+        if opt in FLAGS:
+            clear, flag = FLAGS[opt]
+            if clear:
+                out.flags &= ~flag
+                out.clear |= flag
+            else:
+                out.flags |= flag
+                out.clear &= ~flag
+        elif opt in PROPAGATION:
+            out.propagation.append(PROPAGATION[opt])
+        elif opt in RECURSIVE:
+            _recursive(out, *RECURSIVE[opt])
+        elif opt == "tmpcopyup":
+            out.copyup = True
+        elif opt in ("idmap", "ridmap"):
+            out.idmap = True
+        elif opt != "defaults":
+            data.append(opt)
+    out.data = ",".join(data)
+    return out
+
+
+def _recursive(out: MountOptions, clear: bool, attr: int) -> None:
+    if clear:
+        out.attr_clr |= attr
+        out.attr_set &= ~attr
+        return
+    out.attr_set |= attr
+    out.attr_clr &= ~attr
+    if attr & S.MOUNT_ATTR__ATIME == attr:
+        # mount_setattr(2): an access-time mode is set only with MOUNT_ATTR__ATIME cleared
+        out.attr_clr |= S.MOUNT_ATTR__ATIME
+
+
+def statvfs_flags(f_flag: int) -> int:
+    """The MS_* flags a mount has, from ``os.statvfs(...).f_flag``."""
+    flags = 0
+    for st_bit, ms_bit in _STATVFS_FLAGS:
+        if f_flag & st_bit:
+            flags |= ms_bit
+    return flags
+
+
+class MountInfo:
+    """One line of ``/proc/self/mountinfo``; paths are unescaped."""
+
+    __slots__ = ("fstype", "mountpoint", "optional", "root", "super_options")
+
+    def __init__(self, line: str) -> None:
+        head, _, tail = line.partition(" - ")
+        fields = head.split(" ")
+        self.root = unescape(fields[3])
+        self.mountpoint = unescape(fields[4])
+        self.optional = fields[6:]
+        rest = tail.split(" ")
+        self.fstype = rest[0]
+        self.super_options = rest[2] if len(rest) > 2 else ""
+
+
+def unescape(field: str) -> str:
+    """mountinfo writes space, tab, newline and backslash as ``\\ooo`` octal."""
+    if "\\" not in field:
+        return field
+    out, i = [], 0
+    while i < len(field):
+        if field[i] == "\\" and field[i + 1 : i + 4].isdigit():
+            out.append(chr(int(field[i + 1 : i + 4], 8)))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return "".join(out)
+
+
+def read_mountinfo() -> list[MountInfo]:
+    with open("/proc/self/mountinfo") as f:
+        return [MountInfo(line.rstrip("\n")) for line in f]
+
+
+def containing_mount(path: str, infos: list[MountInfo]) -> MountInfo | None:
+    """The mount ``path`` is on: the last-mounted one with the longest matching mountpoint."""
+    best: MountInfo | None = None
+    for info in infos:
+        mp = info.mountpoint
+        if (path == mp or path.startswith(mp.rstrip("/") + "/")) and (
+            best is None or len(mp) >= len(best.mountpoint)
+        ):
+            best = info
+    return best
+
+
+class Rootfs:
+    """What every mount entry needs: the rootfs fd and how the container is isolated."""
+
+    __slots__ = ("bundle", "cgroup_paths", "cgroupns", "root_fd", "userns")
+
+    def __init__(
+        self, root_fd: int, bundle: str, cgroup_paths: dict[str, str], cgroupns: bool, userns: bool
+    ) -> None:
+        self.root_fd = root_fd
+        self.bundle = bundle
+        self.cgroup_paths = cgroup_paths
+        self.cgroupns = cgroupns
+        self.userns = userns
+
+
+def clean(dest: str) -> str:
+    return "/" + "/".join(paths.split(dest))
+
+
+def fail(where: str, what: str, exc: OSError) -> OcirtError:
+    return OcirtError(f"{where}: {what}: {exc.strerror or exc}")
+
+
+def mount_entry(rfs: Rootfs, index: int, m: Mount) -> None:
+    where = f"mounts[{index}] ({m.destination})"
+    opts = parse_options(m.options)
+    if opts.idmap or m.uid_mappings or m.gid_mappings:
+        raise OcirtError(f"{where}: idmapped mounts are not supported by ocirt")
+    kind = m.type
+    if kind == "bind" or opts.flags & S.MS_BIND:
+        if not m.source:
+            raise SpecError(f"mounts[{index}].source", "is required for a bind mount")
+        source = m.source if m.source.startswith("/") else os.path.join(rfs.bundle, m.source)
+        bind(rfs, where, m.destination, source, opts, opts.flags | S.MS_BIND)
+    elif not kind:
+        raise SpecError(f"mounts[{index}].type", "is required unless options has bind or rbind")
+    elif kind == "cgroup":
+        cgroup_v1(rfs, where, m.destination, opts)
+    elif kind == "cgroup2":
+        cgroup_v2(rfs, where, m.destination, m.source, opts)
+    else:
+        filesystem(rfs, where, m.destination, kind, m.source, opts)
+
+
+def bind(rfs: Rootfs, where: str, dest: str, source: str, opts: MountOptions, flags: int) -> None:
+    """A bind ignores every flag but MS_REC; the others need a remount of the new mount."""
+    try:
+        is_dir = stat.S_ISDIR(os.stat(source).st_mode)
+    except OSError as exc:
+        raise fail(where, f"bind source {source}", exc) from None
+    fd = _destination(rfs, where, dest, is_dir)
+    try:
+        syscalls.mount(source, paths.fd_path(fd), "bind", S.MS_BIND | (flags & S.MS_REC))
+    except OSError as exc:
+        raise fail(where, f"mount bind {source}", exc) from None
+    finally:
+        os.close(fd)
+    remount = flags & _NOT_BIND_FLAGS & ~S.MS_REC
+    after_mount(rfs, where, dest, opts, remount | S.MS_BIND if remount else 0)
+
+
+def filesystem(
+    rfs: Rootfs, where: str, dest: str, kind: str, source: str | None, opts: MountOptions
+) -> None:
+    """A new filesystem instance; tmpfs and ``/dev`` are mounted writable first, as runc does,
+    so devices and copied files can be put in them, and made read-only afterwards."""
+    if kind in ("proc", "sysfs"):
+        _check_plain_dir(rfs, where, dest, kind)
+    readonly_later = opts.flags & S.MS_RDONLY and (kind == "tmpfs" or clean(dest) == "/dev")
+    flags = opts.flags & ~S.MS_RDONLY if readonly_later else opts.flags
+    fd = _destination(rfs, where, dest, True)
+    try:
+        if opts.copyup and kind == "tmpfs":
+            _copy_up(rfs, dest, fd, flags, opts.data)
+        else:
+            syscalls.mount(source or kind, paths.fd_path(fd), kind, flags, opts.data or None)
+        error = None
+    except OSError as exc:
+        error = exc
+    finally:
+        os.close(fd)
+    if error is not None:
+        _fallback(rfs, where, dest, kind, opts, error)
+        return
+    remount = opts.flags | S.MS_REMOUNT if readonly_later and clean(dest) != "/dev" else 0
+    after_mount(rfs, where, dest, opts, remount)
+
+
+# Without its own network (sysfs) or ipc (mqueue) namespace, a user namespace may not mount
+# these; runc then binds the host's view, which is what the container would see anyway.
+_HOST_FALLBACK = {"sysfs": "/sys", "mqueue": "/dev/mqueue"}
+
+
+def _fallback(
+    rfs: Rootfs, where: str, dest: str, kind: str, opts: MountOptions, exc: OSError
+) -> None:
+    source = _HOST_FALLBACK.get(kind, "")
+    if not (rfs.userns and exc.errno in (errno.EPERM, errno.EBUSY) and os.path.isdir(source)):
+        raise fail(where, f"mount {kind}" + (f" ({opts.data})" if opts.data else ""), exc)
+    bind(rfs, where, dest, source, opts, opts.flags | S.MS_BIND | S.MS_REC)
+
+
+def after_mount(rfs: Rootfs, where: str, dest: str, opts: MountOptions, remount: int) -> None:
+    """Remount, propagation and recursive attributes act on the new mount, so ``dest`` is
+    resolved again: the fd from before the mount names the directory underneath it."""
+    if not (remount or opts.propagation or opts.attr_set or opts.attr_clr):
+        return
+    fd = paths.open_in_root(rfs.root_fd, dest)
+    try:
+        if remount:
+            _remount(where, fd, remount, opts.clear)
+        for flag in opts.propagation:
+            _call(where, "set propagation", syscalls.mount, None, paths.fd_path(fd), None, flag)
+        if opts.attr_set or opts.attr_clr:
+            flags = syscalls.AT_EMPTY_PATH | syscalls.AT_RECURSIVE
+            _call(
+                where,
+                "mount_setattr",
+                syscalls.mount_setattr,
+                fd,
+                "",
+                flags,
+                opts.attr_set,
+                opts.attr_clr,
+            )
+    finally:
+        os.close(fd)
+
+
+def _remount(where: str, fd: int, flags: int, cleared: int) -> None:
+    """In a user namespace the flags of a mount copied from the host are locked: a bind
+    remount must repeat them, unless the config asked to clear one (then the error stands)."""
+    target = paths.fd_path(fd)
+    flags = (flags | S.MS_REMOUNT) & ~S.MS_REC
+    try:
+        syscalls.mount(None, target, None, flags)
+        return
+    except OSError as exc:
+        if exc.errno != errno.EPERM or not flags & S.MS_BIND:
+            raise fail(where, "remount", exc) from None
+        locked = statvfs_flags(os.fstatvfs(fd).f_flag) & LOCKED_FLAGS
+        if locked & cleared:
+            raise fail(where, "remount (the host locked flags the config clears)", exc) from None
+    if flags & ATIME_FLAGS:
+        locked &= ~ATIME_FLAGS
+    _call(where, "remount", syscalls.mount, None, target, None, flags | locked)
+
+
+def _call(where: str, what: str, func: Callable[..., None], *args: object) -> None:
+    try:
+        func(*args)
+    except OSError as exc:
+        raise fail(where, what, exc) from None
+
+
+def _destination(rfs: Rootfs, where: str, dest: str, is_dir: bool) -> int:
+    try:
+        if is_dir:
+            return paths.mkdir_all(rfs.root_fd, dest)
+        return paths.make_file(rfs.root_fd, dest)
+    except OSError as exc:
+        what = f"create {'directory' if is_dir else 'file'} {dest} in the rootfs"
+        raise fail(where, what, exc) from None
+
+
+def _check_plain_dir(rfs: Rootfs, where: str, dest: str, kind: str) -> None:
+    """runc refuses to mount proc or sysfs through a symlink: the container chose the path."""
+    try:
+        fd = paths.open_in_root(rfs.root_fd, dest, os.O_PATH | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return
+    try:
+        mode = os.fstat(fd).st_mode
+    finally:
+        os.close(fd)
+    if not stat.S_ISDIR(mode):
+        raise OcirtError(f"{where}: {kind} must be mounted on an ordinary directory")
+
+
+def _copy_up(rfs: Rootfs, dest: str, fd: int, flags: int, data: str) -> None:
+    """``tmpcopyup``: the new tmpfs starts with what the image had at ``dest``."""
+    src = paths.open_in_root(rfs.root_fd, dest, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        syscalls.mount("tmpfs", paths.fd_path(fd), "tmpfs", flags, data or None)
+        dst = paths.open_in_root(rfs.root_fd, dest, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            copy_tree(src, dst)
+            st = os.fstat(src)
+            os.fchown(dst, st.st_uid, st.st_gid)
+            os.fchmod(dst, stat.S_IMODE(st.st_mode))
+        finally:
+            os.close(dst)
+    finally:
+        os.close(src)
+
+
+def copy_tree(src: int, dst: int) -> None:
+    """Copy a directory's entries between two directory fds, keeping owners, modes and times."""
+    with os.scandir(src) as entries:
+        for entry in entries:
+            st = entry.stat(follow_symlinks=False)
+            name = entry.name
+            if stat.S_ISDIR(st.st_mode):
+                os.mkdir(name, 0o700, dir_fd=dst)
+                sub_src = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=src)
+                sub_dst = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dst)
+                try:
+                    copy_tree(sub_src, sub_dst)
+                finally:
+                    os.close(sub_src)
+                    os.close(sub_dst)
+            elif stat.S_ISREG(st.st_mode):
+                _copy_file(src, dst, name, st.st_size)
+            elif stat.S_ISLNK(st.st_mode):
+                os.symlink(os.readlink(name, dir_fd=src), name, dir_fd=dst)
+            else:
+                os.mknod(name, st.st_mode, st.st_rdev, dir_fd=dst)
+            _copy_meta(dst, name, st)
+
+
+def _copy_file(src: int, dst: int, name: str, size: int) -> None:
+    fin = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=src)
+    try:
+        fout = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600, dir_fd=dst)
+        try:
+            offset = 0
+            while offset < size:
+                sent = os.sendfile(fout, fin, offset, size - offset)
+                if sent == 0:
+                    break
+                offset += sent
+        finally:
+            os.close(fout)
+    finally:
+        os.close(fin)
+
+
+def _copy_meta(dst: int, name: str, st: os.stat_result) -> None:
+    os.chown(name, st.st_uid, st.st_gid, dir_fd=dst, follow_symlinks=False)
+    if not stat.S_ISLNK(st.st_mode):
+        os.chmod(name, stat.S_IMODE(st.st_mode), dir_fd=dst)
+    os.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=dst, follow_symlinks=False)
+
+
+def cgroup_v1(rfs: Rootfs, where: str, dest: str, opts: MountOptions) -> None:
+    """runc's layout: a tmpfs holding one directory per host hierarchy, named like its host
+    mount point. Without a cgroup namespace each is a bind of the container's own cgroup,
+    with one, a fresh mount of the hierarchy (the kernel roots it at the namespace)."""
+    infos = read_mountinfo()
+    own = _own_cgroups(rfs.cgroup_paths, infos)
+    fd = _destination(rfs, where, dest, True)
+    try:
+        syscalls.mount("tmpfs", paths.fd_path(fd), "tmpfs", DEFAULT_FS_FLAGS, "mode=755")
+    except OSError as exc:
+        raise fail(where, "mount tmpfs for cgroups", exc) from None
+    finally:
+        os.close(fd)
+    flags = opts.flags & ~(S.MS_BIND | S.MS_REC | S.MS_REMOUNT)
+    for info in v1_hierarchies(infos):
+        name = os.path.basename(info.mountpoint)
+        sub, source = f"{dest}/{name}", own.get(info.mountpoint)
+        if rfs.cgroupns:
+            _mount_hierarchy(rfs, where, sub, info, flags, source, opts)
+        elif source is not None:
+            bind(rfs, f"{where} {name}", sub, source, opts, flags | S.MS_BIND | S.MS_REC)
+        else:
+            continue
+        _comount_links(rfs, where, dest, name)
+    remount = DEFAULT_FS_FLAGS | S.MS_RDONLY if opts.flags & S.MS_RDONLY else 0
+    after_mount(rfs, where, dest, opts, remount)
+
+
+def _mount_hierarchy(
+    rfs: Rootfs,
+    where: str,
+    sub: str,
+    info: MountInfo,
+    flags: int,
+    source: str | None,
+    opts: MountOptions,
+) -> None:
+    fd = _destination(rfs, where, sub, True)
+    try:
+        syscalls.mount("cgroup", paths.fd_path(fd), "cgroup", flags, controllers(info))
+        return
+    except OSError as exc:
+        if exc.errno != errno.EPERM or source is None:
+            raise fail(where, f"mount cgroup {controllers(info)}", exc) from None
+    finally:
+        os.close(fd)
+    # a user namespace cannot mount a v1 hierarchy: show the container's cgroup instead
+    bind(rfs, where, sub, source, opts, flags | S.MS_BIND | S.MS_REC)
+
+
+def _comount_links(rfs: Rootfs, where: str, dest: str, name: str) -> None:
+    """``cpu,cpuacct`` is also reachable as ``cpu`` and ``cpuacct``, as on the host."""
+    if "," not in name:
+        return
+    fd = paths.mkdir_all(rfs.root_fd, dest)
+    try:
+        for link in name.split(","):
+            try:
+                os.symlink(name, link, dir_fd=fd)
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                raise fail(where, f"symlink {dest}/{link}", exc) from None
+    finally:
+        os.close(fd)
+
+
+_NOT_CONTROLLERS = {"rw", "ro", "clone_children", "noprefix", "xattr", "cpuset_v2_mode"}
+
+
+def controllers(info: MountInfo) -> str:
+    """The mount data that names a v1 hierarchy, from its super options (``rw,cpu,cpuacct``)."""
+    names = [
+        o
+        for o in info.super_options.split(",")
+        if o not in _NOT_CONTROLLERS
+        and ("=" not in o or o.startswith("name="))
+        and "dynmods" not in o
+    ]
+    return ",".join(names)
+
+
+def v1_hierarchies(infos: list[MountInfo]) -> list[MountInfo]:
+    """Each v1 hierarchy once, at its first mount (the host's ``/sys/fs/cgroup/...``)."""
+    seen: set[str] = set()
+    out = []
+    for info in infos:
+        if info.fstype != "cgroup":
+            continue
+        key = controllers(info)
+        if key not in seen:
+            seen.add(key)
+            out.append(info)
+    return out
+
+
+def _own_cgroups(cgroup_paths: dict[str, str], infos: list[MountInfo]) -> dict[str, str]:
+    """Host mount point of each hierarchy -> the container's directory in it.
+
+    The keys of ``cgroup_paths`` are not relied upon: the mount a directory lives on says
+    which hierarchy it belongs to."""
+    out = {}
+    for path in cgroup_paths.values():
+        info = containing_mount(path, infos)
+        if info is not None and info.fstype == "cgroup":
+            out[info.mountpoint] = path
+    return out
+
+
+def cgroup_v2(rfs: Rootfs, where: str, dest: str, source: str | None, opts: MountOptions) -> None:
+    """With a cgroup namespace a new cgroup2 mount is rooted at the container's cgroup;
+    without one it would show the host's whole tree, so the container's directory is bound."""
+    own = None if rfs.cgroupns else _own_v2(rfs.cgroup_paths)
+    if own is not None:
+        bind(rfs, where, dest, own, opts, opts.flags | S.MS_BIND | S.MS_REC)
+    else:
+        filesystem(rfs, where, dest, "cgroup2", source, opts)
+
+
+def _own_v2(cgroup_paths: dict[str, str]) -> str | None:
+    if not cgroup_paths:
+        return None
+    infos = read_mountinfo()
+    for path in cgroup_paths.values():
+        info = containing_mount(path, infos)
+        if info is not None and info.fstype == "cgroup2":
+            return path
+    return None

@@ -1,0 +1,129 @@
+"""Namespaces of the container: which to create, which to join, and in what order.
+
+Paths are opened in the parent, before any fork, so that a bad path fails early with its
+name, and so the files stay reachable after the children have changed their own view.
+The user namespace is joined first: namespaces a pod shares are usually owned by it, and
+joining them needs CAP_SYS_ADMIN inside it.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ocirt.runtime import syscalls
+from ocirt.runtime.errors import SpecError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ocirt.specs.config import Linux
+
+CLONE_FLAGS = {
+    "user": syscalls.CLONE_NEWUSER,
+    "mount": syscalls.CLONE_NEWNS,
+    "uts": syscalls.CLONE_NEWUTS,
+    "ipc": syscalls.CLONE_NEWIPC,
+    "network": syscalls.CLONE_NEWNET,
+    "cgroup": syscalls.CLONE_NEWCGROUP,
+    "pid": syscalls.CLONE_NEWPID,
+    "time": syscalls.CLONE_NEWTIME,
+}
+JOIN_ORDER = ("user", "ipc", "uts", "network", "pid", "cgroup", "time", "mount")
+PROC_NAMES = {
+    "user": "user",
+    "mount": "mnt",
+    "uts": "uts",
+    "ipc": "ipc",
+    "network": "net",
+    "cgroup": "cgroup",
+    "pid": "pid",
+    "time": "time",
+}
+
+
+class Plan:
+    """``new``: CLONE flags to unshare (user apart); ``join``: (type, fd) in setns order."""
+
+    __slots__ = ("join", "new", "new_user")
+
+    def __init__(self, linux: Linux) -> None:
+        self.new_user = False
+        self.new = 0
+        opened: dict[str, int] = {}
+        try:
+            for i, ns in enumerate(linux.namespaces):
+                if ns.path is None:
+                    if ns.type == "user":
+                        self.new_user = True
+                    else:
+                        self.new |= CLONE_FLAGS[ns.type]
+                    continue
+                opened[ns.type] = _open_ns(ns.path, f"linux.namespaces[{i}].path")
+        except BaseException:
+            for fd in opened.values():
+                os.close(fd)
+            raise
+        self.join = [(kind, opened[kind]) for kind in JOIN_ORDER if kind in opened]
+
+    def has(self, kind: str) -> bool:
+        return bool(self.new & CLONE_FLAGS[kind]) or any(k == kind for k, _ in self.join) or (
+            kind == "user" and self.new_user
+        )
+
+    def needs_fork(self) -> bool:
+        """A new or joined pid or time namespace only applies to children."""
+        pid_time = syscalls.CLONE_NEWPID | syscalls.CLONE_NEWTIME
+        return bool(self.new & pid_time) or any(k in ("pid", "time") for k, _ in self.join)
+
+    def enter_joined(self) -> None:
+        for kind, fd in self.join:
+            try:
+                syscalls.setns(fd, CLONE_FLAGS[kind])
+            except OSError as exc:
+                raise SpecError(
+                    f"linux.namespaces ({kind})", f"cannot join: {exc.strerror}"
+                ) from None
+            os.close(fd)
+        self.join = []
+
+    def close(self) -> None:
+        for _, fd in self.join:
+            os.close(fd)
+
+
+def _open_ns(path: str, field: str) -> int:
+    try:
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise SpecError(field, f"{path}: {exc.strerror}") from None
+
+
+def write_id_maps(pid: int, linux: Linux) -> None:
+    """The parent writes the maps: only a process outside the namespace may map host ids."""
+    for name, maps in (("uid_map", linux.uid_mappings), ("gid_map", linux.gid_mappings)):
+        text = "".join(f"{m.container_id} {m.host_id} {m.size}\n" for m in maps)
+        try:
+            with open(f"/proc/{pid}/{name}", "w") as f:
+                f.write(text)
+        except OSError as exc:
+            field = "linux.uidMappings" if name == "uid_map" else "linux.gidMappings"
+            raise SpecError(field, f"writing {name} failed: {exc.strerror}") from None
+
+
+def write_time_offsets(offsets: dict[str, object]) -> None:
+    """Offsets must be written after unshare(CLONE_NEWTIME) and before the first child."""
+    lines = []
+    for clock in ("monotonic", "boottime"):
+        value = offsets.get(clock)
+        if value is None:
+            continue
+        if not isinstance(value, dict):
+            raise SpecError(f"linux.timeOffsets.{clock}", "must be an object")
+        secs, nanos = value.get("secs", 0), value.get("nanosecs", 0)
+        if not isinstance(secs, int) or not isinstance(nanos, int):
+            raise SpecError(f"linux.timeOffsets.{clock}", "secs and nanosecs must be integers")
+        lines.append(f"{clock} {secs} {nanos}\n")
+    try:
+        with open("/proc/self/timens_offsets", "w") as f:
+            f.write("".join(lines))
+    except OSError as exc:
+        raise SpecError("linux.timeOffsets", f"writing timens_offsets failed: {exc.strerror}") from None

@@ -1,0 +1,182 @@
+"""``ocirt create``: everything up to an init process blocked before its program.
+
+What is made is undone in reverse on any failure: a failed create leaves no state
+directory, cgroup, mount or process behind.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ocirt.runtime import state as statemod
+from ocirt.runtime.errors import OcirtError, SpecError
+from ocirt.runtime.syscalls import CLONE_NEWPID
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ocirt.runtime.cli import Args
+    from ocirt.runtime.capabilities import CapabilitySets
+    from ocirt.runtime.log import Log
+    from ocirt.runtime.namespaces import Plan
+    from ocirt.specs.config import Config
+
+# Sections whose handling arrives with later work: refused, never silently ignored.
+_NOT_YET = (
+    ("hooks", None),
+    ("linux", "seccomp"),
+    ("linux", "intelRdt"),
+    ("linux", "personality"),
+    ("linux", "netDevices"),
+    ("process", "apparmorProfile"),
+    ("process", "selinuxLabel"),
+    ("process", "scheduler"),
+    ("process", "ioPriority"),
+    ("process", "execCPUAffinity"),
+)
+
+
+def main(opts: Args, args: Args, log: Log) -> int:
+    create_container(opts, args, log)
+    return 0
+
+
+def load_bundle(bundle: str | None) -> tuple[str, Config]:
+    from ocirt.specs.config import load_config
+
+    path = os.path.abspath(bundle or ".")
+    try:
+        with open(os.path.join(path, "config.json"), "rb") as f:
+            text = f.read().decode()
+    except OSError as exc:
+        raise OcirtError(f"bundle {path}: config.json: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise OcirtError(f"bundle {path}: config.json: not UTF-8 text") from None
+    return path, load_config(text)
+
+
+def _check_supported(cfg: Config, args: Args) -> None:
+    for section, key in _NOT_YET:
+        parent = cfg.raw.get(section)
+        value = parent if key is None else (parent or {}).get(key)
+        if value:
+            field = section if key is None else f"{section}.{key}"
+            raise SpecError(field, "not supported by this version of ocirt")
+    if cfg.process is not None and cfg.process.terminal:
+        raise SpecError(
+            "process.terminal", "terminals are not supported yet: set it to false (or use runc)"
+        )
+    if args.console_socket:  # type: ignore[attr-defined]
+        raise OcirtError("--console-socket: terminals are not supported yet")
+    mount_ns = cfg.linux.namespace("mount")
+    if mount_ns is None:
+        raise SpecError("linux.namespaces", "a mount namespace is required")
+
+
+def create_container(opts: Args, args: Args, log: Log) -> statemod.State:
+    root = opts.root or statemod.DEFAULT_ROOT  # type: ignore[attr-defined]
+    container_id = args.positional[0]
+    sdir = statemod.state_dir(root, container_id)
+    bundle, cfg = load_bundle(args.bundle)  # type: ignore[attr-defined]
+    _check_supported(cfg, args)
+    caps = None
+    if cfg.process is not None and cfg.process.capabilities is not None:
+        from ocirt.runtime.capabilities import CapabilitySets
+
+        caps = CapabilitySets(cfg.process.capabilities)
+        caps.check_host()
+    from ocirt.runtime.namespaces import Plan
+
+    plan = Plan(cfg.linux)
+    try:
+        os.makedirs(root, 0o711, exist_ok=True)
+        os.mkdir(sdir, 0o711)
+    except FileExistsError:
+        plan.close()
+        raise OcirtError(f"container with id {container_id!r} already exists") from None
+    except BaseException:
+        plan.close()
+        raise
+    st = statemod.State(sdir, container_id)
+    try:
+        _create_in(st, cfg, bundle, caps, plan, opts, args, log)
+    except BaseException:
+        log.debug(f"create {container_id} failed; cleaning up")
+        remove_container(st)
+        raise
+    return st
+
+
+def _create_in(
+    st: statemod.State,
+    cfg: Config,
+    bundle: str,
+    caps: CapabilitySets | None,
+    plan: Plan,
+    opts: Args,
+    args: Args,
+    log: Log,
+) -> None:
+    from ocirt.runtime.cgroups import open_cgroup
+    from ocirt.runtime.process import parent
+    from ocirt.runtime.process.launch import Launch
+
+    st.bundle, st.oci_version, st.annotations = bundle, cfg.oci_version, cfg.annotations
+    st.rootfs = os.path.join(bundle, cfg.root.path)
+    st.created = statemod.rfc3339_now()
+    st.config = {"own_pid_ns": bool(plan.new & CLONE_NEWPID)}
+    cgroup = open_cgroup(cfg.linux.cgroups_path, st.id, bool(opts.systemd_cgroup))  # type: ignore[attr-defined]
+    st.cgroup = cgroup.to_state()
+    st.save()
+    cgroup.create()
+    cgroup.apply(cfg.linux.resources)
+    os.mkfifo(st.fifo, 0o622)
+    os.chmod(st.fifo, 0o622)
+    fifo_fd = os.open(st.fifo, os.O_PATH | os.O_CLOEXEC)
+    try:
+        launch = Launch(
+            cfg, bundle, plan, caps, cgroup.paths, fifo_fd,
+            bool(args.no_pivot), bool(args.no_new_keyring), args.preserve_fds or 0,  # type: ignore[attr-defined]
+        )
+        st.pid, st.pid_start = parent.spawn(launch, cgroup)
+    finally:
+        os.close(fifo_fd)
+    st.save()
+    st.status = statemod.CREATED
+    if args.pid_file:  # type: ignore[attr-defined]
+        write_pid_file(args.pid_file, st.pid)  # type: ignore[attr-defined]
+    log.debug(f"created {st.id} with init pid {st.pid}")
+
+
+def write_pid_file(path: str, pid: int) -> None:
+    """Written atomically, as managers poll for it."""
+    path = os.path.abspath(path)
+    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp")
+    with open(tmp, "w") as f:
+        f.write(str(pid))
+    os.rename(tmp, path)
+
+
+def remove_container(st: statemod.State) -> None:
+    """Undo a container: processes, cgroup, state directory; safe on partial state."""
+    from ocirt.runtime.process.parent import kill_and_wait
+
+    cgroup = None
+    if st.cgroup:
+        from ocirt.runtime.cgroups import load_cgroup
+
+        cgroup = load_cgroup(st.cgroup)
+    if st.pid and statemod.init_alive(st):
+        kill_and_wait(st.pid)
+    if cgroup is not None:
+        if not st.config.get("own_pid_ns", False) or cgroup.pids():
+            cgroup.kill_all(9)
+        cgroup.destroy()
+    for name in (statemod.FIFO, statemod.STATE_FILE, f".{statemod.STATE_FILE}.tmp"):
+        try:
+            os.unlink(os.path.join(st.dir, name))
+        except FileNotFoundError:
+            pass
+    try:
+        os.rmdir(st.dir)
+    except FileNotFoundError:
+        pass

@@ -1,0 +1,69 @@
+"""``ocirt run``: create and start, then (unless ``--detach``) wait and exit as the container.
+
+In the foreground ocirt is a child subreaper, so the init (a grandchild once the
+intermediate process exits) is re-parented to it and can be reaped for its exit status;
+signals that ocirt receives are passed on to the init, as runc does.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ocirt.runtime import syscalls
+from ocirt.runtime.operations.create import create_container, remove_container
+from ocirt.runtime.operations.start import start_container
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ocirt.runtime.cli import Args
+    from ocirt.runtime.log import Log
+
+_FORWARDED = ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGWINCH", "SIGCONT")
+
+
+def main(opts: Args, args: Args, log: Log) -> int:
+    detach = bool(args.detach)  # type: ignore[attr-defined]
+    if not detach:
+        syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
+    st = create_container(opts, args, log)
+    if detach:
+        start_container(st)
+        return 0
+    _forward_signals(st.pid)
+    try:
+        start_container(st)
+        status = _wait_for(st.pid)
+    except BaseException:
+        remove_container(st)
+        raise
+    if not args.keep:  # type: ignore[attr-defined]
+        remove_container(st)
+    return status
+
+
+def _forward_signals(pid: int) -> None:
+    import _signal
+
+    def forward(signum: int, _frame: object) -> None:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+    for name in _FORWARDED:
+        _signal.signal(getattr(_signal, name), forward)
+
+
+def _wait_for(pid: int) -> int:
+    """Reap every orphan re-parented to us until the init itself is reaped."""
+    while True:
+        try:
+            reaped, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            return 255
+        if reaped == pid:
+            if os.WIFSIGNALED(status):
+                return 128 + os.WTERMSIG(status)
+            return os.WEXITSTATUS(status)
+
+

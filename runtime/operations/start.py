@@ -1,0 +1,54 @@
+"""``ocirt start``: release a created container's init by reading its exec fifo."""
+
+from __future__ import annotations
+
+import os
+import select
+
+from ocirt.runtime import state as statemod
+from ocirt.runtime.errors import OcirtError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ocirt.runtime.cli import Args
+    from ocirt.runtime.log import Log
+
+
+def main(opts: Args, args: Args, log: Log) -> int:
+    st = statemod.load(opts.root or statemod.DEFAULT_ROOT, args.positional[0])  # type: ignore[attr-defined]
+    start_container(st)
+    return 0
+
+
+def start_container(st: statemod.State) -> None:
+    if st.status == statemod.STOPPED:
+        raise OcirtError(f"cannot start container {st.id!r}: it has stopped")
+    if st.status != statemod.CREATED:
+        raise OcirtError(f"cannot start container {st.id!r}: it is {st.status}, not created")
+    try:
+        fd = os.open(st.fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise OcirtError(f"cannot start container {st.id!r}: it was started already") from None
+    try:
+        _await_init(st, fd)
+    finally:
+        os.close(fd)
+    try:
+        os.unlink(st.fifo)
+    except FileNotFoundError:
+        pass
+
+
+def _await_init(st: statemod.State, fd: int) -> None:
+    """A non-blocking open cannot hang on a dead init; poll until it writes, or dies."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    while True:
+        if poller.poll(100):
+            try:
+                if os.read(fd, 1):
+                    return
+            except BlockingIOError:
+                continue
+        if not statemod.init_alive(st):
+            raise OcirtError(f"cannot start container {st.id!r}: its init process has exited")

@@ -1,0 +1,265 @@
+"""The container's init process, from the new namespaces to ``execve``.
+
+It reports ``ready`` to ``ocirt create`` only once everything that can fail has been done,
+including finding the program, so that ``create`` fails with the real reason and ``start``
+only has to release it. Then it blocks opening the exec fifo until ``ocirt start`` reads it.
+
+Every module it needs is imported at the top: after pivot_root the host's Python library
+is out of sight, so a lazy import would fail.
+"""
+
+from __future__ import annotations
+
+import _signal
+import _socket
+import fcntl
+import os
+import resource
+import struct
+
+from ocirt.runtime import rootfs, syscalls
+from ocirt.runtime.errors import SpecError
+from ocirt.runtime.process import channel
+from ocirt.runtime.process.launch import describe
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import NoReturn
+
+    from ocirt.runtime.process.channel import Channel
+    from ocirt.runtime.process.launch import Launch
+    from ocirt.specs.config import Config, Process
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def run(launch: Launch, chan: Channel) -> NoReturn:
+    try:
+        path, env = _prepare(launch)
+        chan.send(channel.READY)
+        chan.close()
+        _wait_for_start(launch.fifo_fd)
+    except BaseException as exc:  # noqa: BLE001 - everything must reach the parent
+        try:
+            chan.send(channel.ERROR, msg=describe(exc))
+        finally:
+            os._exit(1)
+    _exec(path, launch.config.process, env)  # type: ignore[arg-type]
+
+
+def _prepare(launch: Launch) -> tuple[str, list[str]]:
+    cfg = launch.config
+    proc = cfg.process
+    if proc is None:
+        raise SpecError("process", "is required to create a container")
+    _install_exit_handlers()
+    _fds_for_exec(launch.preserve_fds)
+    if launch.plan.new & syscalls.CLONE_NEWNS:
+        rootfs.setup_rootfs(
+            cfg,
+            launch.bundle,
+            no_pivot=launch.no_pivot,
+            cgroup_paths=launch.cgroup_paths,
+            cgroupns=launch.plan.has("cgroup"),
+            userns=launch.plan.has("user"),
+        )
+    _make_cwd(proc.cwd)
+    _set_names(cfg)
+    _write_sysctls(cfg, launch)
+    if launch.plan.new & syscalls.CLONE_NEWNS:
+        rootfs.finalize_rootfs(cfg)
+    if launch.plan.new & syscalls.CLONE_NEWNET:
+        _loopback_up()
+    _set_rlimits(proc)
+    _set_oom_score_adj(proc)
+    _switch_user(launch, proc)
+    env = proc.env
+    path = find_program(proc.args[0], env)
+    try:
+        os.chdir(proc.cwd)
+    except OSError as exc:
+        raise SpecError("process.cwd", f"{proc.cwd}: {exc.strerror}") from None
+    return path, env
+
+
+def _install_exit_handlers() -> None:
+    """Until execve, a ``kill`` of a created container must end it; init ignores signals
+    it has no handler for when it is pid 1 of a new pid namespace."""
+
+    def _die(signum: int, _frame: object) -> None:
+        os._exit(128 + signum)
+
+    for name in ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2"):
+        _signal.signal(getattr(_signal, name), _die)
+
+
+def _fds_for_exec(preserve: int) -> None:
+    """Nothing but stdio and ``--preserve-fds`` may reach the container program."""
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd < 3:
+            continue
+        try:
+            os.set_inheritable(fd, fd < 3 + preserve)
+        except OSError:
+            continue
+
+
+def _make_cwd(cwd: str) -> None:
+    """Like runc, create a missing working directory (after pivot_root: inside the rootfs)."""
+    try:
+        os.makedirs(cwd, 0o755, exist_ok=True)
+    except OSError as exc:
+        raise SpecError("process.cwd", f"{cwd}: {exc.strerror}") from None
+
+
+def _set_names(cfg: Config) -> None:
+    if cfg.hostname is not None:
+        syscalls.sethostname(cfg.hostname)
+    if cfg.domainname is not None:
+        syscalls.setdomainname(cfg.domainname)
+
+
+_SYSCTL_NS = (
+    ("net.", "network"),
+    ("kernel.shm", "ipc"),
+    ("kernel.msg", "ipc"),
+    ("kernel.sem", "ipc"),
+    ("fs.mqueue.", "ipc"),
+    ("kernel.hostname", "uts"),
+    ("kernel.domainname", "uts"),
+)
+
+
+def _write_sysctls(cfg: Config, launch: Launch) -> None:
+    """Only namespaced sysctls are allowed: any other would change the host."""
+    for key, value in cfg.linux.sysctl.items():
+        field = f"linux.sysctl.{key}"
+        kind = next((ns for prefix, ns in _SYSCTL_NS if key.startswith(prefix)), None)
+        if kind is None:
+            raise SpecError(field, "not a namespaced sysctl: it would change the host")
+        if not launch.plan.has(kind):
+            raise SpecError(field, f"needs a {kind} namespace of the container's own")
+        if "/" in key or ".." in key:
+            raise SpecError(field, "invalid sysctl name")
+        try:
+            with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
+                f.write(value)
+        except OSError as exc:
+            raise SpecError(field, f"cannot write {value!r}: {exc.strerror}") from None
+
+
+def _loopback_up() -> None:
+    """runc brings ``lo`` up in a new network namespace; an ioctl avoids netlink here."""
+    siocgifflags, siocsifflags, iff_up = 0x8913, 0x8914, 0x1
+    sock = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
+    try:
+        req = struct.pack("16sH14x", b"lo", 0)
+        flags = struct.unpack("16sH14x", fcntl.ioctl(sock.fileno(), siocgifflags, req))[1]
+        fcntl.ioctl(sock.fileno(), siocsifflags, struct.pack("16sH14x", b"lo", flags | iff_up))
+    finally:
+        sock.close()
+
+
+def _set_rlimits(proc: Process) -> None:
+    for i, lim in enumerate(proc.rlimits):
+        number = getattr(resource, lim.type, None)
+        if number is None:
+            raise SpecError(f"process.rlimits[{i}].type", f"unknown rlimit {lim.type!r}")
+        try:
+            resource.setrlimit(number, (lim.soft, lim.hard))
+        except (OSError, ValueError) as exc:
+            current = resource.getrlimit(number)
+            raise SpecError(
+                f"process.rlimits[{i}]",
+                f"{lim.type} soft={lim.soft} hard={lim.hard}: {exc} "
+                f"(current hard limit {current[1]}; raising it needs CAP_SYS_RESOURCE)",
+            ) from None
+
+
+def _set_oom_score_adj(proc: Process) -> None:
+    if proc.oom_score_adj is None:
+        return
+    try:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write(str(proc.oom_score_adj))
+    except OSError as exc:
+        raise SpecError(
+            "process.oomScoreAdj",
+            f"cannot set {proc.oom_score_adj}: {exc.strerror} "
+            "(lowering it needs CAP_SYS_RESOURCE)",
+        ) from None
+
+
+def _switch_user(launch: Launch, proc: Process) -> None:
+    user, caps = proc.user, launch.caps
+    if caps is not None:
+        caps.drop_bounding()
+        syscalls.prctl(syscalls.PR_SET_KEEPCAPS, 1)
+    if not _setgroups_denied():
+        os.setgroups(user.additional_gids)
+    try:
+        os.setresgid(user.gid, user.gid, user.gid)
+        os.setresuid(user.uid, user.uid, user.uid)
+    except OSError as exc:
+        raise SpecError(
+            "process.user", f"cannot switch to uid {user.uid} gid {user.gid}: {exc.strerror}"
+        ) from None
+    if caps is not None:
+        syscalls.prctl(syscalls.PR_SET_KEEPCAPS, 0)
+        caps.apply_after_setuid()
+    if proc.no_new_privileges:
+        syscalls.prctl(syscalls.PR_SET_NO_NEW_PRIVS, 1)
+    os.umask(0o022 if user.umask is None else user.umask)
+
+
+def _setgroups_denied() -> bool:
+    try:
+        with open("/proc/self/setgroups") as f:
+            return f.read().strip() == "deny"
+    except OSError:
+        return False
+
+
+def find_program(name: str, env: list[str]) -> str:
+    """Find ``args[0]`` as execvp would, so the error can name what was missing."""
+    if "/" in name:
+        _check_executable(name)
+        return name
+    path = next((e[5:] for e in env if e.startswith("PATH=")), DEFAULT_PATH)
+    for directory in path.split(":"):
+        candidate = os.path.join(directory or ".", name)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    raise SpecError("process.args[0]", f"{name!r}: executable file not found in $PATH ({path})")
+
+
+def _check_executable(path: str) -> None:
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise SpecError("process.args[0]", f"{path}: {exc.strerror.lower()}") from None  # type: ignore[union-attr]
+    if not os.path.isfile(path) or not os.access(path, os.X_OK):
+        kind = "a directory" if os.path.isdir(path) else f"mode {st.st_mode & 0o7777:o}"
+        raise SpecError("process.args[0]", f"{path}: permission denied (not executable: {kind})")
+
+
+def _wait_for_start(fifo_fd: int) -> None:
+    """Opening the fifo for writing blocks until ``ocirt start`` opens it for reading."""
+    fd = os.open(f"/proc/self/fd/{fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
+    os.write(fd, b"0")
+    os.close(fd)
+    os.close(fifo_fd)
+
+
+def _exec(path: str, proc: Process, env: list[str]) -> NoReturn:
+    """Python ignores SIGPIPE and SIGXFSZ; ignored signals would survive execve."""
+    for name in ("SIGPIPE", "SIGXFSZ", "SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2"):
+        _signal.signal(getattr(_signal, name), _signal.SIG_DFL)
+    environ = dict(e.split("=", 1) if "=" in e else (e, "") for e in env)
+    try:
+        os.execve(path, proc.args, environ)
+    except OSError as exc:
+        os.write(2, f"ocirt: exec {path}: {exc.strerror}\n".encode())
+    os._exit(127)
+

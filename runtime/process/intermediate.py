@@ -1,0 +1,58 @@
+"""The intermediate process: enters and creates namespaces, then forks init.
+
+It exists because a new (or joined) pid or time namespace only applies to the children of
+the process that made it, and because the parent must write the id maps of a new user
+namespace from outside it while this process waits.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ocirt.runtime import syscalls
+from ocirt.runtime.process import channel
+from ocirt.runtime.process.launch import describe
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import NoReturn
+
+    from ocirt.runtime.process.channel import Channel
+    from ocirt.runtime.process.launch import Launch
+
+
+def run(launch: Launch, chan: Channel) -> NoReturn:
+    status = 1
+    try:
+        chan.expect(channel.GO, "ocirt create")
+        _enter_namespaces(launch, chan)
+        pid = os.fork()
+        if pid == 0:
+            from ocirt.runtime.process import init
+
+            init.run(launch, chan)
+        chan.send(channel.PID, pid=pid)
+        status = 0
+    except BaseException as exc:  # noqa: BLE001 - everything must reach the parent
+        try:
+            chan.send(channel.ERROR, msg=describe(exc))
+        finally:
+            os._exit(1)
+    os._exit(status)
+
+
+def _enter_namespaces(launch: Launch, chan: Channel) -> None:
+    plan, linux = launch.plan, launch.config.linux
+    plan.enter_joined()
+    if plan.new_user:
+        syscalls.unshare(syscalls.CLONE_NEWUSER)
+        chan.send(channel.USERNS)
+        chan.expect(channel.MAPPED, "ocirt create")
+        os.setresgid(0, 0, 0)
+        os.setresuid(0, 0, 0)
+    if plan.new:
+        syscalls.unshare(plan.new)
+    if plan.new & syscalls.CLONE_NEWTIME and linux.time_offsets:
+        from ocirt.runtime.namespaces import write_time_offsets
+
+        write_time_offsets(linux.time_offsets)

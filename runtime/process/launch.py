@@ -1,0 +1,61 @@
+"""What ``create`` hands from the parent to the processes it forks.
+
+The children are forks, not re-executions: they inherit this object already parsed, so
+nothing is serialised and no interpreter starts twice (runc and crun must re-exec).
+"""
+
+from __future__ import annotations
+
+from ocirt.runtime.errors import OcirtError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ocirt.runtime.capabilities import CapabilitySets
+    from ocirt.runtime.namespaces import Plan
+    from ocirt.specs.config import Config
+
+
+class Launch:
+    __slots__ = (
+        "bundle",
+        "caps",
+        "cgroup_paths",
+        "config",
+        "fifo_fd",
+        "no_new_keyring",
+        "no_pivot",
+        "plan",
+        "preserve_fds",
+    )
+
+    def __init__(
+        self,
+        config: Config,
+        bundle: str,
+        plan: Plan,
+        caps: CapabilitySets | None,
+        cgroup_paths: dict[str, str],
+        fifo_fd: int,
+        no_pivot: bool,
+        no_new_keyring: bool,
+        preserve_fds: int,
+    ) -> None:
+        self.config = config
+        self.bundle = bundle
+        self.plan = plan
+        self.caps = caps
+        self.cgroup_paths = cgroup_paths
+        self.fifo_fd = fifo_fd
+        self.no_pivot = no_pivot
+        self.no_new_keyring = no_new_keyring
+        self.preserve_fds = preserve_fds
+
+
+def describe(exc: BaseException) -> str:
+    """One line for any failure in a child; only our own error types are expected here."""
+    if isinstance(exc, OcirtError):
+        return str(exc)
+    if isinstance(exc, OSError):
+        text = exc.strerror or str(exc)
+        return f"{text}: {exc.filename}" if exc.filename and str(exc.filename) not in text else text
+    return f"internal error: {type(exc).__name__}: {exc}"

@@ -1,0 +1,82 @@
+"""The parent side of ``create``: fork, place in the cgroup, map ids, wait for ``ready``.
+
+On any failure the children are killed before the error travels up, so the caller's
+cleanup (cgroup, state directory) never races a half-started container.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from ocirt.runtime.errors import OcirtError
+from ocirt.runtime.process import channel
+from ocirt.runtime.state import process_start_time
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ocirt.runtime.cgroups import Cgroup
+    from ocirt.runtime.process.launch import Launch
+
+
+def spawn(launch: Launch, cgroup: Cgroup) -> tuple[int, int]:
+    """Start the process chain; return the init's host pid and its start time."""
+    ours, theirs = channel.pair()
+    child = os.fork()
+    if child == 0:
+        ours.close()
+        from ocirt.runtime.process import intermediate
+
+        intermediate.run(launch, theirs)
+    theirs.close()
+    launch.plan.close()
+    init_pid = 0
+    try:
+        cgroup.add(child)
+        ours.send(channel.GO)
+        if launch.plan.new_user:
+            ours.expect(channel.USERNS, "ocirt intermediate process")
+            from ocirt.runtime.namespaces import write_id_maps
+
+            write_id_maps(child, launch.config.linux)
+            ours.send(channel.MAPPED)
+        init_pid = int(ours.expect(channel.PID, "ocirt intermediate process")["pid"])
+        _reap(child)
+        child = 0
+        ours.expect(channel.READY, "container init process")
+        start = process_start_time(init_pid)
+        if start is None:
+            raise OcirtError("container init process exited during setup")
+        return init_pid, start
+    except BaseException:
+        for pid in (init_pid, child):
+            if pid:
+                kill_and_wait(pid)
+        if child:
+            _reap(child)
+        raise
+    finally:
+        ours.close()
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+
+
+def kill_and_wait(pid: int, timeout: float = 5.0) -> None:
+    """SIGKILL ``pid`` and wait until it is gone or a zombie; it may not be our child."""
+    try:
+        os.kill(pid, 9)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while process_start_time(pid) is not None and time.monotonic() < deadline:
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0]:
+                return
+        except ChildProcessError:
+            pass
+        time.sleep(0.002)

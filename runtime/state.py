@@ -1,0 +1,191 @@
+"""Where a container's state lives between CLI calls, and how its status is derived.
+
+Each container owns ``<root>/<id>/``: ``state.json`` (written atomically) and, until
+``start`` consumes it, ``exec.fifo``. The status is never stored: it is read from the
+kernel each time (is the init alive with the same start time, is the fifo still there,
+is the cgroup frozen), as runc does, so it cannot go stale when a process dies.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from ocirt.runtime import fastjson
+from ocirt.runtime.errors import OcirtError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+DEFAULT_ROOT = "/run/ocirt"
+STATE_FILE = "state.json"
+FIFO = "exec.fifo"
+CREATING, CREATED, RUNNING, PAUSED, STOPPED = "creating", "created", "running", "paused", "stopped"
+_ID_EXTRA = set("_+-.")
+
+
+def check_id(container_id: str) -> None:
+    """runc's rule (``^[\\w+-\\.]+$``, not ``.`` or ``..``) keeps ids safe as path names."""
+    if not container_id or container_id in (".", ".."):
+        raise OcirtError(f"invalid container id {container_id!r}")
+    for ch in container_id:
+        if not (ch.isascii() and ch.isalnum()) and ch not in _ID_EXTRA:
+            raise OcirtError(
+                f"invalid container id {container_id!r}: only letters, digits and _+-. are allowed"
+            )
+
+
+def rfc3339_now() -> str:
+    now = time.time_ns()
+    secs, nanos = divmod(now, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{nanos:09d}Z"
+
+
+def process_start_time(pid: int) -> int | None:
+    """Field 22 of /proc/<pid>/stat, or None for a process that is gone or a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    if fields[0] in (b"Z", b"X"):
+        return None
+    return int(fields[19])
+
+
+class State:
+    """What ``state.json`` records; ``status`` is filled in by :func:`load`."""
+
+    __slots__ = (
+        "annotations",
+        "bundle",
+        "cgroup",
+        "config",
+        "created",
+        "dir",
+        "id",
+        "oci_version",
+        "pid",
+        "pid_start",
+        "rootfs",
+        "status",
+    )
+
+    def __init__(self, state_dir: str, container_id: str) -> None:
+        self.dir = state_dir
+        self.id = container_id
+        self.pid = 0
+        self.pid_start = 0
+        self.bundle = ""
+        self.rootfs = ""
+        self.created = ""
+        self.oci_version = ""
+        self.annotations: dict[str, str] = {}
+        self.cgroup: dict[str, Any] = {}
+        self.config: dict[str, Any] = {}
+        self.status = CREATING
+
+    @property
+    def fifo(self) -> str:
+        return os.path.join(self.dir, FIFO)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "pid": self.pid,
+            "pid_start": self.pid_start,
+            "bundle": self.bundle,
+            "rootfs": self.rootfs,
+            "created": self.created,
+            "oci_version": self.oci_version,
+            "annotations": self.annotations,
+            "cgroup": self.cgroup,
+            "config": self.config,
+        }
+
+    def save(self) -> None:
+        """Write-then-rename, so a reader never sees half a file."""
+        tmp = os.path.join(self.dir, f".{STATE_FILE}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, fastjson.dumps(self.to_json()).encode())
+        finally:
+            os.close(fd)
+        os.rename(tmp, os.path.join(self.dir, STATE_FILE))
+
+    def owner(self) -> str:
+        import pwd
+
+        uid = os.stat(self.dir).st_uid
+        try:
+            return pwd.getpwuid(uid).pw_name
+        except KeyError:
+            return f"#{uid}"
+
+    def public(self) -> dict[str, Any]:
+        """The runtime-spec state document, with runc's extra fields that managers read."""
+        return {
+            "ociVersion": self.oci_version,
+            "id": self.id,
+            "pid": self.pid if self.status != STOPPED else 0,
+            "status": self.status,
+            "bundle": self.bundle,
+            "rootfs": self.rootfs,
+            "created": self.created,
+            "owner": self.owner(),
+            "annotations": self.annotations,
+        }
+
+
+def state_dir(root: str, container_id: str) -> str:
+    check_id(container_id)
+    return os.path.join(root, container_id)
+
+
+def load(root: str, container_id: str, with_status: bool = True) -> State:
+    path = state_dir(root, container_id)
+    st = State(path, container_id)
+    try:
+        with open(os.path.join(path, STATE_FILE), "rb") as f:
+            data = fastjson.loads(f.read().decode())
+    except FileNotFoundError:
+        if os.path.isdir(path):
+            return st
+        raise OcirtError(f"container {container_id!r} does not exist") from None
+    except ValueError as exc:
+        raise OcirtError(f"{path}/{STATE_FILE}: corrupt state: {exc}") from None
+    st.pid, st.pid_start = data["pid"], data["pid_start"]
+    st.bundle, st.rootfs, st.created = data["bundle"], data["rootfs"], data["created"]
+    st.oci_version, st.annotations = data["oci_version"], data["annotations"]
+    st.cgroup, st.config = data["cgroup"], data["config"]
+    if with_status:
+        st.status = current_status(st)
+    return st
+
+
+def init_alive(st: State) -> bool:
+    """Alive means: the same process (same start time) still runs; a reused pid is not ours."""
+    return st.pid > 0 and process_start_time(st.pid) == st.pid_start
+
+
+def current_status(st: State) -> str:
+    if not init_alive(st):
+        return STOPPED
+    if os.path.exists(st.fifo):
+        return CREATED
+    if st.cgroup:
+        from ocirt.runtime.cgroups import load_cgroup
+
+        if load_cgroup(st.cgroup).frozen():
+            return PAUSED
+    return RUNNING
+
+
+def list_ids(root: str) -> list[str]:
+    try:
+        names = os.listdir(root)
+    except FileNotFoundError:
+        return []
+    return sorted(n for n in names if os.path.isdir(os.path.join(root, n)))

@@ -1,0 +1,158 @@
+"""Python face of the compiled syscall layer: errno becomes ``OSError``, strings become bytes.
+
+Everything above this module speaks Python; nothing else imports ``_syscalls``. What the
+standard library already wraps well (``os.setresuid``, ``os.mknod``, ``os.chroot``,
+``os.setgroups``, ``resource.setrlimit``) is used directly by the callers.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ocirt.runtime._syscalls import ffi, lib
+
+CLONE_NEWNS: int = lib.CLONE_NEWNS
+CLONE_NEWUTS: int = lib.CLONE_NEWUTS
+CLONE_NEWIPC: int = lib.CLONE_NEWIPC
+CLONE_NEWUSER: int = lib.CLONE_NEWUSER
+CLONE_NEWPID: int = lib.CLONE_NEWPID
+CLONE_NEWNET: int = lib.CLONE_NEWNET
+CLONE_NEWCGROUP: int = lib.CLONE_NEWCGROUP
+CLONE_NEWTIME: int = lib.CLONE_NEWTIME
+
+MS_RDONLY: int = lib.MS_RDONLY
+MS_NOSUID: int = lib.MS_NOSUID
+MS_NODEV: int = lib.MS_NODEV
+MS_NOEXEC: int = lib.MS_NOEXEC
+MS_SYNCHRONOUS: int = lib.MS_SYNCHRONOUS
+MS_REMOUNT: int = lib.MS_REMOUNT
+MS_MANDLOCK: int = lib.MS_MANDLOCK
+MS_DIRSYNC: int = lib.MS_DIRSYNC
+MS_NOSYMFOLLOW: int = lib.MS_NOSYMFOLLOW
+MS_NOATIME: int = lib.MS_NOATIME
+MS_NODIRATIME: int = lib.MS_NODIRATIME
+MS_BIND: int = lib.MS_BIND
+MS_MOVE: int = lib.MS_MOVE
+MS_REC: int = lib.MS_REC
+MS_SILENT: int = lib.MS_SILENT
+MS_UNBINDABLE: int = lib.MS_UNBINDABLE
+MS_PRIVATE: int = lib.MS_PRIVATE
+MS_SLAVE: int = lib.MS_SLAVE
+MS_SHARED: int = lib.MS_SHARED
+MS_RELATIME: int = lib.MS_RELATIME
+MS_STRICTATIME: int = lib.MS_STRICTATIME
+MS_LAZYTIME: int = lib.MS_LAZYTIME
+MNT_DETACH: int = lib.MNT_DETACH
+
+PR_SET_PDEATHSIG: int = lib.PR_SET_PDEATHSIG
+PR_SET_DUMPABLE: int = lib.PR_SET_DUMPABLE
+PR_SET_NO_NEW_PRIVS: int = lib.PR_SET_NO_NEW_PRIVS
+PR_SET_CHILD_SUBREAPER: int = lib.PR_SET_CHILD_SUBREAPER
+PR_SET_KEEPCAPS: int = lib.PR_SET_KEEPCAPS
+PR_CAPBSET_DROP: int = lib.PR_CAPBSET_DROP
+PR_CAPBSET_READ: int = lib.PR_CAPBSET_READ
+PR_CAP_AMBIENT: int = lib.PR_CAP_AMBIENT
+PR_CAP_AMBIENT_RAISE: int = lib.PR_CAP_AMBIENT_RAISE
+PR_CAP_AMBIENT_CLEAR_ALL: int = lib.PR_CAP_AMBIENT_CLEAR_ALL
+PR_SET_NAME: int = lib.PR_SET_NAME
+
+RESOLVE_NO_XDEV: int = lib.RESOLVE_NO_XDEV
+RESOLVE_NO_MAGICLINKS: int = lib.RESOLVE_NO_MAGICLINKS
+RESOLVE_NO_SYMLINKS: int = lib.RESOLVE_NO_SYMLINKS
+RESOLVE_BENEATH: int = lib.RESOLVE_BENEATH
+RESOLVE_IN_ROOT: int = lib.RESOLVE_IN_ROOT
+
+AT_EMPTY_PATH: int = lib.AT_EMPTY_PATH
+AT_RECURSIVE: int = lib.AT_RECURSIVE
+MOUNT_ATTR_RDONLY: int = lib.MOUNT_ATTR_RDONLY
+MOUNT_ATTR_NOSUID: int = lib.MOUNT_ATTR_NOSUID
+MOUNT_ATTR_NODEV: int = lib.MOUNT_ATTR_NODEV
+MOUNT_ATTR_NOEXEC: int = lib.MOUNT_ATTR_NOEXEC
+MOUNT_ATTR__ATIME: int = lib.MOUNT_ATTR__ATIME
+MOUNT_ATTR_RELATIME: int = lib.MOUNT_ATTR_RELATIME
+MOUNT_ATTR_NOATIME: int = lib.MOUNT_ATTR_NOATIME
+MOUNT_ATTR_STRICTATIME: int = lib.MOUNT_ATTR_STRICTATIME
+MOUNT_ATTR_NODIRATIME: int = lib.MOUNT_ATTR_NODIRATIME
+MOUNT_ATTR_NOSYMFOLLOW: int = lib.MOUNT_ATTR_NOSYMFOLLOW
+
+
+def _check(rc: int, what: str, path: str | None = None) -> int:
+    if rc < 0:
+        err = ffi.errno
+        raise OSError(err, f"{what}: {os.strerror(err)}", path)
+    return rc
+
+
+def _b(value: str | None) -> bytes | object:
+    return ffi.NULL if value is None else value.encode()
+
+
+def unshare(flags: int) -> None:
+    _check(lib.unshare(flags), "unshare")
+
+
+def setns(fd: int, nstype: int) -> None:
+    _check(lib.setns(fd, nstype), "setns")
+
+
+def mount(
+    source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None
+) -> None:
+    rc = lib.mount(_b(source), target.encode(), _b(fstype), flags, _b(data))
+    _check(rc, f"mount {source or fstype or ''} on {target}", target)
+
+
+def umount2(target: str, flags: int = 0) -> None:
+    _check(lib.umount2(target.encode(), flags), f"umount {target}", target)
+
+
+def pivot_root(new_root: str, put_old: str) -> None:
+    _check(lib.ocirt_pivot_root(new_root.encode(), put_old.encode()), "pivot_root", new_root)
+
+
+def prctl(option: int, a2: int = 0, a3: int = 0, a4: int = 0, a5: int = 0) -> int:
+    return _check(lib.ocirt_prctl(option, a2, a3, a4, a5), "prctl")
+
+
+def sethostname(name: str) -> None:
+    raw = name.encode()
+    _check(lib.sethostname(raw, len(raw)), "sethostname")
+
+
+def setdomainname(name: str) -> None:
+    raw = name.encode()
+    _check(lib.setdomainname(raw, len(raw)), "setdomainname")
+
+
+def openat2(dirfd: int, path: str, flags: int, resolve: int, mode: int = 0) -> int:
+    """Open ``path`` relative to ``dirfd`` under the ``resolve`` restrictions of openat2(2)."""
+    return _check(
+        lib.ocirt_openat2(dirfd, path.encode(), flags | os.O_CLOEXEC, mode, resolve),
+        f"open {path}",
+        path,
+    )
+
+
+def mount_setattr(
+    dirfd: int, path: str, flags: int, attr_set: int, attr_clr: int, propagation: int = 0
+) -> None:
+    """Change mount attributes, recursively with ``AT_RECURSIVE`` (what MS_REMOUNT cannot)."""
+    rc = lib.ocirt_mount_setattr(dirfd, path.encode(), flags, attr_set, attr_clr, propagation)
+    _check(rc, f"mount_setattr {path}", path)
+
+
+def capget(pid: int = 0) -> tuple[int, int, int]:
+    """Return the (effective, permitted, inheritable) sets of ``pid`` as 64-bit masks."""
+    data = ffi.new("uint32_t[6]")
+    _check(lib.ocirt_capget(pid, data), "capget")
+    return tuple(data[i] | (data[i + 3] << 32) for i in range(3))  # type: ignore[return-value]
+
+
+def capset(effective: int, permitted: int, inheritable: int) -> None:
+    lo, hi = 0xFFFFFFFF, 32
+    data = ffi.new(
+        "uint32_t[6]",
+        [effective & lo, permitted & lo, inheritable & lo,
+         effective >> hi, permitted >> hi, inheritable >> hi],
+    )
+    _check(lib.ocirt_capset(0, data), "capset")

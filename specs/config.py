@@ -1,0 +1,445 @@
+"""Typed model of an OCI runtime bundle's ``config.json`` (runtime-spec 1.0 to 1.3), parsed once.
+
+Plain slotted classes rather than dataclasses: ``import dataclasses`` costs about 30 ms on
+the target machines, and this module sits on the runtime's hot path. Every check raises
+``SpecError`` naming the field by its JSON path, so a bad bundle is one clear line.
+Sections that later stages interpret (``linux.resources``, ``hooks``, ``linux.seccomp``)
+stay raw dictionaries here and are checked by the code that applies them.
+"""
+
+from __future__ import annotations
+
+from ocirt.runtime.errors import SpecError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+SUPPORTED_MAJOR = "1"
+SPEC_VERSION = "1.3.0"
+NAMESPACE_TYPES = ("pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time")
+
+
+def _obj(parent: dict[str, Any], key: str, path: str) -> dict[str, Any] | None:
+    value = parent.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise SpecError(path, "must be an object")
+    return value
+
+
+def _str(parent: dict[str, Any], key: str, path: str, default: str | None = None) -> str | None:
+    value = parent.get(key, default)
+    if value is not None and not isinstance(value, str):
+        raise SpecError(path, "must be a string")
+    return value
+
+
+def _req_str(parent: dict[str, Any], key: str, path: str) -> str:
+    value = _str(parent, key, path)
+    if value is None:
+        raise SpecError(path, "is required")
+    return value
+
+
+def _int(parent: dict[str, Any], key: str, path: str, default: int | None = None) -> int | None:
+    value = parent.get(key, default)
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+        raise SpecError(path, "must be an integer")
+    return value
+
+
+def _req_int(parent: dict[str, Any], key: str, path: str) -> int:
+    value = _int(parent, key, path)
+    if value is None:
+        raise SpecError(path, "is required")
+    return value
+
+
+def _bool(parent: dict[str, Any], key: str, path: str) -> bool:
+    value = parent.get(key, False)
+    if not isinstance(value, bool):
+        raise SpecError(path, "must be true or false")
+    return value
+
+
+def _list(parent: dict[str, Any], key: str, path: str) -> list[Any]:
+    value = parent.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise SpecError(path, "must be a list")
+    return value
+
+
+def _str_list(parent: dict[str, Any], key: str, path: str) -> list[str]:
+    items = _list(parent, key, path)
+    for i, item in enumerate(items):
+        if not isinstance(item, str):
+            raise SpecError(f"{path}[{i}]", "must be a string")
+    return items
+
+
+def _str_map(parent: dict[str, Any], key: str, path: str) -> dict[str, str]:
+    value = _obj(parent, key, path) or {}
+    for k, v in value.items():
+        if not isinstance(v, str):
+            raise SpecError(f"{path}.{k}", "must be a string")
+    return value
+
+
+class Root:
+    __slots__ = ("path", "readonly")
+
+    def __init__(self, path: str, readonly: bool) -> None:
+        self.path = path
+        self.readonly = readonly
+
+
+class IDMapping:
+    __slots__ = ("container_id", "host_id", "size")
+
+    def __init__(self, container_id: int, host_id: int, size: int) -> None:
+        self.container_id = container_id
+        self.host_id = host_id
+        self.size = size
+
+
+class Mount:
+    __slots__ = ("destination", "gid_mappings", "options", "source", "type", "uid_mappings")
+
+    def __init__(
+        self,
+        destination: str,
+        type: str | None,
+        source: str | None,
+        options: list[str],
+        uid_mappings: list[IDMapping],
+        gid_mappings: list[IDMapping],
+    ) -> None:
+        self.destination = destination
+        self.type = type
+        self.source = source
+        self.options = options
+        self.uid_mappings = uid_mappings
+        self.gid_mappings = gid_mappings
+
+
+class User:
+    __slots__ = ("additional_gids", "gid", "uid", "umask")
+
+    def __init__(self, uid: int, gid: int, umask: int | None, additional_gids: list[int]) -> None:
+        self.uid = uid
+        self.gid = gid
+        self.umask = umask
+        self.additional_gids = additional_gids
+
+
+class Rlimit:
+    __slots__ = ("hard", "soft", "type")
+
+    def __init__(self, type: str, hard: int, soft: int) -> None:
+        self.type = type
+        self.hard = hard
+        self.soft = soft
+
+
+class Process:
+    __slots__ = (
+        "args",
+        "capabilities",
+        "console_size",
+        "cwd",
+        "env",
+        "no_new_privileges",
+        "oom_score_adj",
+        "raw",
+        "rlimits",
+        "terminal",
+        "user",
+    )
+
+    def __init__(self, raw: dict[str, Any], path: str = "process") -> None:
+        self.raw = raw
+        self.terminal = _bool(raw, "terminal", f"{path}.terminal")
+        size = _obj(raw, "consoleSize", f"{path}.consoleSize")
+        self.console_size = (
+            None
+            if size is None
+            else (
+                _req_int(size, "height", f"{path}.consoleSize.height"),
+                _req_int(size, "width", f"{path}.consoleSize.width"),
+            )
+        )
+        self.args = _str_list(raw, "args", f"{path}.args")
+        if not self.args:
+            raise SpecError(f"{path}.args", "must be a non-empty list")
+        self.env = _str_list(raw, "env", f"{path}.env")
+        self.cwd = _req_str(raw, "cwd", f"{path}.cwd")
+        if not self.cwd.startswith("/"):
+            raise SpecError(f"{path}.cwd", f"must be an absolute path, got {self.cwd!r}")
+        self.user = _parse_user(_obj(raw, "user", f"{path}.user") or {}, f"{path}.user")
+        self.capabilities = _parse_capabilities(raw, f"{path}.capabilities")
+        self.rlimits = _parse_rlimits(raw, f"{path}.rlimits")
+        self.no_new_privileges = _bool(raw, "noNewPrivileges", f"{path}.noNewPrivileges")
+        self.oom_score_adj = _int(raw, "oomScoreAdj", f"{path}.oomScoreAdj")
+        if self.oom_score_adj is not None and not -1000 <= self.oom_score_adj <= 1000:
+            raise SpecError(f"{path}.oomScoreAdj", "must be between -1000 and 1000")
+
+
+CAPABILITY_SETS = ("bounding", "effective", "inheritable", "permitted", "ambient")
+
+
+def _parse_capabilities(raw: dict[str, Any], path: str) -> dict[str, list[str]] | None:
+    caps = _obj(raw, "capabilities", path)
+    if caps is None:
+        return None
+    for key in caps:
+        if key not in CAPABILITY_SETS:
+            raise SpecError(f"{path}.{key}", f"unknown capability set (known: {', '.join(CAPABILITY_SETS)})")
+    return {name: _str_list(caps, name, f"{path}.{name}") for name in CAPABILITY_SETS}
+
+
+def _parse_user(raw: dict[str, Any], path: str) -> User:
+    gids = _list(raw, "additionalGids", f"{path}.additionalGids")
+    for i, gid in enumerate(gids):
+        if not isinstance(gid, int) or isinstance(gid, bool) or gid < 0:
+            raise SpecError(f"{path}.additionalGids[{i}]", "must be a non-negative integer")
+    uid, gid = _int(raw, "uid", f"{path}.uid", 0), _int(raw, "gid", f"{path}.gid", 0)
+    for field, value in (("uid", uid), ("gid", gid)):
+        if value is None or value < 0:
+            raise SpecError(f"{path}.{field}", "must be a non-negative integer")
+    umask = _int(raw, "umask", f"{path}.umask")
+    if umask is not None and not 0 <= umask <= 0o7777:
+        raise SpecError(f"{path}.umask", "must be between 0 and 0o7777")
+    return User(uid or 0, gid or 0, umask, gids)
+
+
+def _parse_rlimits(raw: dict[str, Any], path: str) -> list[Rlimit]:
+    limits, seen = [], set()
+    for i, item in enumerate(_list(raw, "rlimits", path)):
+        where = f"{path}[{i}]"
+        if not isinstance(item, dict):
+            raise SpecError(where, "must be an object")
+        kind = _req_str(item, "type", f"{where}.type")
+        if not kind.startswith("RLIMIT_"):
+            raise SpecError(f"{where}.type", f"unknown rlimit {kind!r}")
+        if kind in seen:
+            raise SpecError(f"{where}.type", f"{kind} is given twice")
+        seen.add(kind)
+        hard, soft = _req_int(item, "hard", f"{where}.hard"), _req_int(item, "soft", f"{where}.soft")
+        if soft > hard:
+            raise SpecError(where, f"soft limit {soft} is above hard limit {hard}")
+        limits.append(Rlimit(kind, hard, soft))
+    return limits
+
+
+def _parse_mappings(parent: dict[str, Any], key: str, path: str) -> list[IDMapping]:
+    out = []
+    for i, item in enumerate(_list(parent, key, path)):
+        where = f"{path}[{i}]"
+        if not isinstance(item, dict):
+            raise SpecError(where, "must be an object")
+        out.append(
+            IDMapping(
+                _req_int(item, "containerID", f"{where}.containerID"),
+                _req_int(item, "hostID", f"{where}.hostID"),
+                _req_int(item, "size", f"{where}.size"),
+            )
+        )
+    return out
+
+
+def _parse_mount(item: Any, where: str) -> Mount:
+    if not isinstance(item, dict):
+        raise SpecError(where, "must be an object")
+    dest = _req_str(item, "destination", f"{where}.destination")
+    if not dest.startswith("/"):
+        raise SpecError(f"{where}.destination", f"must be an absolute path, got {dest!r}")
+    return Mount(
+        dest,
+        _str(item, "type", f"{where}.type"),
+        _str(item, "source", f"{where}.source"),
+        _str_list(item, "options", f"{where}.options"),
+        _parse_mappings(item, "uidMappings", f"{where}.uidMappings"),
+        _parse_mappings(item, "gidMappings", f"{where}.gidMappings"),
+    )
+
+
+class Namespace:
+    __slots__ = ("path", "type")
+
+    def __init__(self, type: str, path: str | None) -> None:
+        self.type = type
+        self.path = path
+
+
+class Device:
+    __slots__ = ("file_mode", "gid", "major", "minor", "path", "type", "uid")
+
+    def __init__(
+        self, path: str, type: str, major: int, minor: int, file_mode: int | None,
+        uid: int | None, gid: int | None,
+    ) -> None:
+        self.path = path
+        self.type = type
+        self.major = major
+        self.minor = minor
+        self.file_mode = file_mode
+        self.uid = uid
+        self.gid = gid
+
+
+def _parse_device(item: Any, where: str) -> Device:
+    if not isinstance(item, dict):
+        raise SpecError(where, "must be an object")
+    path = _req_str(item, "path", f"{where}.path")
+    if not path.startswith("/dev/"):
+        raise SpecError(f"{where}.path", f"must be under /dev, got {path!r}")
+    kind = _req_str(item, "type", f"{where}.type")
+    if kind not in ("c", "u", "b", "p"):
+        raise SpecError(f"{where}.type", f"must be one of c, u, b, p, got {kind!r}")
+    major = _int(item, "major", f"{where}.major", 0) or 0
+    minor = _int(item, "minor", f"{where}.minor", 0) or 0
+    if kind != "p" and ("major" not in item or "minor" not in item):
+        raise SpecError(where, "major and minor are required for c, u and b devices")
+    return Device(
+        path, kind, major, minor,
+        _int(item, "fileMode", f"{where}.fileMode"),
+        _int(item, "uid", f"{where}.uid"),
+        _int(item, "gid", f"{where}.gid"),
+    )
+
+
+class Linux:
+    __slots__ = (
+        "cgroups_path",
+        "devices",
+        "domainless",
+        "gid_mappings",
+        "masked_paths",
+        "namespaces",
+        "raw",
+        "readonly_paths",
+        "resources",
+        "rootfs_propagation",
+        "sysctl",
+        "time_offsets",
+        "uid_mappings",
+    )
+
+    def __init__(self, raw: dict[str, Any]) -> None:
+        self.raw = raw
+        self.namespaces = _parse_namespaces(raw)
+        self.uid_mappings = _parse_mappings(raw, "uidMappings", "linux.uidMappings")
+        self.gid_mappings = _parse_mappings(raw, "gidMappings", "linux.gidMappings")
+        self.devices = [
+            _parse_device(d, f"linux.devices[{i}]")
+            for i, d in enumerate(_list(raw, "devices", "linux.devices"))
+        ]
+        self.cgroups_path = _str(raw, "cgroupsPath", "linux.cgroupsPath")
+        self.resources = _obj(raw, "resources", "linux.resources")
+        self.rootfs_propagation = _str(raw, "rootfsPropagation", "linux.rootfsPropagation")
+        if self.rootfs_propagation not in (
+            None, "", "private", "rprivate", "slave", "rslave", "shared", "rshared",
+            "unbindable", "runbindable",
+        ):
+            raise SpecError("linux.rootfsPropagation", f"unknown value {self.rootfs_propagation!r}")
+        self.masked_paths = _str_list(raw, "maskedPaths", "linux.maskedPaths")
+        self.readonly_paths = _str_list(raw, "readonlyPaths", "linux.readonlyPaths")
+        self.sysctl = _str_map(raw, "sysctl", "linux.sysctl")
+        self.time_offsets = _obj(raw, "timeOffsets", "linux.timeOffsets")
+        self.domainless = False
+
+    def namespace(self, kind: str) -> Namespace | None:
+        for ns in self.namespaces:
+            if ns.type == kind:
+                return ns
+        return None
+
+
+def _parse_namespaces(raw: dict[str, Any]) -> list[Namespace]:
+    out: list[Namespace] = []
+    seen = set()
+    for i, item in enumerate(_list(raw, "namespaces", "linux.namespaces")):
+        where = f"linux.namespaces[{i}]"
+        if not isinstance(item, dict):
+            raise SpecError(where, "must be an object")
+        kind = _req_str(item, "type", f"{where}.type")
+        if kind not in NAMESPACE_TYPES:
+            raise SpecError(f"{where}.type", f"unknown namespace type {kind!r}")
+        if kind in seen:
+            raise SpecError(f"{where}.type", f"namespace {kind!r} is listed twice")
+        seen.add(kind)
+        path = _str(item, "path", f"{where}.path")
+        if path is not None and not path.startswith("/"):
+            raise SpecError(f"{where}.path", f"must be an absolute path, got {path!r}")
+        out.append(Namespace(kind, path or None))
+    return out
+
+
+class Config:
+    """A whole ``config.json``; ``raw`` keeps the document for hooks and later stages."""
+
+    __slots__ = (
+        "annotations",
+        "domainname",
+        "hooks",
+        "hostname",
+        "linux",
+        "mounts",
+        "oci_version",
+        "process",
+        "raw",
+        "root",
+    )
+
+    def __init__(self, raw: Any) -> None:
+        if not isinstance(raw, dict):
+            raise SpecError("(document)", "must be a JSON object")
+        self.raw = raw
+        self.oci_version = _req_str(raw, "ociVersion", "ociVersion")
+        if self.oci_version.split(".", 1)[0] != SUPPORTED_MAJOR:
+            raise SpecError(
+                "ociVersion",
+                f"unsupported version {self.oci_version!r} (ocirt runs 1.0.0 to {SPEC_VERSION})",
+            )
+        root = _obj(raw, "root", "root")
+        if root is None:
+            raise SpecError("root", "is required on Linux")
+        self.root = Root(_req_str(root, "path", "root.path"), _bool(root, "readonly", "root.readonly"))
+        self.mounts = [_parse_mount(m, f"mounts[{i}]") for i, m in enumerate(_list(raw, "mounts", "mounts"))]
+        proc = _obj(raw, "process", "process")
+        self.process = None if proc is None else Process(proc)
+        self.hostname = _str(raw, "hostname", "hostname")
+        self.domainname = _str(raw, "domainname", "domainname")
+        self.hooks = _obj(raw, "hooks", "hooks")
+        self.annotations = _str_map(raw, "annotations", "annotations")
+        self.linux = Linux(_obj(raw, "linux", "linux") or {})
+        self._check_namespace_needs()
+
+    def _check_namespace_needs(self) -> None:
+        """Cross-field rules the runtime-spec states in prose."""
+        linux = self.linux
+        if (self.hostname or self.domainname) and linux.namespace("uts") is None:
+            field = "hostname" if self.hostname else "domainname"
+            raise SpecError(field, "setting it needs a new uts namespace in linux.namespaces")
+        user = linux.namespace("user")
+        if (linux.uid_mappings or linux.gid_mappings) and (user is None or user.path):
+            raise SpecError("linux.uidMappings", "mappings need a new user namespace (type user, no path)")
+        if user is not None and user.path is None and not (linux.uid_mappings and linux.gid_mappings):
+            raise SpecError("linux.uidMappings", "a new user namespace needs uidMappings and gidMappings")
+        if linux.time_offsets and (linux.namespace("time") is None or linux.namespace("time").path):  # type: ignore[union-attr]
+            raise SpecError("linux.timeOffsets", "needs a new time namespace in linux.namespaces")
+
+
+def load_config(text: str, source: str = "config.json") -> Config:
+    """Parse config text; syntax errors name the file and the offset."""
+    from ocirt.runtime import fastjson
+
+    try:
+        raw = fastjson.loads(text)
+    except ValueError as exc:
+        raise SpecError("(syntax)", f"not valid JSON: {exc}", source) from None
+    return Config(raw)

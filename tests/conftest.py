@@ -1,0 +1,105 @@
+"""Fixtures shared by the runtime tests: the real ``ocirt`` binary, bundles, and leak checks.
+
+Every test gets its own runtime ``--root`` and container ids carrying ``ocirt-test``; the
+finalizer force-deletes whatever a test left and then fails the test if a container's
+cgroup, mount or process is still on the host.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from ocirt.conformance.bundle import base_config, make_bundle, write_config
+
+OCIRT = os.path.join(os.path.dirname(sys.executable), "ocirt")
+
+
+class Runtime:
+    """Runs ``ocirt`` with a private root and remembers the containers it made."""
+
+    def __init__(self, root: str, workdir: str) -> None:
+        self.root = root
+        self.workdir = workdir
+        self.ids: list[str] = []
+
+    def new_id(self) -> str:
+        cid = f"ocirt-test-{uuid.uuid4().hex[:10]}"
+        self.ids.append(cid)
+        return cid
+
+    def __call__(
+        self, *args: str, timeout: float = 60, input: str | None = None, **kw: Any
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [OCIRT, "--root", self.root, *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            input=input,
+            **kw,
+        )
+
+    def bundle(self, args: list[str], edit: Any = None, name: str | None = None) -> str:
+        """A busybox bundle; ``edit(config)`` may change the config in place."""
+        path = os.path.join(self.workdir, name or f"bundle-{uuid.uuid4().hex[:8]}")
+        config = base_config(args)
+        if edit is not None:
+            edit(config)
+        make_bundle(path, args, config)
+        return path
+
+    def rewrite(self, bundle: str, config: dict[str, Any]) -> None:
+        write_config(bundle, config)
+
+    def state(self, cid: str) -> dict[str, Any]:
+        import json
+
+        res = self("state", cid)
+        assert res.returncode == 0, res.stderr
+        out: dict[str, Any] = json.loads(res.stdout)
+        return out
+
+
+def cgroup_dirs(name: str) -> list[str]:
+    """Every cgroup directory on the host whose path mentions ``name``."""
+    found = []
+    for top in os.listdir("/sys/fs/cgroup"):
+        base = os.path.join("/sys/fs/cgroup", top)
+        if not os.path.isdir(base) or os.path.islink(base):
+            continue
+        for dirpath, dirnames, _ in os.walk(base):
+            found += [os.path.join(dirpath, d) for d in dirnames if name in d]
+    return found
+
+
+def leaks(rt: Runtime) -> list[str]:
+    problems = []
+    for cid in rt.ids:
+        problems += [f"cgroup {d}" for d in cgroup_dirs(cid)]
+        if os.path.exists(os.path.join(rt.root, cid)):
+            problems.append(f"state dir {rt.root}/{cid}")
+    with open("/proc/self/mountinfo") as f:
+        problems += [f"mount {line.split()[4]}" for line in f if rt.workdir in line]
+    return problems
+
+
+@pytest.fixture
+def rt(tmp_path: Any) -> Iterator[Runtime]:
+    root = f"/run/ocirt-test-{uuid.uuid4().hex[:8]}"
+    runtime = Runtime(root, str(tmp_path))
+    try:
+        yield runtime
+    finally:
+        for cid in runtime.ids:
+            runtime("delete", "--force", cid)
+        found = leaks(runtime)
+        shutil.rmtree(root, ignore_errors=True)
+        assert not found, f"left behind: {found}"
