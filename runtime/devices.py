@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import stat
 
-from ocirt.runtime import paths, syscalls
+from ocirt.runtime import mounts, paths, syscalls
 from ocirt.runtime.errors import OcirtError
 
 TYPE_CHECKING = False
@@ -142,7 +142,7 @@ def _parent(root_fd: int, node: Node) -> tuple[int, str]:
 
 
 def _fail(node: Node, what: str, exc: OSError) -> OcirtError:
-    return OcirtError(f"{node.where}: {what}: {exc.strerror or exc}")
+    return OcirtError(f"{node.where}: {what}: {mounts.strerror(exc)}")
 
 
 def _dev_links(root_fd: int) -> None:
@@ -156,7 +156,8 @@ def _dev_links(root_fd: int) -> None:
             try:
                 _link(dev, target, name)
             except OSError as exc:
-                raise OcirtError(f"symlink /dev/{name} -> {target}: {exc.strerror}") from None
+                what = f"symlink /dev/{name} -> {target}"
+                raise OcirtError(f"{what}: {mounts.strerror(exc)}") from None
     finally:
         os.close(dev)
 

@@ -39,6 +39,16 @@ def loads(text: str) -> Any:
         value, end = _scan(text, start)
     except StopIteration as exc:
         raise ValueError(f"expecting a JSON value at offset {exc.value}") from None
+    except SystemError:
+        # _json reports most syntax errors through json.decoder, which it finds only when
+        # already imported; on this error path the import is affordable.
+        import json
+
+        try:
+            json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        raise
     rest = text[end:].strip(_WS)
     if rest:
         raise ValueError(f"extra data at offset {end}")

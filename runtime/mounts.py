@@ -248,8 +248,13 @@ def clean(dest: str) -> str:
     return "/" + "/".join(paths.split(dest))
 
 
+def strerror(exc: OSError) -> str:
+    """The kernel's reason alone (the syscall layer's text also names the raw target)."""
+    return os.strerror(exc.errno) if exc.errno else str(exc)
+
+
 def fail(where: str, what: str, exc: OSError) -> OcirtError:
-    return OcirtError(f"{where}: {what}: {exc.strerror or exc}")
+    return OcirtError(f"{where}: {what}: {strerror(exc)}")
 
 
 def mount_entry(rfs: Rootfs, index: int, m: Mount) -> None:
@@ -281,6 +286,7 @@ def bind(rfs: Rootfs, where: str, dest: str, source: str, opts: MountOptions, fl
         raise fail(where, f"bind source {source}", exc) from None
     fd = _destination(rfs, where, dest, is_dir)
     try:
+        _check_proc(rfs, where, fd, "bind", source)
         syscalls.mount(source, paths.fd_path(fd), "bind", S.MS_BIND | (flags & S.MS_REC))
     except OSError as exc:
         raise fail(where, f"mount bind {source}", exc) from None
@@ -301,6 +307,7 @@ def filesystem(
     flags = opts.flags & ~S.MS_RDONLY if readonly_later else opts.flags
     fd = _destination(rfs, where, dest, True)
     try:
+        _check_proc(rfs, where, fd, kind, None)
         if opts.copyup and kind == "tmpfs":
             _copy_up(rfs, dest, fd, flags, opts.data)
         else:
@@ -406,6 +413,49 @@ def _check_plain_dir(rfs: Rootfs, where: str, dest: str, kind: str) -> None:
         os.close(fd)
     if not stat.S_ISDIR(mode):
         raise OcirtError(f"{where}: {kind} must be mounted on an ordinary directory")
+
+
+# what runc lets a bundle mount over inside /proc: the files lxcfs emulates
+PROC_OVERMOUNTS = {
+    "/proc/cpuinfo",
+    "/proc/diskstats",
+    "/proc/meminfo",
+    "/proc/stat",
+    "/proc/swaps",
+    "/proc/uptime",
+    "/proc/loadavg",
+    "/proc/slabinfo",
+    "/proc/pressure/cpu",
+    "/proc/pressure/io",
+    "/proc/pressure/memory",
+    "/proc/net/dev",
+    "/proc/sys/kernel/ns_last_pid",
+}
+
+
+def _check_proc(rfs: Rootfs, where: str, fd: int, kind: str, bind_source: str | None) -> None:
+    """Anything mounted over the container's /proc or inside it could hide what
+    maskedPaths hides or redirect /proc/self (runc's checkProcMount)."""
+    inside = in_root_path(rfs.root_fd, fd)
+    if inside == "/proc":
+        if kind == "proc" or (bind_source is not None and _is_procfs(bind_source)):
+            return
+        raise OcirtError(f"{where}: only a proc filesystem may be mounted on /proc")
+    if inside.startswith("/proc/") and inside not in PROC_OVERMOUNTS:
+        what = "inside /proc only the files lxcfs emulates may be covered"
+        raise OcirtError(f"{where}: cannot mount on {inside}: {what}")
+
+
+def in_root_path(root_fd: int, fd: int) -> str:
+    """Where ``fd`` is, as the container will name it."""
+    root = os.readlink(paths.fd_path(root_fd))
+    path = os.readlink(paths.fd_path(fd))
+    return "/" + path[len(root) :].lstrip("/") if path.startswith(root) else path
+
+
+def _is_procfs(path: str) -> bool:
+    info = containing_mount(os.path.realpath(path), read_mountinfo())
+    return info is not None and info.fstype == "proc"
 
 
 def _copy_up(rfs: Rootfs, dest: str, fd: int, flags: int, data: str) -> None:

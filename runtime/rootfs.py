@@ -72,7 +72,7 @@ def _prepare_tree(propagation: str, rootfs: str) -> None:
     try:
         syscalls.mount(rootfs, rootfs, "bind", S.MS_BIND | S.MS_REC)
     except OSError as exc:
-        raise OcirtError(f"root.path: bind {rootfs} onto itself: {exc.strerror}") from None
+        raise OcirtError(f"root.path: bind {rootfs} onto itself: {mounts.strerror(exc)}") from None
 
 
 def _parent_private(rootfs: str) -> None:
@@ -87,7 +87,7 @@ def _mount(target: str, what: str, flags: int) -> None:
     try:
         syscalls.mount(None, target, None, flags)
     except OSError as exc:
-        raise OcirtError(f"{what}: {exc.strerror}") from None
+        raise OcirtError(f"{what}: {mounts.strerror(exc)}") from None
 
 
 def _pivot_root(root_fd: int, rootfs: str) -> None:
@@ -104,7 +104,7 @@ def _pivot_root(root_fd: int, rootfs: str) -> None:
         os.chdir("/")
     except OSError as exc:
         hint = " (a rootfs on the initramfs needs --no-pivot)" if exc.errno == errno.EINVAL else ""
-        raise OcirtError(f"pivot_root {rootfs}: {exc.strerror}{hint}") from None
+        raise OcirtError(f"pivot_root {rootfs}: {mounts.strerror(exc)}{hint}") from None
     finally:
         os.close(old)
 
@@ -117,7 +117,7 @@ def _move_root(root_fd: int, rootfs: str) -> None:
         os.chroot(".")
         os.chdir("/")
     except OSError as exc:
-        raise OcirtError(f"move {rootfs} onto / (--no-pivot): {exc.strerror}") from None
+        raise OcirtError(f"move {rootfs} onto / (--no-pivot): {mounts.strerror(exc)}") from None
 
 
 def finalize_rootfs(config: Config) -> None:
@@ -181,4 +181,4 @@ def _remount_readonly(target: str, what: str) -> None:
         keep = mounts.statvfs_flags(os.statvfs(target).f_flag)
         syscalls.mount(None, target, None, keep | S.MS_BIND | S.MS_REMOUNT | S.MS_RDONLY)
     except OSError as exc:
-        raise OcirtError(f"{what}: {exc.strerror}") from None
+        raise OcirtError(f"{what}: {mounts.strerror(exc)}") from None

@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -36,16 +37,22 @@ class Runtime:
         return cid
 
     def __call__(
-        self, *args: str, timeout: float = 60, input: str | None = None, **kw: Any
+        self, *args: str, timeout: float = 60, input: str | None = None
     ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [OCIRT, "--root", self.root, *args],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            input=input,
-            **kw,
-        )
+        """Output goes to files, not pipes: a created or detached container keeps the
+        caller's stdio open, and waiting for end-of-file on a pipe would wait for it."""
+        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+            res = subprocess.run(
+                [OCIRT, "--root", self.root, *args],
+                stdout=out,
+                stderr=err,
+                timeout=timeout,
+                input=input,
+                text=True,
+            )
+            out.seek(0)
+            err.seek(0)
+            return subprocess.CompletedProcess(res.args, res.returncode, out.read(), err.read())
 
     def bundle(self, args: list[str], edit: Any = None, name: str | None = None) -> str:
         """A busybox bundle; ``edit(config)`` may change the config in place."""

@@ -10,11 +10,11 @@ import os
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from conftest import cgroup_dirs
-
 from ocirt.runtime import fastjson
 from ocirt.runtime.cgroups import Cgroup, clean_path, load_cgroup, open_cgroup, own_cgroups
 from ocirt.runtime.cgroups.systemd import expand_slice, systemd_path
@@ -34,8 +34,17 @@ class Made:
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def spawn(self, *argv: str) -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen(argv or ("sleep", "30"))
+        proc = subprocess.Popen(argv or ("sleep", "30"), stdin=subprocess.PIPE)
         self.procs.append(proc)
+        return proc
+
+    def spawn_into(self, cg: Cgroup, script: str) -> subprocess.Popen[bytes]:
+        """``sh -c script`` added to ``cg`` before the script runs, so its children follow."""
+        proc = self.spawn("sh", "-c", f"read go; {script}")
+        cg.add(proc.pid)
+        assert proc.stdin is not None
+        proc.stdin.write(b"go\n")
+        proc.stdin.flush()
         return proc
 
     def cleanup(self) -> None:
@@ -46,6 +55,10 @@ class Made:
                     if os.path.exists(os.path.join(dirpath, name)):
                         with open(os.path.join(dirpath, name), "w") as f:
                             f.write(value)
+        for path in dirs:
+            for dirpath, _, _ in os.walk(path):
+                for pid in read(os.path.join(dirpath, "cgroup.procs")).split():
+                    os.kill(int(pid), 9)
         for proc in self.procs:
             proc.kill()
             proc.wait()
@@ -89,10 +102,10 @@ def cgroup_lines(pid: int) -> dict[str, str]:
     return found
 
 
-def wait_until(check: object, timeout: float = 5.0) -> bool:
+def wait_until(check: Callable[[], bool], timeout: float = 5.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
+        if check():
             return True
         time.sleep(0.01)
     return False
@@ -198,8 +211,7 @@ def test_v1_freeze_and_thaw(made: Made, tmp_path: object) -> None:
     cg = open_cgroup(f"/{made.name}", "ignored", False)
     cg.create()
     ticks = os.path.join(str(tmp_path), "ticks")
-    proc = made.spawn("sh", "-c", f"while :; do echo x >> {ticks}; sleep 0.01; done")
-    cg.add(proc.pid)
+    proc = made.spawn_into(cg, f"while :; do echo x >> {ticks}; sleep 0.01; done")
     assert wait_until(lambda: os.path.exists(ticks))
     freezer = cg.paths["freezer"]
     cg.freeze()
@@ -218,8 +230,7 @@ def test_v1_freeze_and_thaw(made: Made, tmp_path: object) -> None:
 def test_v1_kill_all_reaches_children_and_a_paused_cgroup(made: Made) -> None:
     cg = open_cgroup(f"/{made.name}", "ignored", False)
     cg.create()
-    proc = made.spawn("sh", "-c", "sleep 30 & sleep 30 & wait")
-    cg.add(proc.pid)
+    proc = made.spawn_into(cg, "sleep 30 & sleep 30 & wait")
     assert wait_until(lambda: len(cg.pids()) == 3)
     cg.freeze()
     cg.kill_all(9)
@@ -301,12 +312,18 @@ def test_state_round_trip(made: Made) -> None:
 def test_bad_values_are_spec_errors_before_any_write(made: Made) -> None:
     cg = open_cgroup(f"/{made.name}", "ignored", False)
     cg.create()
-    cases = [
+    cases: list[tuple[dict[str, Any], str]] = [
         ({"memory": {"limit": "1g"}}, "linux.resources.memory.limit: must be an integer"),
-        ({"memory": {"swappiness": 101}}, "linux.resources.memory.swappiness: must be between 0 and 100"),
+        (
+            {"memory": {"swappiness": 101}},
+            "linux.resources.memory.swappiness: must be between 0 and 100",
+        ),
         ({"pids": {"limit": 1.5}}, "linux.resources.pids.limit: must be an integer"),
-        ({"unified": {"pids.max": "5"}}, "linux.resources.unified: needs cgroup v2, but this host uses cgroup v1"),
-    ]  # fmt: skip
+        (
+            {"unified": {"pids.max": "5"}},
+            "linux.resources.unified: needs cgroup v2, but this host uses cgroup v1",
+        ),
+    ]
     for resources, text in cases:
         with pytest.raises(SpecError) as exc:
             cg.apply({"pids": {"limit": 7}, **resources})
@@ -341,12 +358,15 @@ def test_host_refusals_name_the_field_and_the_file(made: Made) -> None:
 
 def test_unmounted_controller_fails_only_when_a_resource_needs_it(made: Made) -> None:
     mounts = hierarchies()
-    candidates = [
+    candidates: list[tuple[str, dict[str, Any], str]] = [
         ("net_cls", {"network": {"classID": 1}}, "linux.resources.network.classID"),
-        ("net_prio", {"network": {"priorities": [{"name": "lo", "priority": 1}]}},
-         "linux.resources.network.priorities[0]"),
+        (
+            "net_prio",
+            {"network": {"priorities": [{"name": "lo", "priority": 1}]}},
+            "linux.resources.network.priorities[0]",
+        ),
         ("rdma", {"rdma": {"mlx5_0": {"hcaHandles": 1}}}, "linux.resources.rdma.mlx5_0"),
-    ]  # fmt: skip
+    ]
     missing = [c for c in candidates if c[0] not in mounts]
     if not missing:
         pytest.skip("net_cls, net_prio and rdma are all mounted on this host")
@@ -370,8 +390,7 @@ def test_v2_create_add_freeze_thaw_kill_destroy(made: Made, tmp_path: object) ->
     cg.create()
     assert os.path.isdir(path)
     ticks = os.path.join(str(tmp_path), "ticks")
-    proc = made.spawn("sh", "-c", f"while :; do echo x >> {ticks}; sleep 0.01; done")
-    cg.add(proc.pid)
+    proc = made.spawn_into(cg, f"while :; do echo x >> {ticks}; sleep 0.01; done")
     assert cgroup_lines(proc.pid)[""] == f"/{made.name}"
     assert wait_until(lambda: os.path.exists(ticks))
     assert proc.pid in cg.pids()
@@ -396,8 +415,7 @@ def test_v2_create_add_freeze_thaw_kill_destroy(made: Made, tmp_path: object) ->
 def test_v2_kill_all_sigterm_and_nested_path(made: Made) -> None:
     cg = open_v2(f"/{made.name}/a/b", UNIFIED)
     cg.create()
-    proc = made.spawn("sh", "-c", "sleep 30 & wait")
-    cg.add(proc.pid)
+    proc = made.spawn_into(cg, "sleep 30 & wait")
     os.mkdir(f"{cg.dir}/leaf")
     assert wait_until(lambda: len(cg.pids()) == 2)
     cg.kill_all(15)
@@ -452,7 +470,10 @@ def test_clean_path_keeps_paths_inside_their_start() -> None:
     for bad in ("/", "..", "."):
         with pytest.raises(SpecError) as exc:
             clean_path(bad)
-        assert str(exc.value) == f"config.json: linux.cgroupsPath: {bad!r} does not name a cgroup of its own"
+        assert (
+            str(exc.value)
+            == f"config.json: linux.cgroupsPath: {bad!r} does not name a cgroup of its own"
+        )
 
 
 def test_systemd_driver_needs_systemd() -> None:
@@ -482,7 +503,9 @@ def test_systemd_path_format_and_slice_expansion() -> None:
     for bad in ("a--b.slice", "-a.slice", "a/b.slice", "nope"):
         with pytest.raises(SpecError) as exc:
             expand_slice(bad)
-        assert str(exc.value) == f"config.json: linux.cgroupsPath: invalid systemd slice name {bad!r}"
+        assert (
+            str(exc.value) == f"config.json: linux.cgroupsPath: invalid systemd slice name {bad!r}"
+        )
 
 
 def test_cgroup_is_the_common_type() -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -34,8 +36,7 @@ def test_own_mount_table(rt: Runtime) -> None:
     targets = [line.split()[4] for line in out.splitlines()]
     assert targets[0] == "/"
     assert "/proc" in targets and "/dev" in targets and "/sys" in targets
-    assert not any(t.startswith(("/work", "/run/ocirt")) for t in targets)
-    assert rt.workdir not in out
+    assert not any(t.startswith(("/work", "/run/ocirt", "/tmp/pytest")) for t in targets)
 
 
 def test_process_sees_only_its_own_pid_namespace(rt: Runtime) -> None:
@@ -100,7 +101,8 @@ def test_masked_and_readonly_paths(rt: Runtime) -> None:
 
 
 def test_default_devices(rt: Runtime) -> None:
-    out = run_out(rt, "ls -l /dev/null /dev/zero /dev/urandom | cut -c1; readlink /dev/ptmx /dev/fd; head -c4 /dev/zero | wc -c")
+    script = "ls -l /dev/null /dev/zero /dev/urandom | cut -c1; readlink /dev/ptmx; readlink /dev/fd; head -c4 /dev/zero | wc -c"
+    out = run_out(rt, script)
     lines = out.split()
     assert lines[0:3] == ["c", "c", "c"]
     assert lines[3:5] == ["pts/ptmx", "/proc/self/fd"]
@@ -163,25 +165,50 @@ def test_pids_limit_is_enforced(rt: Runtime) -> None:
     def edit(c: dict[str, Any]) -> None:
         c["linux"]["resources"] = {"pids": {"limit": 4}}
 
-    out = run_out(rt, "for i in 1 2 3 4 5 6; do sleep 5 & done 2>&1; echo done", edit)
-    assert "fork" in out.lower() or "resource temporarily unavailable" in out.lower()
+    bundle = rt.bundle(["sh", "-c", "for i in 1 2 3 4 5 6; do sleep 5 & done; echo all-forked"], edit)
+    res = rt("run", "--bundle", bundle, rt.new_id())
+    assert "can't fork" in res.stdout + res.stderr
+    assert "all-forked" not in res.stdout
 
 
-def test_user_namespace_maps_root_to_unprivileged_host_uid(rt: Runtime) -> None:
+@pytest.fixture
+def open_workdir(rt: Runtime) -> Iterator[str]:
+    """A bundle place that a container root mapped to an unprivileged host uid can reach
+    (pytest's own tmp dirs are private to the host root)."""
+    import shutil
+    import tempfile
+
+    path = tempfile.mkdtemp(prefix="ocirt-test-open-", dir="/tmp")
+    os.chmod(path, 0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def test_user_namespace_maps_root_to_unprivileged_host_uid(rt: Runtime, open_workdir: str) -> None:
     def edit(c: dict[str, Any]) -> None:
         c["linux"]["namespaces"].append({"type": "user"})
         c["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
         c["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
 
     cid = rt.new_id()
-    bundle = rt.bundle(["sh", "-c", "cat /proc/self/uid_map /proc/self/gid_map; id -u; sleep 1000"], edit)
-    assert rt("run", "-d", "--bundle", bundle, cid).returncode == 0
+    script = "cat /proc/self/uid_map /proc/self/gid_map > /tmp/maps; id -u >> /tmp/maps; exec sleep 1000"
+    bundle = rt.bundle(["sh", "-c", script], edit, name=os.path.join(open_workdir, "b"))
+    os.chmod(os.path.join(bundle, "rootfs/tmp"), 0o1777)
+    res = rt("run", "-d", "--bundle", bundle, cid)
+    assert res.returncode == 0, res.stderr
     pid = rt.state(cid)["pid"]
     with open(f"/proc/{pid}/status") as f:
         uids = next(line for line in f if line.startswith("Uid:")).split()[1:]
     assert uids == ["100000"] * 4
-    with open(f"/proc/{pid}/uid_map") as f:
-        assert f.read().split() == ["0", "100000", "65536"]
+    deadline = time.monotonic() + 5
+    maps = os.path.join(bundle, "rootfs/tmp/maps")
+    while not (os.path.exists(maps) and open(maps).read().count("\n") == 3):
+        assert time.monotonic() < deadline, "container never wrote its maps"
+        time.sleep(0.02)
+    with open(maps) as f:
+        assert f.read().split() == ["0", "100000", "65536", "0", "100000", "65536", "0"]
 
 
 def test_join_namespaces_of_another_container(rt: Runtime) -> None:
@@ -204,7 +231,8 @@ def test_join_namespaces_of_another_container(rt: Runtime) -> None:
             {"type": "ipc", "path": f"/proc/{pid}/ns/ipc"},
         ]
 
-    out = run_out(rt, "hostname; readlink /proc/self/ns/net /proc/self/ns/uts; ps -o pid,comm | grep -c sleep", join)
+    script = "hostname; readlink /proc/self/ns/net; readlink /proc/self/ns/uts; ps -o pid,comm | grep -c sleep"
+    out = run_out(rt, script, join)
     lines = out.split()
     assert lines[0] == "shared-host"
     assert lines[1] == os.readlink(f"/proc/{pid}/ns/net")

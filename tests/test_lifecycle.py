@@ -24,9 +24,45 @@ def test_run_returns_exit_code(rt: Runtime) -> None:
 
 
 def test_run_signal_gives_128_plus_n(rt: Runtime) -> None:
-    bundle = rt.bundle(["sh", "-c", "kill -9 $$"])
-    res = rt("run", "--bundle", bundle, rt.new_id())
-    assert res.returncode == 128 + 9, res.stderr
+    """pid 1 cannot kill itself, so the signal comes from ``ocirt kill``."""
+    import subprocess
+
+    from conftest import OCIRT
+
+    bundle = rt.bundle(["sh", "-c", "touch /tmp/up; exec sleep 1000"])
+    cid = rt.new_id()
+    run = subprocess.Popen([OCIRT, "--root", rt.root, "run", "--bundle", bundle, cid])
+    try:
+        deadline = time.monotonic() + 10
+        while not os.path.exists(os.path.join(bundle, "rootfs/tmp/up")):
+            assert time.monotonic() < deadline and run.poll() is None
+            time.sleep(0.01)
+        assert rt("kill", cid, "KILL").returncode == 0
+        assert run.wait(timeout=10) == 128 + 9
+    finally:
+        run.kill()
+        run.wait()
+
+
+def test_run_forwards_signals(rt: Runtime) -> None:
+    import signal
+    import subprocess
+
+    from conftest import OCIRT
+
+    script = "trap 'exit 42' TERM; touch /tmp/up; while true; do sleep 0.05; done"
+    bundle = rt.bundle(["sh", "-c", script])
+    run = subprocess.Popen([OCIRT, "--root", rt.root, "run", "--bundle", bundle, rt.new_id()])
+    try:
+        deadline = time.monotonic() + 10
+        while not os.path.exists(os.path.join(bundle, "rootfs/tmp/up")):
+            assert time.monotonic() < deadline and run.poll() is None
+            time.sleep(0.01)
+        run.send_signal(signal.SIGTERM)
+        assert run.wait(timeout=10) == 42
+    finally:
+        run.kill()
+        run.wait()
 
 
 def test_run_passes_stdio_and_removes_container(rt: Runtime) -> None:

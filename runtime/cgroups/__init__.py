@@ -71,7 +71,11 @@ class Cgroup:
         raise NotImplementedError
 
     def kill_all(self, signum: int) -> None:
-        """Frozen while signalled, so no member can fork a child that escapes the signal."""
+        """Frozen while signalled, so no member can fork a child that escapes the signal.
+
+        A paused cgroup stays paused, except after SIGKILL: a task the v1 freezer holds
+        dies only once thawed.
+        """
         if signum == SIGKILL and self.kill_with_cgroup_kill():
             return
         if not self.pids():
