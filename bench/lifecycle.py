@@ -79,9 +79,24 @@ def measure(binary: str, root: str, bundle: str) -> dict[str, float]:
 def profile_one_run(root: str, bundle: str) -> str:
     """The parent's profile; the children's setup shows as the time spent waiting in recv."""
     out = subprocess.run(
-        [sys.executable, "-m", "cProfile", "-s", "cumulative", "-m", "ocirt.runtime",
-         "--root", root, "run", "--bundle", bundle, "profiled"],
-        capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            "-m",
+            "cProfile",
+            "-s",
+            "cumulative",
+            "-m",
+            "ocirt.runtime",
+            "--root",
+            root,
+            "run",
+            "--bundle",
+            bundle,
+            "profiled",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     return "\n".join(out.splitlines()[:40])
 
@@ -89,7 +104,16 @@ def profile_one_run(root: str, bundle: str) -> str:
 def main() -> int:
     ensure_hugetlb_v1()
     found = runtimes()
-    subprocess.run([sys.executable, "-m", "compileall", "-q", os.path.dirname(os.path.dirname(os.path.abspath(__file__)))], capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "compileall",
+            "-q",
+            os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        ],
+        capture_output=True,
+    )
     with tempfile.TemporaryDirectory(prefix="ocirt-bench-") as tmp:
         config = base_config(["/bin/true"])
         config["ociVersion"] = "1.0.2"  # crun 1.8 accepts up to 1.1.x

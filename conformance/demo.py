@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from typing import Any
 
 from ocirt.conformance.bundle import base_config, make_bundle
 
@@ -19,8 +20,9 @@ for ns in cgroup ipc mnt net pid time user uts; do
   printf '  %-7s %s\n' "$ns" "$(readlink /proc/self/ns/$ns)"
 done
 echo "cgroup:          $(cut -d: -f3 /proc/self/cgroup | sort -u | tr '\n' ' ')"
-echo "memory limit:    $(cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max)"
-echo "pids limit:      $(cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max)"
+limit() { cat "/sys/fs/cgroup/$1" 2>/dev/null || cat "/sys/fs/cgroup/$2"; }
+echo "memory limit:    $(limit memory/memory.limit_in_bytes memory.max)"
+echo "pids limit:      $(limit pids/pids.max pids.max)"
 echo "open files:      $(ulimit -n)"
 echo "capabilities:    $(grep CapEff /proc/self/status | cut -f2)"
 echo "root is:         $(touch /probe 2>/dev/null && echo writable || echo read-only)"
@@ -28,19 +30,23 @@ echo "mounts:          $(wc -l < /proc/self/mountinfo) (own mount table)"
 """
 
 
-def demo_config() -> dict[str, object]:
+def demo_config() -> dict[str, Any]:
     config = base_config(["sh", "-c", SCRIPT])
     config["hostname"] = "ocirt-demo"
     config["root"] = {"path": "rootfs", "readonly": True}
-    config["process"]["rlimits"] = [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}]  # type: ignore[index]
+    config["process"]["rlimits"] = [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}]
     caps = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
-    config["process"]["capabilities"] = {k: caps for k in ("bounding", "effective", "permitted")}  # type: ignore[index]
+    config["process"]["capabilities"] = {k: caps for k in ("bounding", "effective", "permitted")}
     linux = config["linux"]
-    linux["namespaces"].append({"type": "cgroup"})  # type: ignore[index]
-    linux["resources"] = {"memory": {"limit": 128 * 1024 * 1024}, "pids": {"limit": 64}}  # type: ignore[index]
-    config["mounts"].append(  # type: ignore[attr-defined]
-        {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
-         "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}
+    linux["namespaces"].append({"type": "cgroup"})
+    linux["resources"] = {"memory": {"limit": 128 * 1024 * 1024}, "pids": {"limit": 64}}
+    config["mounts"].append(
+        {
+            "destination": "/sys/fs/cgroup",
+            "type": "cgroup",
+            "source": "cgroup",
+            "options": ["nosuid", "noexec", "nodev", "relatime", "ro"],
+        }
     )
     return config
 
@@ -50,7 +56,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="ocirt-demo-") as tmp:
         bundle = make_bundle(os.path.join(tmp, "bundle"), [], demo_config())
         print(f"$ ocirt run --bundle {bundle} ocirt-demo")
-        return subprocess.run([ocirt, "--root", os.path.join(tmp, "state"), "run", "--bundle", bundle, "ocirt-demo"]).returncode
+        return subprocess.run(
+            [ocirt, "--root", os.path.join(tmp, "state"), "run", "--bundle", bundle, "ocirt-demo"]
+        ).returncode
 
 
 if __name__ == "__main__":

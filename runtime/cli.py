@@ -8,7 +8,6 @@ Each command lives in ``ocirt.runtime.operations.<name>`` and is imported only w
 
 from __future__ import annotations
 
-import os
 import sys
 
 from ocirt.runtime.errors import OcirtError

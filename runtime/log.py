@@ -19,11 +19,7 @@ class Log:
     __slots__ = ("debug_enabled", "fd", "json")
 
     def __init__(self, path: str | None = None, fmt: str = "text", debug: bool = False) -> None:
-        self.fd = (
-            os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
-            if path
-            else -1
-        )
+        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644) if path else -1
         self.json = fmt == "json"
         self.debug_enabled = debug
 

@@ -102,13 +102,7 @@ _STATVFS_FLAGS = (
 )
 # flags the kernel locks on mounts copied into a less privileged mount namespace
 LOCKED_FLAGS = (
-    S.MS_RDONLY
-    | S.MS_NOSUID
-    | S.MS_NODEV
-    | S.MS_NOEXEC
-    | S.MS_NOATIME
-    | S.MS_NODIRATIME
-    | S.MS_RELATIME
+    S.MS_RDONLY | S.MS_NOSUID | S.MS_NODEV | S.MS_NOEXEC | S.MS_NOATIME | S.MS_NODIRATIME | S.MS_RELATIME
 )
 ATIME_FLAGS = S.MS_NOATIME | S.MS_RELATIME | S.MS_STRICTATIME
 # what a plain bind mount ignores, so a remount must apply it
@@ -296,9 +290,7 @@ def bind(rfs: Rootfs, where: str, dest: str, source: str, opts: MountOptions, fl
     after_mount(rfs, where, dest, opts, remount | S.MS_BIND if remount else 0)
 
 
-def filesystem(
-    rfs: Rootfs, where: str, dest: str, kind: str, source: str | None, opts: MountOptions
-) -> None:
+def filesystem(rfs: Rootfs, where: str, dest: str, kind: str, source: str | None, opts: MountOptions) -> None:
     """A new filesystem instance; tmpfs and ``/dev`` are mounted writable first, as runc does,
     so devices and copied files can be put in them, and made read-only afterwards."""
     if kind in ("proc", "sysfs"):
@@ -329,9 +321,7 @@ def filesystem(
 _HOST_FALLBACK = {"sysfs": "/sys", "mqueue": "/dev/mqueue"}
 
 
-def _fallback(
-    rfs: Rootfs, where: str, dest: str, kind: str, opts: MountOptions, exc: OSError
-) -> None:
+def _fallback(rfs: Rootfs, where: str, dest: str, kind: str, opts: MountOptions, exc: OSError) -> None:
     source = _HOST_FALLBACK.get(kind, "")
     if not (rfs.userns and exc.errno in (errno.EPERM, errno.EBUSY) and os.path.isdir(source)):
         raise fail(where, f"mount {kind}" + (f" ({opts.data})" if opts.data else ""), exc)
@@ -598,9 +588,7 @@ def controllers(info: MountInfo) -> str:
     names = [
         o
         for o in info.super_options.split(",")
-        if o not in _NOT_CONTROLLERS
-        and ("=" not in o or o.startswith("name="))
-        and "dynmods" not in o
+        if o not in _NOT_CONTROLLERS and ("=" not in o or o.startswith("name=")) and "dynmods" not in o
     ]
     return ",".join(names)
 

@@ -65,8 +65,10 @@ class Plan:
         self.join = [(kind, opened[kind]) for kind in JOIN_ORDER if kind in opened]
 
     def has(self, kind: str) -> bool:
-        return bool(self.new & CLONE_FLAGS[kind]) or any(k == kind for k, _ in self.join) or (
-            kind == "user" and self.new_user
+        return (
+            bool(self.new & CLONE_FLAGS[kind])
+            or any(k == kind for k, _ in self.join)
+            or (kind == "user" and self.new_user)
         )
 
     def needs_fork(self) -> bool:
@@ -79,9 +81,7 @@ class Plan:
             try:
                 syscalls.setns(fd, CLONE_FLAGS[kind])
             except OSError as exc:
-                raise SpecError(
-                    f"linux.namespaces ({kind})", f"cannot join: {exc.strerror}"
-                ) from None
+                raise SpecError(f"linux.namespaces ({kind})", f"cannot join: {exc.strerror}") from None
             os.close(fd)
         self.join = []
 

@@ -31,7 +31,7 @@ def fd_path(fd: int) -> str:
 
 
 def open_in_root(root_fd: int, path: str, flags: int = os.O_PATH, mode: int = 0) -> int:
-    """Open ``path`` as if ``root_fd`` were ``/``; a close fd is the caller's to close.
+    """Open ``path`` as if ``root_fd`` were ``/``; the caller closes the new fd.
 
     openat2 fails with EAGAIN when a rename or mount raced with a ``..`` lookup; the lookup
     is simply retried, as the kernel expects."""

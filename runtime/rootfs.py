@@ -29,6 +29,10 @@ def setup_rootfs(
     cgroupns: bool,
     userns: bool,
 ) -> None:
+    """From a fresh mount namespace (cwd anywhere) to chdir("/") in the new root.
+
+    ``cgroup_paths`` are the container's host cgroup directories (one per hierarchy);
+    ``userns`` says mknod is not allowed, so device nodes are bound from the host."""
     propagation = config.linux.rootfs_propagation or ""
     if no_pivot and propagation in ("private", "rprivate"):
         # runc's rule: with MS_MOVE the host's mounts stay reachable under the new root
@@ -55,7 +59,8 @@ def setup_rootfs(
 def rootfs_path(config: Config, bundle: str) -> str:
     path = os.path.realpath(os.path.join(bundle, config.root.path))
     if not os.path.isdir(path):
-        raise SpecError("root.path", f"{path}: not a directory")
+        problem = "not a directory" if os.path.exists(path) else "no such directory"
+        raise SpecError("root.path", f"{path}: {problem}")
     return path
 
 

@@ -95,9 +95,7 @@ def setns(fd: int, nstype: int) -> None:
     _check(lib.setns(fd, nstype), "setns")
 
 
-def mount(
-    source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None
-) -> None:
+def mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
     rc = lib.mount(_b(source), target.encode(), _b(fstype), flags, _b(data))
     _check(rc, f"mount {source or fstype or ''} on {target}", target)
 
@@ -152,7 +150,13 @@ def capset(effective: int, permitted: int, inheritable: int) -> None:
     lo, hi = 0xFFFFFFFF, 32
     data = ffi.new(
         "uint32_t[6]",
-        [effective & lo, permitted & lo, inheritable & lo,
-         effective >> hi, permitted >> hi, inheritable >> hi],
+        [
+            effective & lo,
+            permitted & lo,
+            inheritable & lo,
+            effective >> hi,
+            permitted >> hi,
+            inheritable >> hi,
+        ],
     )
     _check(lib.ocirt_capset(0, data), "capset")

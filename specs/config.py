@@ -279,8 +279,14 @@ class Device:
     __slots__ = ("file_mode", "gid", "major", "minor", "path", "type", "uid")
 
     def __init__(
-        self, path: str, type: str, major: int, minor: int, file_mode: int | None,
-        uid: int | None, gid: int | None,
+        self,
+        path: str,
+        type: str,
+        major: int,
+        minor: int,
+        file_mode: int | None,
+        uid: int | None,
+        gid: int | None,
     ) -> None:
         self.path = path
         self.type = type
@@ -305,7 +311,10 @@ def _parse_device(item: Any, where: str) -> Device:
     if kind != "p" and ("major" not in item or "minor" not in item):
         raise SpecError(where, "major and minor are required for c, u and b devices")
     return Device(
-        path, kind, major, minor,
+        path,
+        kind,
+        major,
+        minor,
         _int(item, "fileMode", f"{where}.fileMode"),
         _int(item, "uid", f"{where}.uid"),
         _int(item, "gid", f"{where}.gid"),
@@ -342,8 +351,16 @@ class Linux:
         self.resources = _obj(raw, "resources", "linux.resources")
         self.rootfs_propagation = _str(raw, "rootfsPropagation", "linux.rootfsPropagation")
         if self.rootfs_propagation not in (
-            None, "", "private", "rprivate", "slave", "rslave", "shared", "rshared",
-            "unbindable", "runbindable",
+            None,
+            "",
+            "private",
+            "rprivate",
+            "slave",
+            "rslave",
+            "shared",
+            "rshared",
+            "unbindable",
+            "runbindable",
         ):
             raise SpecError("linux.rootfsPropagation", f"unknown value {self.rootfs_propagation!r}")
         self.masked_paths = _str_list(raw, "maskedPaths", "linux.maskedPaths")

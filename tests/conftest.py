@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-
 from ocirt.conformance.bundle import base_config, make_bundle, write_config
 
 OCIRT = os.path.join(os.path.dirname(sys.executable), "ocirt")

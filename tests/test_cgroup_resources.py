@@ -115,9 +115,7 @@ def test_fields_name_the_source_of_each_write() -> None:
         (("cpu.max", "max 200000"), "linux.resources.cpu.period"),
         (("pids.max", "5"), "linux.resources.unified.pids.max"),
     ]
-    writes1 = v1_writes(
-        {"blockIO": {"throttleReadBpsDevice": [{"major": 1, "minor": 2, "rate": 3}]}}
-    )
+    writes1 = v1_writes({"blockIO": {"throttleReadBpsDevice": [{"major": 1, "minor": 2, "rate": 3}]}})
     assert writes1.fields == ["linux.resources.blockIO.throttleReadBpsDevice[0]"]
 
 

@@ -338,14 +338,11 @@ def test_host_refusals_name_the_field_and_the_file(made: Made) -> None:
     cpuset, mem = cg.paths["cpuset"], cg.paths["memory"]
     with pytest.raises(OcirtError) as exc:
         cg.apply({"cpu": {"cpus": "99999"}})
-    assert str(exc.value).startswith(
-        f"linux.resources.cpu.cpus: writing '99999' to {cpuset}/cpuset.cpus: "
-    )
+    assert str(exc.value).startswith(f"linux.resources.cpu.cpus: writing '99999' to {cpuset}/cpuset.cpus: ")
     with pytest.raises(OcirtError) as exc:
         cg.apply({"memory": {"useHierarchy": False}})
     assert str(exc.value) == (
-        f"linux.resources.memory.useHierarchy: writing '0' to {mem}/memory.use_hierarchy: "
-        "Invalid argument"
+        f"linux.resources.memory.useHierarchy: writing '0' to {mem}/memory.use_hierarchy: Invalid argument"
     )
     with pytest.raises(OcirtError) as exc:
         cg.apply({"hugepageLimits": [{"pageSize": "3MB", "limit": 0}]})
@@ -470,10 +467,7 @@ def test_clean_path_keeps_paths_inside_their_start() -> None:
     for bad in ("/", "..", "."):
         with pytest.raises(SpecError) as exc:
             clean_path(bad)
-        assert (
-            str(exc.value)
-            == f"config.json: linux.cgroupsPath: {bad!r} does not name a cgroup of its own"
-        )
+        assert str(exc.value) == f"config.json: linux.cgroupsPath: {bad!r} does not name a cgroup of its own"
 
 
 def test_systemd_driver_needs_systemd() -> None:
@@ -490,8 +484,7 @@ def test_systemd_path_format_and_slice_expansion() -> None:
     with pytest.raises(SpecError) as exc:
         open_cgroup("/not/systemd", "abc", True)
     assert str(exc.value) == (
-        "config.json: linux.cgroupsPath: expected slice:prefix:name for --systemd-cgroup, "
-        "got '/not/systemd'"
+        "config.json: linux.cgroupsPath: expected slice:prefix:name for --systemd-cgroup, got '/not/systemd'"
     )
     assert systemd_path("system.slice:docker:abc", "x") == "/system.slice/docker-abc.scope"
     assert systemd_path("a-b-c.slice:p:n", "x") == "/a.slice/a-b.slice/a-b-c.slice/p-n.scope"
@@ -503,9 +496,7 @@ def test_systemd_path_format_and_slice_expansion() -> None:
     for bad in ("a--b.slice", "-a.slice", "a/b.slice", "nope"):
         with pytest.raises(SpecError) as exc:
             expand_slice(bad)
-        assert (
-            str(exc.value) == f"config.json: linux.cgroupsPath: invalid systemd slice name {bad!r}"
-        )
+        assert str(exc.value) == f"config.json: linux.cgroupsPath: invalid systemd slice name {bad!r}"
 
 
 def test_cgroup_is_the_common_type() -> None:

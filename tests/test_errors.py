@@ -46,27 +46,93 @@ def fails_cleanly(rt: Runtime, bundle: str, expected: str, *flags: str, command:
 Edit = Callable[[dict[str, Any]], None]
 
 CASES: list[tuple[str, Edit, str]] = [
-    ("empty args", lambda c: c["process"].update(args=[]), "config.json: process.args: must be a non-empty list"),
+    (
+        "empty args",
+        lambda c: c["process"].update(args=[]),
+        "config.json: process.args: must be a non-empty list",
+    ),
     ("args not list", lambda c: c["process"].update(args="sh"), "process.args: must be a list"),
     ("no ociVersion", lambda c: c.pop("ociVersion"), "ociVersion: is required"),
     ("future ociVersion", lambda c: c.update(ociVersion="2.0.0"), "ociVersion: unsupported version '2.0.0'"),
     ("no root", lambda c: c.pop("root"), "root: is required"),
     ("relative cwd", lambda c: c["process"].update(cwd="tmp"), "process.cwd: must be an absolute path"),
-    ("bad namespace", lambda c: c["linux"]["namespaces"].append({"type": "bogus"}), "linux.namespaces[5].type: unknown namespace type 'bogus'"),
-    ("missing ns path", lambda c: c["linux"]["namespaces"].append({"type": "cgroup", "path": "/proc/999999999/ns/cgroup"}), "linux.namespaces[5].path: /proc/999999999/ns/cgroup"),
-    ("negative uid", lambda c: c["process"]["user"].update(uid=-1), "process.user.uid: must be a non-negative integer"),
-    ("unknown cap", lambda c: c["process"].update(capabilities={"bounding": ["CAP_FLY"]}), "process.capabilities.bounding[0]: unknown capability 'CAP_FLY'"),
-    ("host lacks cap", lambda c: c["process"].update(capabilities={"bounding": ["CAP_SYS_RESOURCE"], "permitted": ["CAP_SYS_RESOURCE"]}), "CAP_SYS_RESOURCE not available on this host"),
-    ("bad memory limit", lambda c: c["linux"].update(resources={"memory": {"limit": "lots"}}), "linux.resources.memory.limit"),
-    ("missing program", lambda c: c["process"].update(args=["/bin/nosuch"]), "process.args[0]: /bin/nosuch: no such file or directory"),
-    ("program not in PATH", lambda c: c["process"].update(args=["nosuch"]), "process.args[0]: 'nosuch': executable file not found in $PATH"),
-    ("program not executable", lambda c: c["process"].update(args=["/etc/passwd"]), "process.args[0]: /etc/passwd: permission denied"),
-    ("rlimit above hard", lambda c: c["process"].update(rlimits=[{"type": "RLIMIT_NOFILE", "hard": 10**7, "soft": 10**7}]), "needs CAP_SYS_RESOURCE"),
-    ("relative mount", lambda c: c["mounts"].append({"destination": "data", "type": "tmpfs"}), "mounts[6].destination: must be an absolute path"),
-    ("bad mount type", lambda c: c["mounts"].append({"destination": "/x", "type": "nosuchfs", "source": "x"}), "mounts[6]"),
-    ("hostname without uts", lambda c: c["linux"].update(namespaces=[{"type": "mount"}]), "hostname: setting it needs a new uts namespace"),
-    ("host sysctl", lambda c: c["linux"].update(sysctl={"vm.swappiness": "10"}), "linux.sysctl.vm.swappiness: not a namespaced sysctl"),
-    ("no mount ns", lambda c: (c.pop("hostname"), c["linux"].update(namespaces=[{"type": "pid"}])), "linux.namespaces: a mount namespace is required"),
+    (
+        "bad namespace",
+        lambda c: c["linux"]["namespaces"].append({"type": "bogus"}),
+        "linux.namespaces[5].type: unknown namespace type 'bogus'",
+    ),
+    (
+        "missing ns path",
+        lambda c: c["linux"]["namespaces"].append({"type": "cgroup", "path": "/proc/999999999/ns/cgroup"}),
+        "linux.namespaces[5].path: /proc/999999999/ns/cgroup",
+    ),
+    (
+        "negative uid",
+        lambda c: c["process"]["user"].update(uid=-1),
+        "process.user.uid: must be a non-negative integer",
+    ),
+    (
+        "unknown cap",
+        lambda c: c["process"].update(capabilities={"bounding": ["CAP_FLY"]}),
+        "process.capabilities.bounding[0]: unknown capability 'CAP_FLY'",
+    ),
+    (
+        "host lacks cap",
+        lambda c: c["process"].update(
+            capabilities={"bounding": ["CAP_SYS_RESOURCE"], "permitted": ["CAP_SYS_RESOURCE"]}
+        ),
+        "CAP_SYS_RESOURCE not available on this host",
+    ),
+    (
+        "bad memory limit",
+        lambda c: c["linux"].update(resources={"memory": {"limit": "lots"}}),
+        "linux.resources.memory.limit",
+    ),
+    (
+        "missing program",
+        lambda c: c["process"].update(args=["/bin/nosuch"]),
+        "process.args[0]: /bin/nosuch: no such file or directory",
+    ),
+    (
+        "program not in PATH",
+        lambda c: c["process"].update(args=["nosuch"]),
+        "process.args[0]: 'nosuch': executable file not found in $PATH",
+    ),
+    (
+        "program not executable",
+        lambda c: c["process"].update(args=["/etc/passwd"]),
+        "process.args[0]: /etc/passwd: permission denied",
+    ),
+    (
+        "rlimit above hard",
+        lambda c: c["process"].update(rlimits=[{"type": "RLIMIT_NOFILE", "hard": 10**7, "soft": 10**7}]),
+        "needs CAP_SYS_RESOURCE",
+    ),
+    (
+        "relative mount",
+        lambda c: c["mounts"].append({"destination": "data", "type": "tmpfs"}),
+        "mounts[6].destination: must be an absolute path",
+    ),
+    (
+        "bad mount type",
+        lambda c: c["mounts"].append({"destination": "/x", "type": "nosuchfs", "source": "x"}),
+        "mounts[6]",
+    ),
+    (
+        "hostname without uts",
+        lambda c: c["linux"].update(namespaces=[{"type": "mount"}]),
+        "hostname: setting it needs a new uts namespace",
+    ),
+    (
+        "host sysctl",
+        lambda c: c["linux"].update(sysctl={"vm.swappiness": "10"}),
+        "linux.sysctl.vm.swappiness: not a namespaced sysctl",
+    ),
+    (
+        "no mount ns",
+        lambda c: c.update(hostname=None, linux={"namespaces": [{"type": "pid"}]}),
+        "linux.namespaces: a mount namespace is required",
+    ),
     ("terminal", lambda c: c["process"].update(terminal=True), "process.terminal"),
 ]
 

@@ -27,7 +27,9 @@ def test_hostname_domainname_and_pid_1(rt: Runtime) -> None:
 
 
 def test_new_network_namespace_has_only_loopback_up(rt: Runtime) -> None:
-    out = run_out(rt, "ls /sys/class/net; cat /sys/class/net/lo/operstate; ping -c1 -W1 127.0.0.1 >/dev/null && echo ok")
+    out = run_out(
+        rt, "ls /sys/class/net; cat /sys/class/net/lo/operstate; ping -c1 -W1 127.0.0.1 >/dev/null && echo ok"
+    )
     assert out.split() == ["lo", "unknown", "ok"]
 
 
@@ -101,7 +103,10 @@ def test_masked_and_readonly_paths(rt: Runtime) -> None:
 
 
 def test_default_devices(rt: Runtime) -> None:
-    script = "ls -l /dev/null /dev/zero /dev/urandom | cut -c1; readlink /dev/ptmx; readlink /dev/fd; head -c4 /dev/zero | wc -c"
+    script = (
+        "ls -l /dev/null /dev/zero /dev/urandom | cut -c1; "
+        "readlink /dev/ptmx; readlink /dev/fd; head -c4 /dev/zero | wc -c"
+    )
     out = run_out(rt, script)
     lines = out.split()
     assert lines[0:3] == ["c", "c", "c"]
@@ -118,9 +123,21 @@ def test_no_host_fds_leak_and_preserve_fds(rt: Runtime) -> None:
     os.set_inheritable(leaked, True)
     try:
         res = subprocess.run(
-            [os.path.join(os.path.dirname(__import__("sys").executable), "ocirt"), "--root", rt.root,
-             "run", "--preserve-fds", "1", "--bundle", bundle, rt.new_id()],
-            capture_output=True, text=True, pass_fds=(r,) if r == 3 else (), timeout=30,
+            [
+                os.path.join(os.path.dirname(__import__("sys").executable), "ocirt"),
+                "--root",
+                rt.root,
+                "run",
+                "--preserve-fds",
+                "1",
+                "--bundle",
+                bundle,
+                rt.new_id(),
+            ],
+            capture_output=True,
+            text=True,
+            pass_fds=(r,) if r == 3 else (),
+            timeout=30,
         )
     finally:
         os.close(r)
@@ -158,7 +175,9 @@ def test_memory_pids_cpu_limits_seen_in_host_cgroups(rt: Runtime) -> None:
     assert str(pid) in read("memory", "cgroup.procs").split()
     assert rt("delete", "--force", cid).returncode == 0
     assert not os.path.exists(f"/sys/fs/cgroup/memory/{base}")
-    os.rmdir("/sys/fs/cgroup/memory/ocirt-test") if os.path.isdir("/sys/fs/cgroup/memory/ocirt-test") else None
+    os.rmdir("/sys/fs/cgroup/memory/ocirt-test") if os.path.isdir(
+        "/sys/fs/cgroup/memory/ocirt-test"
+    ) else None
 
 
 def test_pids_limit_is_enforced(rt: Runtime) -> None:
@@ -186,6 +205,11 @@ def open_workdir(rt: Runtime) -> Iterator[str]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+def read(path: str) -> str:
+    with open(path) as f:
+        return f.read()
+
+
 def test_user_namespace_maps_root_to_unprivileged_host_uid(rt: Runtime, open_workdir: str) -> None:
     def edit(c: dict[str, Any]) -> None:
         c["linux"]["namespaces"].append({"type": "user"})
@@ -204,7 +228,7 @@ def test_user_namespace_maps_root_to_unprivileged_host_uid(rt: Runtime, open_wor
     assert uids == ["100000"] * 4
     deadline = time.monotonic() + 5
     maps = os.path.join(bundle, "rootfs/tmp/maps")
-    while not (os.path.exists(maps) and open(maps).read().count("\n") == 3):
+    while not (os.path.exists(maps) and read(maps).count("\n") == 3):
         assert time.monotonic() < deadline, "container never wrote its maps"
         time.sleep(0.02)
     with open(maps) as f:
@@ -231,7 +255,9 @@ def test_join_namespaces_of_another_container(rt: Runtime) -> None:
             {"type": "ipc", "path": f"/proc/{pid}/ns/ipc"},
         ]
 
-    script = "hostname; readlink /proc/self/ns/net; readlink /proc/self/ns/uts; ps -o pid,comm | grep -c sleep"
+    script = (
+        "hostname; readlink /proc/self/ns/net; readlink /proc/self/ns/uts; ps -o pid,comm | grep -c sleep"
+    )
     out = run_out(rt, script, join)
     lines = out.split()
     assert lines[0] == "shared-host"
@@ -266,10 +292,19 @@ def test_no_pivot(rt: Runtime) -> None:
 
 def test_bind_mount_from_bundle_and_symlink_escape_stays_inside(rt: Runtime) -> None:
     def edit(c: dict[str, Any]) -> None:
-        c["mounts"].append({"destination": "/data", "type": "bind", "source": "data", "options": ["rbind", "ro"]})
+        c["mounts"].append(
+            {"destination": "/data", "type": "bind", "source": "data", "options": ["rbind", "ro"]}
+        )
         c["mounts"].append({"destination": "/evil/inner", "type": "tmpfs", "source": "tmpfs"})
 
-    bundle = rt.bundle(["sh", "-c", "cat /data/hello; echo x > /data/hello 2>&1 || echo ro; grep -c inner /proc/self/mountinfo"], edit)
+    bundle = rt.bundle(
+        [
+            "sh",
+            "-c",
+            "cat /data/hello; echo x > /data/hello 2>&1 || echo ro; grep -c inner /proc/self/mountinfo",
+        ],
+        edit,
+    )
     os.makedirs(os.path.join(bundle, "data"))
     with open(os.path.join(bundle, "data/hello"), "w") as f:
         f.write("hi\n")

@@ -101,8 +101,7 @@ def test_statvfs_flags_map_to_mount_flags() -> None:
 
 def test_mountinfo_line_is_parsed_and_unescaped() -> None:
     line = (
-        "36 35 98:0 /my\\040dir /mnt/a\\134b rw,noatime shared:1 master:2 - ext4 /dev/vda "
-        "rw,errors=continue"
+        "36 35 98:0 /my\\040dir /mnt/a\\134b rw,noatime shared:1 master:2 - ext4 /dev/vda rw,errors=continue"
     )
     info = mounts.MountInfo(line)
     assert info.root == "/my dir"

@@ -486,12 +486,8 @@ def test_user_namespace_binds_host_device_nodes(bundle: str) -> None:
     assert seen["passwd"] == ""
 
 
-@pytest.mark.parametrize(
-    ("options", "outcome"), [(["bind", "ro"], "ok"), (["bind", "ro", "suid"], "error")]
-)
-def test_user_namespace_keeps_locked_flags_on_remount(
-    bundle: str, options: list[str], outcome: str
-) -> None:
+@pytest.mark.parametrize(("options", "outcome"), [(["bind", "ro"], "ok"), (["bind", "ro", "suid"], "error")])
+def test_user_namespace_keeps_locked_flags_on_remount(bundle: str, options: list[str], outcome: str) -> None:
     """A mount copied into a user namespace keeps nosuid/nodev: a ``ro`` remount must repeat
     them, and a ``suid`` asking to drop one must fail."""
     locked = os.path.join(bundle, "src", "sub")
@@ -515,8 +511,7 @@ def test_user_namespace_keeps_locked_flags_on_remount(
         assert {"ro", "nosuid", "nodev"} <= set(seen)
     else:
         assert seen == (
-            "mounts[1] (/locked): remount (the host locked flags the config clears): "
-            "Operation not permitted"
+            "mounts[1] (/locked): remount (the host locked flags the config clears): Operation not permitted"
         )
 
 
@@ -541,16 +536,12 @@ def test_cgroup_v1_binds_the_container_cgroups(bundle: str, v1_pids_cgroup: str)
     assert seen["list"] == ["pids"]
     assert seen["marker"]
     assert seen["mkdir"] == 30
-    assert (
-        table["/sys/fs/cgroup"]["fstype"] == "tmpfs" and "ro" in table["/sys/fs/cgroup"]["options"]
-    )
+    assert table["/sys/fs/cgroup"]["fstype"] == "tmpfs" and "ro" in table["/sys/fs/cgroup"]["options"]
     assert table["/sys/fs/cgroup/pids"]["fstype"] == "cgroup"
     assert "ro" in table["/sys/fs/cgroup/pids"]["options"]
 
 
-def test_cgroup_v1_with_cgroup_namespace_mounts_each_hierarchy(
-    bundle: str, v1_pids_cgroup: str
-) -> None:
+def test_cgroup_v1_with_cgroup_namespace_mounts_each_hierarchy(bundle: str, v1_pids_cgroup: str) -> None:
     mounts: list[dict[str, Any]] = [
         {"destination": "/sys", "type": "sysfs", "source": "sysfs"},
         {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["ro"]},
@@ -603,9 +594,7 @@ def test_no_pivot_moves_the_rootfs_over_slash(bundle: str) -> None:
 
 
 @pytest.mark.parametrize(("propagation", "tag"), [("private", None), ("unbindable", "unbindable")])
-def test_rootfs_propagation_is_set_on_the_new_root(
-    bundle: str, propagation: str, tag: str | None
-) -> None:
+def test_rootfs_propagation_is_set_on_the_new_root(bundle: str, propagation: str, tag: str | None) -> None:
     def body() -> list[str]:
         setup(config([], rootfsPropagation=propagation), bundle)
         optional: list[str] = mount_table()["/"]["optional"]
@@ -623,9 +612,7 @@ def test_private_propagation_needs_pivot_root(bundle: str) -> None:
             return str(exc)
         return "no error"
 
-    assert in_child(body) == (
-        "config.json: linux.rootfsPropagation: rprivate is not safe without pivot_root"
-    )
+    assert in_child(body) == ("config.json: linux.rootfsPropagation: rprivate is not safe without pivot_root")
 
 
 @pytest.mark.parametrize(

@@ -47,9 +47,7 @@ class Cgroup:
             try:
                 write_file(os.path.join(path, "cgroup.procs"), str(pid))
             except OSError as exc:
-                raise OcirtError(
-                    f"adding pid {pid} to {path}/cgroup.procs: {exc.strerror}"
-                ) from None
+                raise OcirtError(f"adding pid {pid} to {path}/cgroup.procs: {exc.strerror}") from None
 
     def pids(self) -> list[int]:
         raise NotImplementedError

@@ -21,9 +21,7 @@ DEFAULT_PREFIX = "ocirt"
 def scope_path(cgroups_path: str, container_id: str) -> str:
     path = systemd_path(cgroups_path, container_id)
     if not os.path.isdir("/run/systemd/system"):
-        raise OcirtError(
-            "--systemd-cgroup: systemd is not running on this host (no /run/systemd/system)"
-        )
+        raise OcirtError("--systemd-cgroup: systemd is not running on this host (no /run/systemd/system)")
     return path
 
 

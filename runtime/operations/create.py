@@ -14,8 +14,8 @@ from ocirt.runtime.syscalls import CLONE_NEWPID
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from ocirt.runtime.cli import Args
     from ocirt.runtime.capabilities import CapabilitySets
+    from ocirt.runtime.cli import Args
     from ocirt.runtime.log import Log
     from ocirt.runtime.namespaces import Plan
     from ocirt.specs.config import Config
@@ -62,9 +62,7 @@ def _check_supported(cfg: Config, args: Args) -> None:
             field = section if key is None else f"{section}.{key}"
             raise SpecError(field, "not supported by this version of ocirt")
     if cfg.process is not None and cfg.process.terminal:
-        raise SpecError(
-            "process.terminal", "terminals are not supported yet: set it to false (or use runc)"
-        )
+        raise SpecError("process.terminal", "terminals are not supported yet: set it to false (or use runc)")
     if args.console_socket:  # type: ignore[attr-defined]
         raise OcirtError("--console-socket: terminals are not supported yet")
     mount_ns = cfg.linux.namespace("mount")
@@ -134,8 +132,15 @@ def _create_in(
     fifo_fd = os.open(st.fifo, os.O_PATH | os.O_CLOEXEC)
     try:
         launch = Launch(
-            cfg, bundle, plan, caps, cgroup.paths, fifo_fd,
-            bool(args.no_pivot), bool(args.no_new_keyring), args.preserve_fds or 0,  # type: ignore[attr-defined]
+            cfg,
+            bundle,
+            plan,
+            caps,
+            cgroup.paths,
+            fifo_fd,
+            bool(args.no_pivot),
+            bool(args.no_new_keyring),
+            args.preserve_fds or 0,  # type: ignore[attr-defined]
         )
         st.pid, st.pid_start = parent.spawn(launch, cgroup)
     finally:

@@ -21,8 +21,6 @@ def main(opts: Args, args: Args, log: Log) -> int:
             return 0
         raise
     if st.status in (statemod.RUNNING, statemod.PAUSED) and not args.force:  # type: ignore[attr-defined]
-        raise OcirtError(
-            f"cannot delete container {st.id!r} that is not stopped: {st.status} (use --force)"
-        )
+        raise OcirtError(f"cannot delete container {st.id!r} that is not stopped: {st.status} (use --force)")
     remove_container(st)
     return 0

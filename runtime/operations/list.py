@@ -37,11 +37,9 @@ def main(opts: Args, args: Args, log: Log) -> int:
 def _table(states: list[dict[str, object]]) -> str:
     header = ("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")
     rows = [header] + [
-        tuple(str(s[k]) for k in ("id", "pid", "status", "bundle", "created", "owner"))
-        for s in states
+        tuple(str(s[k]) for k in ("id", "pid", "status", "bundle", "created", "owner")) for s in states
     ]
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     return "".join(
-        "   ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() + "\n"
-        for row in rows
+        "   ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() + "\n" for row in rows
     )

@@ -65,5 +65,3 @@ def _wait_for(pid: int) -> int:
             if os.WIFSIGNALED(status):
                 return 128 + os.WTERMSIG(status)
             return os.WEXITSTATUS(status)
-
-

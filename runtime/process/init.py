@@ -39,7 +39,7 @@ def run(launch: Launch, chan: Channel) -> NoReturn:
         chan.send(channel.READY)
         chan.close()
         _wait_for_start(launch.fifo_fd)
-    except BaseException as exc:  # noqa: BLE001 - everything must reach the parent
+    except BaseException as exc:
         try:
             chan.send(channel.ERROR, msg=describe(exc))
         finally:
@@ -186,8 +186,7 @@ def _set_oom_score_adj(proc: Process) -> None:
     except OSError as exc:
         raise SpecError(
             "process.oomScoreAdj",
-            f"cannot set {proc.oom_score_adj}: {exc.strerror} "
-            "(lowering it needs CAP_SYS_RESOURCE)",
+            f"cannot set {proc.oom_score_adj}: {exc.strerror} (lowering it needs CAP_SYS_RESOURCE)",
         ) from None
 
 
@@ -256,10 +255,12 @@ def _exec(path: str, proc: Process, env: list[str]) -> NoReturn:
     """Python ignores SIGPIPE and SIGXFSZ; ignored signals would survive execve."""
     for name in ("SIGPIPE", "SIGXFSZ", "SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2"):
         _signal.signal(getattr(_signal, name), _signal.SIG_DFL)
-    environ = dict(e.split("=", 1) if "=" in e else (e, "") for e in env)
+    environ = {}
+    for entry in env:
+        key, _, value = entry.partition("=")
+        environ[key] = value
     try:
         os.execve(path, proc.args, environ)
     except OSError as exc:
         os.write(2, f"ocirt: exec {path}: {exc.strerror}\n".encode())
     os._exit(127)
-

@@ -33,7 +33,7 @@ def run(launch: Launch, chan: Channel) -> NoReturn:
             init.run(launch, chan)
         chan.send(channel.PID, pid=pid)
         status = 0
-    except BaseException as exc:  # noqa: BLE001 - everything must reach the parent
+    except BaseException as exc:
         try:
             chan.send(channel.ERROR, msg=describe(exc))
         finally:
