@@ -28,6 +28,8 @@ $(STAMP): pyproject.toml setup.py runtime/syscalls_build.py | apt
 	for d in runtime shim manager specs conformance; do \
 		rm -rf "$$tree/ocirt/$$d" && ln -s "$(CURDIR)/$$d" "$$tree/ocirt/$$d"; \
 	done
+	$(PY) -m ocirt.runtime.launcher $(VENV)/bin/ocirt
+	$(PY) -m compileall -q runtime specs conformance >/dev/null
 	touch $(STAMP)
 
 ext: install

@@ -43,9 +43,12 @@ def runtimes() -> dict[str, str]:
 
 
 def call(argv: list[str]) -> None:
-    res = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True)
-    if res.returncode != 0:
-        raise SystemExit(f"bench: {' '.join(argv)} failed: {res.stderr.decode().strip()}")
+    """No pipes: a created container holds the caller's stdio until it exits."""
+    with tempfile.TemporaryFile() as err:
+        res = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+        if res.returncode != 0:
+            err.seek(0)
+            raise SystemExit(f"bench: {' '.join(argv)} failed: {err.read().decode().strip()}")
 
 
 def timed(action: Callable[[str], None]) -> list[float]:

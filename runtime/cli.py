@@ -12,6 +12,10 @@ import sys
 
 from ocirt.runtime.errors import OcirtError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 VERSION = "0.1.0"
 SPEC_VERSION = "1.3.0"
 
@@ -90,8 +94,9 @@ class Args:
             setattr(self, dest, False if kind == BOOL else None)
         self.positional: list[str] = []
 
-    def get(self, dest: str) -> object:
-        return getattr(self, dest)
+    if TYPE_CHECKING:
+        # Attributes are made from the flag tables, so mypy cannot list them.
+        def __getattr__(self, name: str) -> Any: ...
 
 
 def _parse(argv: list[str], flags: Flags, args: Args, stop_at_positional: bool) -> list[str]:
@@ -156,15 +161,15 @@ def main(argv: list[str] | None = None) -> int:
     log = Log()
     try:
         rest = _parse(argv, GLOBAL_FLAGS, opts, stop_at_positional=True)
-        log = Log(opts.log, opts.log_format or "text", bool(opts.debug))  # type: ignore[attr-defined]
-        if opts.log_format not in (None, "text", "json"):  # type: ignore[attr-defined]
-            raise OcirtError(f"--log-format: unknown format {opts.log_format!r} (text or json)")  # type: ignore[attr-defined]
-        if opts.version:  # type: ignore[attr-defined]
+        log = Log(opts.log, opts.log_format or "text", bool(opts.debug))
+        if opts.log_format not in (None, "text", "json"):
+            raise OcirtError(f"--log-format: unknown format {opts.log_format!r} (text or json)")
+        if opts.version:
             print(f"ocirt version {VERSION}\nspec: {SPEC_VERSION}\npython: {sys.version.split()[0]}")
             return 0
-        if not rest or opts.help:  # type: ignore[attr-defined]
+        if not rest or opts.help:
             print(_usage())
-            return 0 if opts.help else 1  # type: ignore[attr-defined]
+            return 0 if opts.help else 1
         return _dispatch(rest[0], rest[1:], opts, log)
     except OcirtError as err:
         log.error(str(err))
@@ -187,7 +192,7 @@ def _dispatch(command: str, argv: list[str], opts: Args, log: object) -> int:
     flags, positional, _ = COMMANDS[command]
     args = Args({**flags, "help": (BOOL, "help"), "h": (BOOL, "help")})
     _parse(argv, {**flags, "help": (BOOL, "help"), "h": (BOOL, "help")}, args, stop_at_positional=False)
-    if args.help:  # type: ignore[attr-defined]
+    if args.help:
         print(f"usage: ocirt {command} [options] {' '.join(positional)}")
         return 0
     required = [p for p in positional if not p.startswith("[")]

@@ -143,7 +143,8 @@ def capget(pid: int = 0) -> tuple[int, int, int]:
     """Return the (effective, permitted, inheritable) sets of ``pid`` as 64-bit masks."""
     data = ffi.new("uint32_t[6]")
     _check(lib.ocirt_capget(pid, data), "capget")
-    return tuple(data[i] | (data[i + 3] << 32) for i in range(3))  # type: ignore[return-value]
+    eff, prm, inh = (data[i] | (data[i + 3] << 32) for i in range(3))
+    return eff, prm, inh
 
 
 def capset(effective: int, permitted: int, inheritable: int) -> None:

@@ -139,6 +139,27 @@ def load_cgroup(saved: dict[str, Any]) -> Cgroup:
     return V1Cgroup(saved["paths"])
 
 
+def start_grace_period() -> int:
+    """Fork a child that re-enters its own cgroup, and return its pid (reap it later).
+
+    The first ``cgroup.procs`` write after a quiet spell waits for an RCU grace period
+    (12 to 20 ms here) before it can take the kernel's cgroup migration lock; later writes
+    in the next grace period do not. A no-op migration in a child starts that wait while
+    the caller goes on parsing and creating, so the container's own move is quick.
+    """
+    pid = os.fork()
+    if pid:
+        return pid
+    try:
+        own = own_cgroups()
+        for mount, key in ((ROOT + "/unified", ""), (ROOT, ""), (ROOT + "/pids", "pids")):
+            if key in own and os.path.exists(mount + own[key] + "/cgroup.procs"):
+                write_file(mount + own[key] + "/cgroup.procs", str(os.getpid()))
+                break
+    finally:
+        os._exit(0)
+
+
 def clean_path(path: str) -> str:
     """runc's CleanPath: resolve ``..`` as if at ``/``; relative paths stay relative."""
     rooted = os.path.normpath("/" + path.lstrip("/"))

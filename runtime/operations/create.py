@@ -63,7 +63,7 @@ def _check_supported(cfg: Config, args: Args) -> None:
             raise SpecError(field, "not supported by this version of ocirt")
     if cfg.process is not None and cfg.process.terminal:
         raise SpecError("process.terminal", "terminals are not supported yet: set it to false (or use runc)")
-    if args.console_socket:  # type: ignore[attr-defined]
+    if args.console_socket:
         raise OcirtError("--console-socket: terminals are not supported yet")
     mount_ns = cfg.linux.namespace("mount")
     if mount_ns is None:
@@ -71,10 +71,20 @@ def _check_supported(cfg: Config, args: Args) -> None:
 
 
 def create_container(opts: Args, args: Args, log: Log) -> statemod.State:
-    root = opts.root or statemod.DEFAULT_ROOT  # type: ignore[attr-defined]
+    from ocirt.runtime.cgroups import start_grace_period
+
+    warmer = start_grace_period()
+    try:
+        return _create(opts, args, log)
+    finally:
+        os.waitpid(warmer, 0)
+
+
+def _create(opts: Args, args: Args, log: Log) -> statemod.State:
+    root = opts.root or statemod.DEFAULT_ROOT
     container_id = args.positional[0]
     sdir = statemod.state_dir(root, container_id)
-    bundle, cfg = load_bundle(args.bundle)  # type: ignore[attr-defined]
+    bundle, cfg = load_bundle(args.bundle)
     _check_supported(cfg, args)
     caps = None
     if cfg.process is not None and cfg.process.capabilities is not None:
@@ -122,11 +132,12 @@ def _create_in(
     st.rootfs = os.path.join(bundle, cfg.root.path)
     st.created = statemod.rfc3339_now()
     st.config = {"own_pid_ns": bool(plan.new & CLONE_NEWPID)}
-    cgroup = open_cgroup(cfg.linux.cgroups_path, st.id, bool(opts.systemd_cgroup))  # type: ignore[attr-defined]
+    cgroup = open_cgroup(cfg.linux.cgroups_path, st.id, bool(opts.systemd_cgroup))
     st.cgroup = cgroup.to_state()
     st.save()
     cgroup.create()
     cgroup.apply(cfg.linux.resources)
+    log.debug(f"cgroup {cgroup.paths} ready")
     os.mkfifo(st.fifo, 0o622)
     os.chmod(st.fifo, 0o622)
     fifo_fd = os.open(st.fifo, os.O_PATH | os.O_CLOEXEC)
@@ -140,15 +151,15 @@ def _create_in(
             fifo_fd,
             bool(args.no_pivot),
             bool(args.no_new_keyring),
-            args.preserve_fds or 0,  # type: ignore[attr-defined]
+            args.preserve_fds or 0,
         )
         st.pid, st.pid_start = parent.spawn(launch, cgroup)
     finally:
         os.close(fifo_fd)
     st.save()
     st.status = statemod.CREATED
-    if args.pid_file:  # type: ignore[attr-defined]
-        write_pid_file(args.pid_file, st.pid)  # type: ignore[attr-defined]
+    if args.pid_file:
+        write_pid_file(args.pid_file, st.pid)
     log.debug(f"created {st.id} with init pid {st.pid}")
 
 

@@ -13,14 +13,14 @@ if TYPE_CHECKING:
 
 
 def main(opts: Args, args: Args, log: Log) -> int:
-    root = opts.root or statemod.DEFAULT_ROOT  # type: ignore[attr-defined]
+    root = opts.root or statemod.DEFAULT_ROOT
     try:
         st = statemod.load(root, args.positional[0])
     except OcirtError:
-        if args.force:  # type: ignore[attr-defined]
+        if args.force:
             return 0
         raise
-    if st.status in (statemod.RUNNING, statemod.PAUSED) and not args.force:  # type: ignore[attr-defined]
+    if st.status in (statemod.RUNNING, statemod.PAUSED) and not args.force:
         raise OcirtError(f"cannot delete container {st.id!r} that is not stopped: {st.status} (use --force)")
     remove_container(st)
     return 0

@@ -15,9 +15,9 @@ if TYPE_CHECKING:
 
 
 def main(opts: Args, args: Args, log: Log) -> int:
-    st = statemod.load(opts.root or statemod.DEFAULT_ROOT, args.positional[0])  # type: ignore[attr-defined]
+    st = statemod.load(opts.root or statemod.DEFAULT_ROOT, args.positional[0])
     signum = signals.parse(args.positional[1] if len(args.positional) > 1 else "SIGTERM")
-    if args.all:  # type: ignore[attr-defined]
+    if args.all:
         from ocirt.runtime.cgroups import load_cgroup
 
         if st.status == statemod.STOPPED and not st.cgroup:

@@ -15,8 +15,8 @@ if TYPE_CHECKING:
 
 
 def main(opts: Args, args: Args, log: Log) -> int:
-    root = opts.root or statemod.DEFAULT_ROOT  # type: ignore[attr-defined]
-    fmt = args.format or "table"  # type: ignore[attr-defined]
+    root = opts.root or statemod.DEFAULT_ROOT
+    fmt = args.format or "table"
     if fmt not in ("table", "json"):
         raise OcirtError(f"--format: unknown format {fmt!r} (table or json)")
     states = []
@@ -25,7 +25,7 @@ def main(opts: Args, args: Args, log: Log) -> int:
             states.append(statemod.load(root, container_id).public())
         except OcirtError as err:
             log.warning(str(err))
-    if args.quiet:  # type: ignore[attr-defined]
+    if args.quiet:
         sys.stdout.write("".join(f"{s['id']}\n" for s in states))
     elif fmt == "json":
         sys.stdout.write(fastjson.dumps(states) + "\n")

@@ -22,7 +22,7 @@ _FORWARDED = ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "S
 
 
 def main(opts: Args, args: Args, log: Log) -> int:
-    detach = bool(args.detach)  # type: ignore[attr-defined]
+    detach = bool(args.detach)
     if not detach:
         syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
     st = create_container(opts, args, log)
@@ -32,12 +32,15 @@ def main(opts: Args, args: Args, log: Log) -> int:
     _forward_signals(st.pid)
     try:
         start_container(st)
+        log.debug(f"started {st.id}")
         status = _wait_for(st.pid)
+        log.debug(f"{st.id} exited with status {status}")
     except BaseException:
         remove_container(st)
         raise
-    if not args.keep:  # type: ignore[attr-defined]
+    if not args.keep:
         remove_container(st)
+        log.debug(f"removed {st.id}")
     return status
 
 

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 
 def main(opts: Args, args: Args, log: Log) -> int:
-    st = statemod.load(opts.root or statemod.DEFAULT_ROOT, args.positional[0])  # type: ignore[attr-defined]
+    st = statemod.load(opts.root or statemod.DEFAULT_ROOT, args.positional[0])
     start_container(st)
     return 0
 

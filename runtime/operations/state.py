@@ -14,6 +14,6 @@ if TYPE_CHECKING:
 
 
 def main(opts: Args, args: Args, log: Log) -> int:
-    st = statemod.load(opts.root or statemod.DEFAULT_ROOT, args.positional[0])  # type: ignore[attr-defined]
+    st = statemod.load(opts.root or statemod.DEFAULT_ROOT, args.positional[0])
     sys.stdout.write(fastjson.dumps(st.public(), "  ") + "\n")
     return 0

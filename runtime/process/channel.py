@@ -17,9 +17,9 @@ if TYPE_CHECKING:
     from typing import Any
 
 # Message types, in the order a create sends them.
-GO = "go"  # parent -> child: the child is in its cgroup, go on
-USERNS = "userns"  # child -> parent: new user namespace made, write its id maps
-MAPPED = "mapped"  # parent -> child: maps written
+USERNS = "userns"  # intermediate -> parent: new user namespace made, write its id maps
+MAPPED = "mapped"  # parent -> intermediate: maps written
+GO = "go"  # parent -> intermediate: it is in the container's cgroup, fork init
 PID = "pid"  # intermediate -> parent: the host pid of init
 READY = "ready"  # init -> parent: set up, now waiting on the exec fifo
 ERROR = "error"  # any child -> parent: setup failed, "msg" says why

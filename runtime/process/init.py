@@ -54,6 +54,8 @@ def _prepare(launch: Launch) -> tuple[str, list[str]]:
         raise SpecError("process", "is required to create a container")
     _install_exit_handlers()
     _fds_for_exec(launch.preserve_fds)
+    if launch.plan.new & syscalls.CLONE_NEWCGROUP:
+        syscalls.unshare(syscalls.CLONE_NEWCGROUP)
     if launch.plan.new & syscalls.CLONE_NEWNS:
         rootfs.setup_rootfs(
             cfg,

@@ -2,7 +2,9 @@
 
 It exists because a new (or joined) pid or time namespace only applies to the children of
 the process that made it, and because the parent must write the id maps of a new user
-namespace from outside it while this process waits.
+namespace from outside it while this process waits. It forks init only once the parent
+has moved it into the container's cgroup, so init starts there; a new cgroup namespace is
+left to init, whose cgroup is then final.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import os
 
 from ocirt.runtime import syscalls
-from ocirt.runtime.process import channel
+from ocirt.runtime.process import channel, init
 from ocirt.runtime.process.launch import describe
 
 TYPE_CHECKING = False
@@ -24,12 +26,10 @@ if TYPE_CHECKING:
 def run(launch: Launch, chan: Channel) -> NoReturn:
     status = 1
     try:
-        chan.expect(channel.GO, "ocirt create")
         _enter_namespaces(launch, chan)
+        chan.expect(channel.GO, "ocirt create")
         pid = os.fork()
         if pid == 0:
-            from ocirt.runtime.process import init
-
             init.run(launch, chan)
         chan.send(channel.PID, pid=pid)
         status = 0
@@ -50,8 +50,8 @@ def _enter_namespaces(launch: Launch, chan: Channel) -> None:
         chan.expect(channel.MAPPED, "ocirt create")
         os.setresgid(0, 0, 0)
         os.setresuid(0, 0, 0)
-    if plan.new:
-        syscalls.unshare(plan.new)
+    if plan.new & ~syscalls.CLONE_NEWCGROUP:
+        syscalls.unshare(plan.new & ~syscalls.CLONE_NEWCGROUP)
     if plan.new & syscalls.CLONE_NEWTIME and linux.time_offsets:
         from ocirt.runtime.namespaces import write_time_offsets
 

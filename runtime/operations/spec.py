@@ -1,0 +1,34 @@
+"""``ocirt spec``: write runc's example ``config.json`` into the bundle (default: the cwd)."""
+
+from __future__ import annotations
+
+import os
+
+from ocirt.runtime import fastjson, specgen
+from ocirt.runtime.errors import OcirtError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ocirt.runtime.cli import Args
+    from ocirt.runtime.log import Log
+
+
+def main(opts: Args, args: Args, log: Log) -> int:
+    bundle = args.bundle or "."
+    if not os.path.isdir(bundle):
+        raise OcirtError(f"spec: bundle {bundle}: not a directory")
+    config = specgen.default_spec()
+    if args.rootless:
+        config = specgen.rootless(config, os.geteuid(), os.getegid())
+    _write_new(os.path.join(bundle, "config.json"), fastjson.dumps(config, "\t"))
+    return 0
+
+
+def _write_new(path: str, text: str) -> None:
+    """O_EXCL, not a prior stat: a config.json appearing meanwhile is still never overwritten."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+    except FileExistsError:
+        raise OcirtError("File config.json exists. Remove it first") from None
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
