@@ -32,7 +32,7 @@ class Log:
             line = f'time="{stamp}" level={level} msg={fastjson.dumps(msg)}'
         if self.fd >= 0:
             os.write(self.fd, (line + "\n").encode())
-        elif level == "debug":
+        else:
             sys.stderr.write(line + "\n")
 
     def debug(self, msg: str) -> None:

@@ -15,6 +15,8 @@ from ocirt.runtime.errors import OcirtError, SpecError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ocirt.specs.config import Config
 
 S = syscalls
@@ -28,6 +30,7 @@ def setup_rootfs(
     cgroup_paths: dict[str, str],
     cgroupns: bool,
     userns: bool,
+    before_pivot: Callable[[], None] | None = None,
 ) -> None:
     """From a fresh mount namespace (cwd anywhere) to chdir("/") in the new root.
 
@@ -46,6 +49,8 @@ def setup_rootfs(
             mounts.mount_entry(rfs, i, m)
         if devices.needs_dev_setup(config.mounts):
             devices.setup_dev(root_fd, config.linux.devices, userns)
+        if before_pivot is not None:
+            before_pivot()
         if no_pivot:
             _move_root(root_fd, rootfs)
         else:

@@ -14,7 +14,10 @@ from ocirt.runtime.syscalls import CLONE_NEWPID
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from ocirt.runtime.capabilities import CapabilitySets
+    from ocirt.runtime.hooks import Hook
     from ocirt.runtime.cli import Args
     from ocirt.runtime.log import Log
     from ocirt.runtime.namespaces import Plan
@@ -22,7 +25,6 @@ if TYPE_CHECKING:
 
 # Sections whose handling arrives with later work: refused, never silently ignored.
 _NOT_YET = (
-    ("hooks", None),
     ("linux", "seccomp"),
     ("linux", "intelRdt"),
     ("linux", "personality"),
@@ -86,6 +88,9 @@ def _create(opts: Args, args: Args, log: Log) -> statemod.State:
     sdir = statemod.state_dir(root, container_id)
     bundle, cfg = load_bundle(args.bundle)
     _check_supported(cfg, args)
+    from ocirt.runtime import hooks
+
+    hook_table = hooks.parse(cfg.hooks)
     caps = None
     if cfg.process is not None and cfg.process.capabilities is not None:
         from ocirt.runtime.capabilities import CapabilitySets
@@ -106,10 +111,10 @@ def _create(opts: Args, args: Args, log: Log) -> statemod.State:
         raise
     st = statemod.State(sdir, container_id)
     try:
-        _create_in(st, cfg, bundle, caps, plan, opts, args, log)
+        _create_in(st, cfg, bundle, caps, plan, hook_table, opts, args, log)
     except BaseException:
         log.debug(f"create {container_id} failed; cleaning up")
-        remove_container(st)
+        remove_container(st, log)
         raise
     return st
 
@@ -120,6 +125,7 @@ def _create_in(
     bundle: str,
     caps: CapabilitySets | None,
     plan: Plan,
+    hook_table: dict[str, list[Hook]],
     opts: Args,
     args: Args,
     log: Log,
@@ -131,7 +137,7 @@ def _create_in(
     st.bundle, st.oci_version, st.annotations = bundle, cfg.oci_version, cfg.annotations
     st.rootfs = os.path.join(bundle, cfg.root.path)
     st.created = statemod.rfc3339_now()
-    st.config = {"own_pid_ns": bool(plan.new & CLONE_NEWPID)}
+    st.config = {"own_pid_ns": bool(plan.new & CLONE_NEWPID), "hooks": cfg.hooks or {}}
     cgroup = open_cgroup(cfg.linux.cgroups_path, st.id, bool(opts.systemd_cgroup))
     st.cgroup = cgroup.to_state()
     st.save()
@@ -152,6 +158,8 @@ def _create_in(
             bool(args.no_pivot),
             bool(args.no_new_keyring),
             args.preserve_fds or 0,
+            hook_table,
+            hook_state(st, statemod.CREATING),
         )
         st.pid, st.pid_start = parent.spawn(launch, cgroup)
     finally:
@@ -163,6 +171,18 @@ def _create_in(
     log.debug(f"created {st.id} with init pid {st.pid}")
 
 
+def hook_state(st: statemod.State, status: str) -> dict[str, Any]:
+    """The state document hooks read on stdin; the pid is added where the hook runs."""
+    return {
+        "ociVersion": st.oci_version,
+        "id": st.id,
+        "status": status,
+        "pid": st.pid,
+        "bundle": st.bundle,
+        "annotations": st.annotations,
+    }
+
+
 def write_pid_file(path: str, pid: int) -> None:
     """Written atomically, as managers poll for it."""
     path = os.path.abspath(path)
@@ -172,8 +192,9 @@ def write_pid_file(path: str, pid: int) -> None:
     os.rename(tmp, path)
 
 
-def remove_container(st: statemod.State) -> None:
-    """Undo a container: processes, cgroup, state directory; safe on partial state."""
+def remove_container(st: statemod.State, log: Log) -> None:
+    """Undo a container: processes, cgroup, state directory, then the poststop hooks;
+    safe on partial state."""
     from ocirt.runtime.process.parent import kill_and_wait
 
     cgroup = None
@@ -196,3 +217,10 @@ def remove_container(st: statemod.State) -> None:
         os.rmdir(st.dir)
     except FileNotFoundError:
         pass
+    poststop = st.config.get("hooks", {}).get("poststop")
+    if poststop:
+        from ocirt.runtime import hooks
+
+        hooks.warn_all(
+            hooks.parse({"poststop": poststop})["poststop"], hook_state(st, statemod.STOPPED), log.warning
+        )

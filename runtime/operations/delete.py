@@ -22,5 +22,5 @@ def main(opts: Args, args: Args, log: Log) -> int:
         raise
     if st.status in (statemod.RUNNING, statemod.PAUSED) and not args.force:
         raise OcirtError(f"cannot delete container {st.id!r} that is not stopped: {st.status} (use --force)")
-    remove_container(st)
+    remove_container(st, log)
     return 0

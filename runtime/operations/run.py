@@ -27,19 +27,19 @@ def main(opts: Args, args: Args, log: Log) -> int:
         syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
     st = create_container(opts, args, log)
     if detach:
-        start_container(st)
+        start_container(st, log)
         return 0
     _forward_signals(st.pid)
     try:
-        start_container(st)
+        start_container(st, log)
         log.debug(f"started {st.id}")
         status = _wait_for(st.pid)
         log.debug(f"{st.id} exited with status {status}")
     except BaseException:
-        remove_container(st)
+        remove_container(st, log)
         raise
     if not args.keep:
-        remove_container(st)
+        remove_container(st, log)
         log.debug(f"removed {st.id}")
     return status
 

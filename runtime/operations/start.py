@@ -16,11 +16,11 @@ if TYPE_CHECKING:
 
 def main(opts: Args, args: Args, log: Log) -> int:
     st = statemod.load(opts.root or statemod.DEFAULT_ROOT, args.positional[0])
-    start_container(st)
+    start_container(st, log)
     return 0
 
 
-def start_container(st: statemod.State) -> None:
+def start_container(st: statemod.State, log: Log) -> None:
     if st.status == statemod.STOPPED:
         raise OcirtError(f"cannot start container {st.id!r}: it has stopped")
     if st.status != statemod.CREATED:
@@ -30,25 +30,36 @@ def start_container(st: statemod.State) -> None:
     except FileNotFoundError:
         raise OcirtError(f"cannot start container {st.id!r}: it was started already") from None
     try:
-        _await_init(st, fd)
+        verdict = _await_init(st, fd)
     finally:
         os.close(fd)
     try:
         os.unlink(st.fifo)
     except FileNotFoundError:
         pass
+    if verdict != b"0":
+        raise OcirtError(verdict[1:].decode(errors="replace"))
+    poststart = st.config.get("hooks", {}).get("poststart")
+    if poststart:
+        from ocirt.runtime import hooks
+        from ocirt.runtime.operations.create import hook_state
+
+        state = hook_state(st, statemod.RUNNING)
+        hooks.warn_all(hooks.parse({"poststart": poststart})["poststart"], state, log.warning)
 
 
-def _await_init(st: statemod.State, fd: int) -> None:
-    """A non-blocking open cannot hang on a dead init; poll until it writes, or dies."""
+def _await_init(st: statemod.State, fd: int) -> bytes:
+    """A non-blocking open cannot hang on a dead init; poll until it writes, or dies.
+    Init writes ``0`` when its program may run, or ``1`` and why it may not."""
     poller = select.poll()
     poller.register(fd, select.POLLIN)
     while True:
         if poller.poll(100):
             try:
-                if os.read(fd, 1):
-                    return
+                data = os.read(fd, 4096)
             except BlockingIOError:
                 continue
+            if data:
+                return data
         if not statemod.init_alive(st):
             raise OcirtError(f"cannot start container {st.id!r}: its init process has exited")

@@ -21,6 +21,8 @@ USERNS = "userns"  # intermediate -> parent: new user namespace made, write its 
 MAPPED = "mapped"  # parent -> intermediate: maps written
 GO = "go"  # parent -> intermediate: it is in the container's cgroup, fork init
 PID = "pid"  # intermediate -> parent: the host pid of init
+HOOKS = "hooks"  # init -> parent: before pivot_root, run prestart and createRuntime hooks
+HOOKED = "hooked"  # parent -> init: they succeeded
 READY = "ready"  # init -> parent: set up, now waiting on the exec fifo
 ERROR = "error"  # any child -> parent: setup failed, "msg" says why
 

@@ -17,7 +17,7 @@ import os
 import resource
 import struct
 
-from ocirt.runtime import rootfs, syscalls
+from ocirt.runtime import hooks, rootfs, syscalls
 from ocirt.runtime.errors import SpecError
 from ocirt.runtime.process import channel
 from ocirt.runtime.process.launch import describe
@@ -26,6 +26,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import NoReturn
 
+    from ocirt.runtime.capabilities import CapabilitySets
     from ocirt.runtime.process.channel import Channel
     from ocirt.runtime.process.launch import Launch
     from ocirt.specs.config import Config, Process
@@ -35,10 +36,10 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 def run(launch: Launch, chan: Channel) -> NoReturn:
     try:
-        path, env = _prepare(launch)
+        path, env = _prepare(launch, chan)
         chan.send(channel.READY)
         chan.close()
-        _wait_for_start(launch.fifo_fd)
+        _wait_for_start(launch)
     except BaseException as exc:
         try:
             chan.send(channel.ERROR, msg=describe(exc))
@@ -47,7 +48,7 @@ def run(launch: Launch, chan: Channel) -> NoReturn:
     _exec(path, launch.config.process, env)  # type: ignore[arg-type]
 
 
-def _prepare(launch: Launch) -> tuple[str, list[str]]:
+def _prepare(launch: Launch, chan: Channel) -> tuple[str, list[str]]:
     cfg = launch.config
     proc = cfg.process
     if proc is None:
@@ -56,6 +57,7 @@ def _prepare(launch: Launch) -> tuple[str, list[str]]:
     _fds_for_exec(launch.preserve_fds)
     if launch.plan.new & syscalls.CLONE_NEWCGROUP:
         syscalls.unshare(syscalls.CLONE_NEWCGROUP)
+    before_pivot = (lambda: _create_hooks(launch, chan)) if launch.needs_create_hooks() else None
     if launch.plan.new & syscalls.CLONE_NEWNS:
         rootfs.setup_rootfs(
             cfg,
@@ -64,7 +66,10 @@ def _prepare(launch: Launch) -> tuple[str, list[str]]:
             cgroup_paths=launch.cgroup_paths,
             cgroupns=launch.plan.has("cgroup"),
             userns=launch.plan.has("user"),
+            before_pivot=before_pivot,
         )
+    elif before_pivot is not None:
+        before_pivot()
     _make_cwd(proc.cwd)
     _set_names(cfg)
     _write_sysctls(cfg, launch)
@@ -74,7 +79,7 @@ def _prepare(launch: Launch) -> tuple[str, list[str]]:
         _loopback_up()
     _set_rlimits(proc)
     _set_oom_score_adj(proc)
-    _switch_user(launch, proc)
+    _switch_user(launch.caps, proc)
     env = proc.env
     path = find_program(proc.args[0], env)
     try:
@@ -82,6 +87,13 @@ def _prepare(launch: Launch) -> tuple[str, list[str]]:
     except OSError as exc:
         raise SpecError("process.cwd", f"{proc.cwd}: {exc.strerror}") from None
     return path, env
+
+
+def _create_hooks(launch: Launch, chan: Channel) -> None:
+    """The parent runs the runtime-namespace hooks while we wait; ours see our own pid."""
+    chan.send(channel.HOOKS)
+    chan.expect(channel.HOOKED, "ocirt create")
+    hooks.run_all(launch.hooks.get("createContainer", []), {**launch.hook_state, "pid": os.getpid()})
 
 
 def _install_exit_handlers() -> None:
@@ -192,8 +204,8 @@ def _set_oom_score_adj(proc: Process) -> None:
         ) from None
 
 
-def _switch_user(launch: Launch, proc: Process) -> None:
-    user, caps = proc.user, launch.caps
+def _switch_user(caps: CapabilitySets | None, proc: Process) -> None:
+    user = proc.user
     if caps is not None:
         caps.drop_bounding()
         syscalls.prctl(syscalls.PR_SET_KEEPCAPS, 1)
@@ -245,18 +257,23 @@ def _check_executable(path: str) -> None:
         raise SpecError("process.args[0]", f"{path}: permission denied (not executable: {kind})")
 
 
-def _wait_for_start(fifo_fd: int) -> None:
-    """Opening the fifo for writing blocks until ``ocirt start`` opens it for reading."""
-    fd = os.open(f"/proc/self/fd/{fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
+def _wait_for_start(launch: Launch) -> None:
+    """Opening the fifo for writing blocks until ``ocirt start`` opens it for reading; what we
+    write tells ``start`` whether the ``startContainer`` hooks let the program run."""
+    fd = os.open(f"/proc/self/fd/{launch.fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
+    os.close(launch.fifo_fd)
+    try:
+        state = {**launch.hook_state, "pid": os.getpid(), "status": "created"}
+        hooks.run_all(launch.hooks.get("startContainer", []), state)
+    except BaseException as exc:
+        os.write(fd, ("1" + describe(exc))[:4000].encode())
+        os._exit(1)
     os.write(fd, b"0")
     os.close(fd)
-    os.close(fifo_fd)
 
 
 def _exec(path: str, proc: Process, env: list[str]) -> NoReturn:
-    """Python ignores SIGPIPE and SIGXFSZ; ignored signals would survive execve."""
-    for name in ("SIGPIPE", "SIGXFSZ", "SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2"):
-        _signal.signal(getattr(_signal, name), _signal.SIG_DFL)
+    _restore_signals()
     environ = {}
     for entry in env:
         key, _, value = entry.partition("=")
@@ -266,3 +283,9 @@ def _exec(path: str, proc: Process, env: list[str]) -> NoReturn:
     except OSError as exc:
         os.write(2, f"ocirt: exec {path}: {exc.strerror}\n".encode())
     os._exit(127)
+
+
+def _restore_signals() -> None:
+    """Python ignores SIGPIPE and SIGXFSZ; ignored signals would survive execve."""
+    for name in ("SIGPIPE", "SIGXFSZ", "SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2"):
+        _signal.signal(getattr(_signal, name), _signal.SIG_DFL)

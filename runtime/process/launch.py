@@ -10,7 +10,10 @@ from ocirt.runtime.errors import OcirtError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from ocirt.runtime.capabilities import CapabilitySets
+    from ocirt.runtime.hooks import Hook
     from ocirt.runtime.namespaces import Plan
     from ocirt.specs.config import Config
 
@@ -22,6 +25,8 @@ class Launch:
         "cgroup_paths",
         "config",
         "fifo_fd",
+        "hook_state",
+        "hooks",
         "no_new_keyring",
         "no_pivot",
         "plan",
@@ -39,6 +44,8 @@ class Launch:
         no_pivot: bool,
         no_new_keyring: bool,
         preserve_fds: int,
+        hooks: dict[str, list[Hook]],
+        hook_state: dict[str, Any],
     ) -> None:
         self.config = config
         self.bundle = bundle
@@ -49,6 +56,12 @@ class Launch:
         self.no_pivot = no_pivot
         self.no_new_keyring = no_new_keyring
         self.preserve_fds = preserve_fds
+        self.hooks = hooks
+        self.hook_state = hook_state
+
+    def needs_create_hooks(self) -> bool:
+        """Init stops before pivot_root only when a hook has to run there."""
+        return any(self.hooks.get(k) for k in ("prestart", "createRuntime", "createContainer"))
 
 
 def describe(exc: BaseException) -> str:

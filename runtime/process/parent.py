@@ -47,6 +47,8 @@ def spawn(launch: Launch, cgroup: Cgroup) -> tuple[int, int]:
         init_pid = int(ours.expect(channel.PID, "ocirt intermediate process")["pid"])
         _reap(child)
         child = 0
+        if launch.needs_create_hooks():
+            _runtime_hooks(launch, ours, init_pid)
         ours.expect(channel.READY, "container init process")
         start = process_start_time(init_pid)
         if start is None:
@@ -61,6 +63,17 @@ def spawn(launch: Launch, cgroup: Cgroup) -> tuple[int, int]:
         raise
     finally:
         ours.close()
+
+
+def _runtime_hooks(launch: Launch, chan: channel.Channel, init_pid: int) -> None:
+    """prestart and createRuntime, in our namespaces, while init waits before pivot_root."""
+    from ocirt.runtime import hooks
+
+    chan.expect(channel.HOOKS, "container init process")
+    state = {**launch.hook_state, "pid": init_pid}
+    for kind in ("prestart", "createRuntime"):
+        hooks.run_all(launch.hooks.get(kind, []), state)
+    chan.send(channel.HOOKED)
 
 
 def _reap(pid: int) -> None:

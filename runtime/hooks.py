@@ -1,0 +1,151 @@
+"""OCI hooks: when each kind runs, and how one hook is run.
+
+``prestart`` (deprecated) and ``createRuntime`` run in the runtime's namespaces while init
+waits before pivot_root; ``createContainer`` runs in init at that same point, in the
+container's namespaces; ``startContainer`` runs in init after ``start`` released it and
+before the program; ``poststart`` in ``start``; ``poststop`` after the container is gone.
+A failing hook before the program fails the operation and the container is destroyed;
+``poststart`` and ``poststop`` failures are warnings (runtime-spec, lifecycle).
+
+Only ``os``, ``select`` and ``time`` are used, imported at the top: ``startContainer``
+hooks run after pivot_root, when the host's Python library is no longer visible.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import time
+
+from ocirt.runtime import fastjson
+from ocirt.runtime.errors import OcirtError, SpecError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+KINDS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
+_OUTPUT_LIMIT = 4096
+
+
+class Hook:
+    __slots__ = ("args", "env", "field", "path", "timeout")
+
+    def __init__(self, raw: Any, field: str) -> None:
+        if not isinstance(raw, dict):
+            raise SpecError(field, "must be an object")
+        path = raw.get("path")
+        if not isinstance(path, str) or not path.startswith("/"):
+            raise SpecError(f"{field}.path", "must be an absolute path")
+        args, env = raw.get("args", [path]), raw.get("env", [])
+        for key, value in (("args", args), ("env", env)):
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise SpecError(f"{field}.{key}", "must be a list of strings")
+        timeout = raw.get("timeout")
+        if timeout is not None and (not isinstance(timeout, int) or isinstance(timeout, bool) or timeout < 1):
+            raise SpecError(f"{field}.timeout", "must be a positive number of seconds")
+        self.path, self.args, self.env, self.timeout, self.field = path, args or [path], env, timeout, field
+
+
+def parse(raw: dict[str, Any] | None) -> dict[str, list[Hook]]:
+    """Every hook checked up front, so a bad one fails ``create`` before anything exists."""
+    hooks: dict[str, list[Hook]] = {}
+    for kind, entries in (raw or {}).items():
+        if kind not in KINDS:
+            raise SpecError(f"hooks.{kind}", f"unknown hook kind (known: {', '.join(KINDS)})")
+        if not isinstance(entries, list):
+            raise SpecError(f"hooks.{kind}", "must be a list")
+        hooks[kind] = [Hook(e, f"hooks.{kind}[{i}]") for i, e in enumerate(entries)]
+    return hooks
+
+
+def run_all(hooks: list[Hook], state: dict[str, Any]) -> None:
+    """Run hooks in order; the first failure raises, naming the hook."""
+    payload = fastjson.dumps(state).encode()
+    for hook in hooks:
+        run_one(hook, payload)
+
+
+def warn_all(hooks: list[Hook], state: dict[str, Any], warn: Any) -> None:
+    """For ``poststart`` and ``poststop``: a failure is reported and the rest still run."""
+    payload = fastjson.dumps(state).encode()
+    for hook in hooks:
+        try:
+            run_one(hook, payload)
+        except OcirtError as err:
+            warn(str(err))
+
+
+def run_one(hook: Hook, payload: bytes) -> None:
+    stdin_r, stdin_w = os.pipe()
+    out_r, out_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        _child(hook, stdin_r, out_w)
+    os.close(stdin_r)
+    os.close(out_w)
+    try:
+        _feed(stdin_w, payload)
+        status, output = _wait(pid, out_r, hook.timeout)
+    finally:
+        os.close(out_r)
+    if status is None:
+        raise OcirtError(f"{hook.field} ({hook.path}): timed out after {hook.timeout}s")
+    if status != 0:
+        text = output.decode(errors="replace").strip().replace("\n", " | ")
+        raise OcirtError(f"{hook.field} ({hook.path}): {_describe(status)}" + (f": {text}" if text else ""))
+
+
+def _child(hook: Hook, stdin_r: int, out_w: int) -> None:
+    try:
+        os.dup2(stdin_r, 0)
+        os.dup2(out_w, 1)
+        os.dup2(out_w, 2)
+        env = dict(e.partition("=")[::2] for e in hook.env)
+        os.execve(hook.path, hook.args, env)
+    except OSError as exc:
+        os.write(2, f"exec: {exc.strerror}".encode())
+    finally:
+        os._exit(127)
+
+
+def _feed(fd: int, payload: bytes) -> None:
+    """A hook may exit without reading its stdin: that is not our failure."""
+    try:
+        os.write(fd, payload)
+    except BrokenPipeError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _wait(pid: int, out_r: int, timeout: int | None) -> tuple[int | None, bytes]:
+    deadline = None if timeout is None else time.monotonic() + timeout
+    poller = select.poll()
+    poller.register(out_r, select.POLLIN | select.POLLHUP)
+    output = b""
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status), output + _drain(out_r)
+        if deadline is not None and time.monotonic() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            return None, output
+        if poller.poll(10):
+            chunk = os.read(out_r, 65536)
+            output = (output + chunk)[-_OUTPUT_LIMIT:]
+            if not chunk:
+                poller.unregister(out_r)
+
+
+def _drain(fd: int) -> bytes:
+    os.set_blocking(fd, False)
+    try:
+        return os.read(fd, _OUTPUT_LIMIT)
+    except BlockingIOError:
+        return b""
+
+
+def _describe(code: int) -> str:
+    return f"killed by signal {-code}" if code < 0 else f"exit status {code}"
