@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 
+from ocirt.runtime import console
 from ocirt.runtime import state as statemod
 from ocirt.runtime.errors import OcirtError, SpecError
 from ocirt.runtime.syscalls import CLONE_NEWPID
@@ -17,8 +18,9 @@ if TYPE_CHECKING:
     from typing import Any
 
     from ocirt.runtime.capabilities import CapabilitySets
-    from ocirt.runtime.hooks import Hook
     from ocirt.runtime.cli import Args
+    from ocirt.runtime.console import OwnConsole
+    from ocirt.runtime.hooks import Hook
     from ocirt.runtime.log import Log
     from ocirt.runtime.namespaces import Plan
     from ocirt.specs.config import Config
@@ -56,38 +58,38 @@ def load_bundle(bundle: str | None) -> tuple[str, Config]:
     return path, load_config(text)
 
 
-def _check_supported(cfg: Config, args: Args) -> None:
+def _check_supported(cfg: Config, args: Args, detach: bool) -> None:
     for section, key in _NOT_YET:
         parent = cfg.raw.get(section)
         value = parent if key is None else (parent or {}).get(key)
         if value:
             field = section if key is None else f"{section}.{key}"
             raise SpecError(field, "not supported by this version of ocirt")
-    if cfg.process is not None and cfg.process.terminal:
-        raise SpecError("process.terminal", "terminals are not supported yet: set it to false (or use runc)")
-    if args.console_socket:
-        raise OcirtError("--console-socket: terminals are not supported yet")
+    console.check_request(cfg.process, args.console_socket, detach)
     mount_ns = cfg.linux.namespace("mount")
     if mount_ns is None:
         raise SpecError("linux.namespaces", "a mount namespace is required")
 
 
-def create_container(opts: Args, args: Args, log: Log) -> statemod.State:
+def create_container(
+    opts: Args, args: Args, log: Log, own_console: OwnConsole | None = None
+) -> statemod.State:
+    """``own_console`` is ``run``'s in the foreground: a terminal's master is sent to it."""
     from ocirt.runtime.cgroups import start_grace_period
 
     warmer = start_grace_period()
     try:
-        return _create(opts, args, log)
+        return _create(opts, args, log, own_console)
     finally:
         os.waitpid(warmer, 0)
 
 
-def _create(opts: Args, args: Args, log: Log) -> statemod.State:
+def _create(opts: Args, args: Args, log: Log, own_console: OwnConsole | None) -> statemod.State:
     root = opts.root or statemod.DEFAULT_ROOT
     container_id = args.positional[0]
     sdir = statemod.state_dir(root, container_id)
     bundle, cfg = load_bundle(args.bundle)
-    _check_supported(cfg, args)
+    _check_supported(cfg, args, own_console is None)
     from ocirt.runtime import hooks
 
     hook_table = hooks.parse(cfg.hooks)
@@ -111,7 +113,7 @@ def _create(opts: Args, args: Args, log: Log) -> statemod.State:
         raise
     st = statemod.State(sdir, container_id)
     try:
-        _create_in(st, cfg, bundle, caps, plan, hook_table, opts, args, log)
+        _create_in(st, cfg, bundle, caps, plan, hook_table, opts, args, log, own_console)
     except BaseException:
         log.debug(f"create {container_id} failed; cleaning up")
         remove_container(st, log)
@@ -129,6 +131,7 @@ def _create_in(
     opts: Args,
     args: Args,
     log: Log,
+    own_console: OwnConsole | None,
 ) -> None:
     from ocirt.runtime.cgroups import open_cgroup
     from ocirt.runtime.process import parent
@@ -147,7 +150,9 @@ def _create_in(
     os.mkfifo(st.fifo, 0o622)
     os.chmod(st.fifo, 0o622)
     fifo_fd = os.open(st.fifo, os.O_PATH | os.O_CLOEXEC)
+    console_sock = None
     try:
+        console_sock = console.socket_for(cfg.process, args.console_socket, own_console)
         launch = Launch(
             cfg,
             bundle,
@@ -161,9 +166,12 @@ def _create_in(
             hook_table,
             hook_state(st, statemod.CREATING),
         )
+        launch.console = console_sock
         st.pid, st.pid_start = parent.spawn(launch, cgroup)
     finally:
         os.close(fifo_fd)
+        if console_sock is not None:
+            console_sock.close()
     st.save()
     st.status = statemod.CREATED
     if args.pid_file:

@@ -17,7 +17,7 @@ import os
 import resource
 import struct
 
-from ocirt.runtime import hooks, rootfs, syscalls
+from ocirt.runtime import console, hooks, rootfs, syscalls
 from ocirt.runtime.errors import SpecError
 from ocirt.runtime.process import channel
 from ocirt.runtime.process.launch import describe
@@ -70,6 +70,8 @@ def _prepare(launch: Launch, chan: Channel) -> tuple[str, list[str]]:
         )
     elif before_pivot is not None:
         before_pivot()
+    if launch.console is not None:
+        console.setup(launch.console, proc)
     _make_cwd(proc.cwd)
     _set_names(cfg)
     _write_sysctls(cfg, launch)

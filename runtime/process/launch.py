@@ -10,6 +10,7 @@ from ocirt.runtime.errors import OcirtError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from _socket import socket
     from typing import Any
 
     from ocirt.runtime.capabilities import CapabilitySets
@@ -24,6 +25,7 @@ class Launch:
         "caps",
         "cgroup_paths",
         "config",
+        "console",
         "fifo_fd",
         "hook_state",
         "hooks",
@@ -58,6 +60,8 @@ class Launch:
         self.preserve_fds = preserve_fds
         self.hooks = hooks
         self.hook_state = hook_state
+        # connected console socket (process.terminal): init sends the pty master over it
+        self.console: socket | None = None
 
     def needs_create_hooks(self) -> bool:
         """Init stops before pivot_root only when a hook has to run there."""
