@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= /usr/bin/python3
 VENV := .venv
 PY := $(CURDIR)/$(VENV)/bin/python
-APT_PACKAGES := python3 python3-venv python3-dev gcc libffi-dev busybox-static runc crun iproute2 util-linux
+APT_PACKAGES := python3 python3-venv python3-dev gcc libffi-dev libseccomp-dev busybox-static runc crun iproute2 util-linux
 STAMP := $(VENV)/.installed
 
 .PHONY: install apt ext demo test lint typecheck pytest bench clean

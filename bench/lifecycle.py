@@ -1,8 +1,9 @@
 """``make bench``: ocirt against runc and crun on this machine, as ratios of median wall time.
 
-Two workloads, each on the same busybox bundle for every runtime: ``run`` of /bin/true, and
-``create`` + ``start`` + ``delete`` (the calls a manager makes). Then one ``ocirt run`` is
-profiled, to show where the time goes.
+Three workloads, each on the same busybox bundles for every runtime: ``run`` of /bin/true,
+``create`` + ``start`` + ``delete`` (the calls a manager makes), and ``exec`` of /bin/true
+into a running ``sleep`` container. Then one ``ocirt run`` is profiled, to show where the
+time goes.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def timed(action: Callable[[str], None]) -> list[float]:
     return samples
 
 
-def measure(binary: str, root: str, bundle: str) -> dict[str, float]:
+def measure(binary: str, root: str, bundle: str, sleeper: str) -> dict[str, float]:
     base = [binary, "--root", root]
 
     def run(cid: str) -> None:
@@ -72,11 +73,23 @@ def measure(binary: str, root: str, bundle: str) -> dict[str, float]:
         call([*base, "start", cid])
         call([*base, "delete", "--force", cid])
 
+    target = f"bench-sleeper-{uuid.uuid4().hex[:6]}"
+
+    def exec_true(_cid: str) -> None:
+        call([*base, "exec", target, "/bin/true"])
+
     run("warmup-" + uuid.uuid4().hex[:6])
-    return {
+    results = {
         "run /bin/true": statistics.median(timed(run)) * 1000,
         "create+start+delete": statistics.median(timed(lifecycle)) * 1000,
     }
+    call([*base, "run", "--detach", "--bundle", sleeper, target])
+    try:
+        exec_true(target)
+        results["exec /bin/true"] = statistics.median(timed(exec_true)) * 1000
+    finally:
+        call([*base, "delete", "--force", target])
+    return results
 
 
 def profile_one_run(root: str, bundle: str) -> str:
@@ -121,10 +134,12 @@ def main() -> int:
         config = base_config(["/bin/true"])
         config["ociVersion"] = "1.0.2"  # crun 1.8 accepts up to 1.1.x
         bundle = make_bundle(os.path.join(tmp, "bundle"), ["/bin/true"], config)
+        sleeping = {**config, "process": {**config["process"], "args": ["sleep", "1000000"]}}
+        sleeper = make_bundle(os.path.join(tmp, "sleeper"), ["sleep", "1000000"], sleeping)
         results = {}
         for name, binary in found.items():
             root = os.path.join(tmp, f"root-{name}")
-            results[name] = measure(binary, root, bundle)
+            results[name] = measure(binary, root, bundle, sleeper)
         print(f"median wall time over {ROUNDS} rounds, ms ({os.cpu_count()} cores)")
         print(f"{'workload':<22}{'ocirt':>9}{'runc':>9}{'crun':>9}{'ocirt/runc':>12}{'ocirt/crun':>12}")
         for workload in results["ocirt"]:

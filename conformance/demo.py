@@ -17,7 +17,10 @@ echo "processes seen:  $(ls /proc | grep -c '^[0-9]')"
 echo "network devices: $(ls /sys/class/net | tr '\n' ' ')"
 echo "namespaces:"
 for ns in cgroup ipc mnt net pid time user uts; do
-  printf '  %-7s %s\n' "$ns" "$(readlink /proc/self/ns/$ns)"
+  mine=$(readlink /proc/self/ns/$ns)
+  eval host=\$HOST_NS_$ns
+  [ "$mine" = "$host" ] && verdict="shared with the host" || verdict="own (host has $host)"
+  printf '  %-7s %-20s %s\n' "$ns" "$mine" "$verdict"
 done
 echo "cgroup:          $(cut -d: -f3 /proc/self/cgroup | sort -u | tr '\n' ' ')"
 limit() { cat "/sys/fs/cgroup/$1" 2>/dev/null || cat "/sys/fs/cgroup/$2"; }
@@ -37,6 +40,10 @@ def demo_config() -> dict[str, Any]:
     config["process"]["rlimits"] = [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}]
     caps = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
     config["process"]["capabilities"] = {k: caps for k in ("bounding", "effective", "permitted")}
+    config["process"]["env"] += [
+        f"HOST_NS_{ns}={os.readlink(f'/proc/self/ns/{ns}')}"
+        for ns in ("cgroup", "ipc", "mnt", "net", "pid", "time", "user", "uts")
+    ]
     linux = config["linux"]
     linux["namespaces"].append({"type": "cgroup"})
     linux["resources"] = {"memory": {"limit": 128 * 1024 * 1024}, "pids": {"limit": 64}}

@@ -48,6 +48,46 @@ _CREATE_FLAGS: Flags = {
     "preserve-fds": (INT, "preserve_fds"),
 }
 
+_EXEC_FLAGS: Flags = {
+    "process": (STR, "process"),
+    "p": (STR, "process"),
+    "tty": (BOOL, "tty"),
+    "t": (BOOL, "tty"),
+    "console-socket": (STR, "console_socket"),
+    "detach": (BOOL, "detach"),
+    "d": (BOOL, "detach"),
+    "pid-file": (STR, "pid_file"),
+    "cwd": (STR, "cwd"),
+    "env": (LIST, "env"),
+    "e": (LIST, "env"),
+    "user": (STR, "user"),
+    "u": (STR, "user"),
+    "additional-gids": (LIST, "additional_gids"),
+    "g": (LIST, "additional_gids"),
+    "cap": (LIST, "cap"),
+    "c": (LIST, "cap"),
+    "no-new-privs": (BOOL, "no_new_privs"),
+    "preserve-fds": (INT, "preserve_fds"),
+    "apparmor": (STR, "apparmor"),
+    "process-label": (STR, "process_label"),
+}
+
+# runc's update flags, all strings: operations/update.py parses each value
+_UPDATE_VALUES = (
+    "blkio-weight", "cpu-period", "cpu-quota", "cpu-burst", "cpu-share", "cpu-rt-period", "cpu-rt-runtime",
+    "cpu-idle", "cpuset-cpus", "cpuset-mems", "kernel-memory", "kernel-memory-tcp", "memory",
+    "memory-reservation", "memory-swap", "pids-limit", "l3-cache-schema", "mem-bw-schema",
+)  # fmt: skip
+_UPDATE_FLAGS: Flags = {
+    "resources": (STR, "resources"),
+    "r": (STR, "resources"),
+    "cpu-shares": (STR, "cpu_share"),
+    **{name: (STR, name.replace("-", "_")) for name in _UPDATE_VALUES},
+}
+
+# Commands whose flags end at the first positional (the id): what follows is a command line.
+_PASS_REST = {"exec", "ps"}
+
 # command -> (flags, positional names, summary)
 COMMANDS: dict[str, tuple[Flags, tuple[str, ...], str]] = {
     "create": (_CREATE_FLAGS, ("container-id",), "create a container, blocked before its program"),
@@ -56,6 +96,11 @@ COMMANDS: dict[str, tuple[Flags, tuple[str, ...], str]] = {
         {**_CREATE_FLAGS, "detach": (BOOL, "detach"), "d": (BOOL, "detach"), "keep": (BOOL, "keep")},
         ("container-id",),
         "create and start a container, waiting for it unless --detach",
+    ),
+    "exec": (
+        _EXEC_FLAGS,
+        ("container-id", "[command [args...]]"),
+        "run a new process inside a running container",
     ),
     "state": ({}, ("container-id",), "print a container's state as JSON"),
     "kill": (
@@ -83,6 +128,24 @@ COMMANDS: dict[str, tuple[Flags, tuple[str, ...], str]] = {
         (),
         "check a bundle's config.json against the runtime-spec schema",
     ),
+    "pause": ({}, ("container-id",), "freeze every process of a running container"),
+    "resume": ({}, ("container-id",), "thaw a paused container"),
+    "ps": (
+        {"format": (STR, "format"), "f": (STR, "format")},
+        ("container-id", "[ps options...]"),
+        "list a container's processes (host ps, default -ef; --format json: host pids)",
+    ),
+    "update": (
+        _UPDATE_FLAGS,
+        ("container-id",),
+        "change the cgroup limits of a container (--resources FILE|- or runc's flags)",
+    ),
+    "events": (
+        {"stats": (BOOL, "stats"), "interval": (STR, "interval")},
+        ("container-id",),
+        "stream stats and OOM events as JSON lines (--stats: one snapshot)",
+    ),
+    "features": ({}, (), "print the features this runtime implements as JSON"),
 }
 
 
@@ -91,8 +154,9 @@ class Args:
 
     def __init__(self, flags: Flags) -> None:
         for kind, dest in flags.values():
-            setattr(self, dest, False if kind == BOOL else None)
+            setattr(self, dest, False if kind == BOOL else [] if kind == LIST else None)
         self.positional: list[str] = []
+        self.rest: list[str] = []  # the command line after the id, for _PASS_REST commands
 
     if TYPE_CHECKING:
         # Attributes are made from the flag tables, so mypy cannot list them.
@@ -125,7 +189,9 @@ def _parse(argv: list[str], flags: Flags, args: Args, stop_at_positional: bool) 
             if i >= len(argv):
                 raise OcirtError(f"flag needs an argument: -{name}")
             value, i = argv[i], i + 1
-        if kind == INT:
+        if kind == LIST:
+            getattr(args, dest).append(value)
+        elif kind == INT:
             try:
                 setattr(args, dest, int(value))
             except ValueError:
@@ -191,7 +257,11 @@ def _dispatch(command: str, argv: list[str], opts: Args, log: object) -> int:
         raise OcirtError(f"unknown command {command!r} (see ocirt --help)")
     flags, positional, _ = COMMANDS[command]
     args = Args({**flags, "help": (BOOL, "help"), "h": (BOOL, "help")})
-    _parse(argv, {**flags, "help": (BOOL, "help"), "h": (BOOL, "help")}, args, stop_at_positional=False)
+    passes_rest = command in _PASS_REST
+    rest = _parse(argv, {**flags, "help": (BOOL, "help"), "h": (BOOL, "help")}, args, passes_rest)
+    if passes_rest:
+        args.positional += rest[:1]
+        args.rest = rest[1:]
     if args.help:
         print(f"usage: ocirt {command} [options] {' '.join(positional)}")
         return 0

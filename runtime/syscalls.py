@@ -43,6 +43,11 @@ MS_RELATIME: int = lib.MS_RELATIME
 MS_STRICTATIME: int = lib.MS_STRICTATIME
 MS_LAZYTIME: int = lib.MS_LAZYTIME
 MNT_DETACH: int = lib.MNT_DETACH
+TIOCGPTN: int = lib.TIOCGPTN
+TIOCSPTLCK: int = lib.TIOCSPTLCK
+TIOCSCTTY: int = lib.TIOCSCTTY
+TIOCGWINSZ: int = lib.TIOCGWINSZ
+TIOCSWINSZ: int = lib.TIOCSWINSZ
 
 PR_SET_PDEATHSIG: int = lib.PR_SET_PDEATHSIG
 PR_SET_DUMPABLE: int = lib.PR_SET_DUMPABLE
@@ -75,6 +80,29 @@ MOUNT_ATTR_STRICTATIME: int = lib.MOUNT_ATTR_STRICTATIME
 MOUNT_ATTR_NODIRATIME: int = lib.MOUNT_ATTR_NODIRATIME
 MOUNT_ATTR_NOSYMFOLLOW: int = lib.MOUNT_ATTR_NOSYMFOLLOW
 
+SCMP_ACT_KILL_PROCESS: int = lib.SCMP_ACT_KILL_PROCESS
+SCMP_ACT_KILL_THREAD: int = lib.SCMP_ACT_KILL_THREAD
+SCMP_ACT_TRAP: int = lib.SCMP_ACT_TRAP
+SCMP_ACT_ERRNO: int = lib.OCIRT_SCMP_ACT_ERRNO  # | errno
+SCMP_ACT_TRACE: int = lib.OCIRT_SCMP_ACT_TRACE  # | message for the tracer
+SCMP_ACT_NOTIFY: int = lib.SCMP_ACT_NOTIFY
+SCMP_ACT_LOG: int = lib.SCMP_ACT_LOG
+SCMP_ACT_ALLOW: int = lib.SCMP_ACT_ALLOW
+SCMP_CMP_NE: int = lib.SCMP_CMP_NE
+SCMP_CMP_LT: int = lib.SCMP_CMP_LT
+SCMP_CMP_LE: int = lib.SCMP_CMP_LE
+SCMP_CMP_EQ: int = lib.SCMP_CMP_EQ
+SCMP_CMP_GE: int = lib.SCMP_CMP_GE
+SCMP_CMP_GT: int = lib.SCMP_CMP_GT
+SCMP_CMP_MASKED_EQ: int = lib.SCMP_CMP_MASKED_EQ
+SCMP_FLTATR_CTL_OPTIMIZE: int = lib.SCMP_FLTATR_CTL_OPTIMIZE
+SECCOMP_FILTER_FLAG_TSYNC: int = lib.SECCOMP_FILTER_FLAG_TSYNC
+SECCOMP_FILTER_FLAG_LOG: int = lib.SECCOMP_FILTER_FLAG_LOG
+SECCOMP_FILTER_FLAG_SPEC_ALLOW: int = lib.SECCOMP_FILTER_FLAG_SPEC_ALLOW
+SECCOMP_FILTER_FLAG_NEW_LISTENER: int = lib.SECCOMP_FILTER_FLAG_NEW_LISTENER
+SECCOMP_FILTER_FLAG_TSYNC_ESRCH: int = lib.SECCOMP_FILTER_FLAG_TSYNC_ESRCH
+SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV: int = lib.SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
+
 
 def _check(rc: int, what: str, path: str | None = None) -> int:
     if rc < 0:
@@ -106,6 +134,12 @@ def umount2(target: str, flags: int = 0) -> None:
 
 def pivot_root(new_root: str, put_old: str) -> None:
     _check(lib.ocirt_pivot_root(new_root.encode(), put_old.encode()), "pivot_root", new_root)
+
+
+def join_session_keyring(name: str, perm: int) -> None:
+    """A fresh session keyring named ``name``, with permissions ``perm`` (see keyctl(2))."""
+    key = _check(lib.ocirt_join_session_keyring(name.encode()), "keyctl join session keyring")
+    _check(lib.ocirt_keyring_setperm(key, perm), "keyctl setperm")
 
 
 def prctl(option: int, a2: int = 0, a3: int = 0, a4: int = 0, a5: int = 0) -> int:
@@ -161,3 +195,66 @@ def capset(effective: int, permitted: int, inheritable: int) -> None:
         ],
     )
     _check(lib.ocirt_capset(0, data), "capset")
+
+
+def _scmp(rc: int, what: str) -> int:
+    """libseccomp returns ``-errno`` instead of setting errno."""
+    if rc < 0:
+        raise OSError(-rc, f"{what}: {os.strerror(-rc)}")
+    return rc
+
+
+def seccomp_api_get() -> int:
+    """What libseccomp and the kernel support together (5: SCMP_ACT_NOTIFY, 6: with TSYNC)."""
+    return int(lib.seccomp_api_get())
+
+
+def seccomp_init(default_action: int) -> object:
+    """A filter context that libseccomp frees once the returned handle is collected."""
+    ctx = lib.seccomp_init(default_action)
+    if ctx == ffi.NULL:
+        raise OSError(22, "seccomp_init: invalid or unsupported default action")
+    return ffi.gc(ctx, lib.seccomp_release)
+
+
+def seccomp_arch_resolve_name(name: str) -> int:
+    """The SCMP_ARCH_* token for libseccomp's name of an architecture, 0 if it has none."""
+    return int(lib.seccomp_arch_resolve_name(name.encode()))
+
+
+def seccomp_arch_add(ctx: object, arch: int) -> None:
+    _scmp(lib.seccomp_arch_add(ctx, arch), "seccomp_arch_add")
+
+
+def seccomp_attr_set(ctx: object, attr: int, value: int) -> None:
+    _scmp(lib.seccomp_attr_set(ctx, attr, value), "seccomp_attr_set")
+
+
+def seccomp_syscall_resolve_name(name: str) -> int:
+    """The syscall number (negative for libseccomp's pseudo-syscalls), -1 if unknown."""
+    return int(lib.seccomp_syscall_resolve_name(name.encode()))
+
+
+def seccomp_rule_add(ctx: object, action: int, syscall: int, conds: list[tuple[int, int, int, int]]) -> None:
+    """``conds`` are (argument index, SCMP_CMP_*, datum_a, datum_b), AND-ed together."""
+    arr = ffi.new(
+        "struct scmp_arg_cmp[]", [{"arg": a, "op": o, "datum_a": x, "datum_b": y} for a, o, x, y in conds]
+    )
+    _scmp(lib.seccomp_rule_add_array(ctx, action, syscall, len(conds), arr), "seccomp_rule_add")
+
+
+def seccomp_export_bpf(ctx: object, fd: int) -> None:
+    _scmp(lib.seccomp_export_bpf(ctx, fd), "seccomp_export_bpf")
+
+
+def seccomp_set_filter(flags: int, program: bytes) -> int:
+    """Load a compiled BPF program (as ``seccomp_export_bpf`` writes it) on this thread, or
+    on all with SECCOMP_FILTER_FLAG_TSYNC; return the notify fd with ..._NEW_LISTENER."""
+    return _check(lib.ocirt_seccomp_filter(flags, ffi.from_buffer(program), len(program) // 8), "seccomp")
+
+
+def seccomp_flags_known(flags: int) -> bool:
+    """Whether the kernel accepts these SECCOMP_FILTER_FLAG_* together, loading nothing."""
+    if lib.ocirt_seccomp_filter(flags, ffi.NULL, 0) == 0:
+        raise OSError(22, "seccomp: a probe loaded a filter")
+    return bool(ffi.errno == 14)

@@ -39,6 +39,11 @@ CDEF = """
 #define MS_STRICTATIME ...
 #define MS_LAZYTIME ...
 #define MNT_DETACH ...
+#define TIOCGPTN ...
+#define TIOCSPTLCK ...
+#define TIOCSCTTY ...
+#define TIOCGWINSZ ...
+#define TIOCSWINSZ ...
 
 #define PR_SET_PDEATHSIG ...
 #define PR_SET_DUMPABLE ...
@@ -79,6 +84,8 @@ int umount2(const char *target, int flags);
 int sethostname(const char *name, size_t len);
 int setdomainname(const char *name, size_t len);
 int ocirt_pivot_root(const char *new_root, const char *put_old);
+long ocirt_join_session_keyring(const char *name);
+long ocirt_keyring_setperm(long id, unsigned int perm);
 int ocirt_prctl(int option, unsigned long a2, unsigned long a3, unsigned long a4,
                 unsigned long a5);
 int ocirt_openat2(int dirfd, const char *path, unsigned long long flags,
@@ -87,15 +94,55 @@ int ocirt_capget(int pid, uint32_t data[6]);
 int ocirt_mount_setattr(int dfd, const char *path, unsigned int flags, uint64_t attr_set,
                         uint64_t attr_clr, uint64_t propagation);
 int ocirt_capset(int pid, const uint32_t data[6]);
+
+typedef void *scmp_filter_ctx;
+typedef uint64_t scmp_datum_t;
+enum scmp_compare { SCMP_CMP_NE, SCMP_CMP_LT, SCMP_CMP_LE, SCMP_CMP_EQ, SCMP_CMP_GE, SCMP_CMP_GT,
+                    SCMP_CMP_MASKED_EQ, ... };
+enum scmp_filter_attr { SCMP_FLTATR_CTL_OPTIMIZE, ... };
+struct scmp_arg_cmp { unsigned int arg; enum scmp_compare op; scmp_datum_t datum_a; scmp_datum_t datum_b; };
+#define SCMP_ACT_KILL_PROCESS ...
+#define SCMP_ACT_KILL_THREAD ...
+#define SCMP_ACT_TRAP ...
+#define SCMP_ACT_NOTIFY ...
+#define SCMP_ACT_LOG ...
+#define SCMP_ACT_ALLOW ...
+#define OCIRT_SCMP_ACT_ERRNO ...
+#define OCIRT_SCMP_ACT_TRACE ...
+#define SECCOMP_FILTER_FLAG_TSYNC ...
+#define SECCOMP_FILTER_FLAG_LOG ...
+#define SECCOMP_FILTER_FLAG_SPEC_ALLOW ...
+#define SECCOMP_FILTER_FLAG_NEW_LISTENER ...
+#define SECCOMP_FILTER_FLAG_TSYNC_ESRCH ...
+#define SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV ...
+unsigned int seccomp_api_get(void);
+scmp_filter_ctx seccomp_init(uint32_t def_action);
+void seccomp_release(scmp_filter_ctx ctx);
+uint32_t seccomp_arch_resolve_name(const char *arch_name);
+int seccomp_arch_add(scmp_filter_ctx ctx, uint32_t arch_token);
+int seccomp_attr_set(scmp_filter_ctx ctx, enum scmp_filter_attr attr, uint32_t value);
+int seccomp_syscall_resolve_name(const char *name);
+int seccomp_rule_add_array(scmp_filter_ctx ctx, uint32_t action, int syscall, unsigned int arg_cnt,
+                           const struct scmp_arg_cmp *arg_array);
+int seccomp_export_bpf(const scmp_filter_ctx ctx, int fd);
+int ocirt_seccomp_filter(unsigned int flags, const void *insns, unsigned short count);
 """
 
 SOURCE = r"""
 #include <sched.h>
 #include <stdint.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <seccomp.h>
+
+/* The action bases without their data; SCMP_ACT_ERRNO(x) and SCMP_ACT_TRACE(x) are macros. */
+#define OCIRT_SCMP_ACT_ERRNO SCMP_ACT_ERRNO(0)
+#define OCIRT_SCMP_ACT_TRACE SCMP_ACT_TRACE(0)
 #include <linux/capability.h>
 #include <linux/openat2.h>
 
@@ -106,9 +153,28 @@ SOURCE = r"""
 #define MS_NOSYMFOLLOW 256
 #endif
 
+/* Load a BPF program libseccomp compiled earlier; with insns NULL, probe whether the kernel
+   knows these flags (EFAULT: it does, EINVAL: it does not). */
+static int ocirt_seccomp_filter(unsigned int flags, const void *insns, unsigned short count)
+{
+    struct sock_fprog prog = { .len = count, .filter = (struct sock_filter *) insns };
+    return (int) syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, insns ? &prog : NULL);
+}
+
 static int ocirt_pivot_root(const char *new_root, const char *put_old)
 {
     return (int) syscall(SYS_pivot_root, new_root, put_old);
+}
+
+/* KEYCTL_JOIN_SESSION_KEYRING (1) and KEYCTL_SETPERM (5); libkeyutils is not needed. */
+static long ocirt_join_session_keyring(const char *name)
+{
+    return syscall(SYS_keyctl, 1, name);
+}
+
+static long ocirt_keyring_setperm(long id, unsigned int perm)
+{
+    return syscall(SYS_keyctl, 5, id, perm);
 }
 
 static int ocirt_prctl(int option, unsigned long a2, unsigned long a3, unsigned long a4,
@@ -155,7 +221,7 @@ static int ocirt_capset(int pid, const uint32_t data[6])
 
 ffibuilder = FFI()
 ffibuilder.cdef(CDEF)
-ffibuilder.set_source("ocirt.runtime._syscalls", SOURCE)
+ffibuilder.set_source("ocirt.runtime._syscalls", SOURCE, libraries=["seccomp"])
 
 if __name__ == "__main__":
     ffibuilder.compile(verbose=True)

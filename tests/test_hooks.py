@@ -108,7 +108,7 @@ def test_poststart_and_poststop_failures_are_warnings(rt: Runtime) -> None:
 
 def test_hook_timeout_and_env(rt: Runtime) -> None:
     out = os.path.join(rt.workdir, "hooklog", "env")
-    hooks = {
+    hooks: dict[str, list[dict[str, Any]]] = {
         "prestart": [
             {"path": "/bin/sh", "args": ["sh", "-c", f"echo $GREETING > {out}"], "env": ["GREETING=hi"]}
         ],

@@ -349,3 +349,15 @@ def test_state_while_running_has_pid_and_annotations(rt: Runtime) -> None:
     st = rt.state(cid)
     assert st["status"] == "running" and st["annotations"] == {"org.example.key": "value"}
     assert isinstance(st["pid"], int) and st["pid"] > 0
+
+
+@pytest.mark.parametrize("flags", [(), ("--no-new-keyring",)])
+def test_session_keyring(rt: Runtime, flags: tuple[str, ...]) -> None:
+    """runc gives each container a session keyring of its own, named after it."""
+    cid = rt.new_id()
+    bundle = rt.bundle(["sleep", "1000"])
+    res = rt("create", *flags, "--bundle", bundle, cid)
+    assert res.returncode == 0, res.stderr
+    with open("/proc/keys") as f:
+        keys = f.read()
+    assert (f"_ses.{cid}" in keys) == (not flags)

@@ -15,6 +15,7 @@ import time
 from ocirt.runtime.cgroups import (
     ROOT,
     Cgroup,
+    devices,
     makedirs,
     own_cgroups,
     place,
@@ -52,11 +53,12 @@ class V1Cgroup(Cgroup):
             _fill_cpuset(self.paths["cpuset"])
 
     def apply(self, resources: dict[str, Any] | None) -> None:
-        if not resources:
-            return
+        """Device rules apply even without resources: runc's default list always does."""
         from ocirt.runtime.cgroups.resources import v1_writes
 
-        writes = v1_writes(resources)
+        rules = devices.parse(resources)
+        writes = v1_writes(resources or {})
+        self._set_devices(rules)
         plan = list(zip(writes, writes.fields, strict=True))
         self._order_memory(plan)
         retry = []
@@ -76,6 +78,13 @@ class V1Cgroup(Cgroup):
                 write_file(path, value)
             except OSError as exc:
                 raise _write_error(field, path, value, exc) from None
+
+    def _set_devices(self, rules: list[devices.Rule]) -> None:
+        path = self.paths.get("devices")
+        if path is None:
+            devices.require_open(rules, "the devices controller is not mounted on this host")
+        else:
+            devices.set_v1(path, rules)
 
     def _file(self, controller: str, name: str, value: str, field: str) -> str | None:
         """The file to write, or None for an optional one this host lacks."""

@@ -12,6 +12,7 @@ import time
 from ocirt.runtime.cgroups import (
     ROOT,
     Cgroup,
+    devices,
     makedirs,
     own_cgroups,
     place,
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 FREEZE_TIMEOUT = 5.0
+DEVICES_NEED_EBPF = "cgroup v2 device rules need an eBPF program, which ocirt does not load yet"
 
 
 class V2Cgroup(Cgroup):
@@ -50,6 +52,7 @@ class V2Cgroup(Cgroup):
             enable_controllers(level)
 
     def apply(self, resources: dict[str, Any] | None) -> None:
+        devices.require_open(devices.parse(resources), DEVICES_NEED_EBPF)
         if not resources:
             return
         from ocirt.runtime.cgroups.resources import optional, v2_writes

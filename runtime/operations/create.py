@@ -23,14 +23,15 @@ if TYPE_CHECKING:
     from ocirt.runtime.hooks import Hook
     from ocirt.runtime.log import Log
     from ocirt.runtime.namespaces import Plan
+    from ocirt.runtime.seccomp import Filter
     from ocirt.specs.config import Config
 
 # Sections whose handling arrives with later work: refused, never silently ignored.
 _NOT_YET = (
-    ("linux", "seccomp"),
     ("linux", "intelRdt"),
     ("linux", "personality"),
     ("linux", "netDevices"),
+    ("linux", "memoryPolicy"),
     ("process", "apparmorProfile"),
     ("process", "selinuxLabel"),
     ("process", "scheduler"),
@@ -90,6 +91,8 @@ def _create(opts: Args, args: Args, log: Log, own_console: OwnConsole | None) ->
     sdir = statemod.state_dir(root, container_id)
     bundle, cfg = load_bundle(args.bundle)
     _check_supported(cfg, args, own_console is None)
+    if cfg.process is not None and cfg.process.terminal:
+        console.reserve_stdio()
     from ocirt.runtime import hooks
 
     hook_table = hooks.parse(cfg.hooks)
@@ -99,6 +102,11 @@ def _create(opts: Args, args: Args, log: Log, own_console: OwnConsole | None) ->
 
         caps = CapabilitySets(cfg.process.capabilities)
         caps.check_host()
+    seccomp_filter = None
+    if cfg.linux.raw.get("seccomp") is not None:
+        from ocirt.runtime import seccomp
+
+        seccomp_filter = seccomp.compile_profile(cfg.linux.raw["seccomp"], cfg.process, caps, log)
     from ocirt.runtime.namespaces import Plan
 
     plan = Plan(cfg.linux)
@@ -113,7 +121,7 @@ def _create(opts: Args, args: Args, log: Log, own_console: OwnConsole | None) ->
         raise
     st = statemod.State(sdir, container_id)
     try:
-        _create_in(st, cfg, bundle, caps, plan, hook_table, opts, args, log, own_console)
+        _create_in(st, cfg, bundle, caps, plan, hook_table, opts, args, log, own_console, seccomp_filter)
     except BaseException:
         log.debug(f"create {container_id} failed; cleaning up")
         remove_container(st, log)
@@ -132,6 +140,7 @@ def _create_in(
     args: Args,
     log: Log,
     own_console: OwnConsole | None,
+    seccomp_filter: Filter | None,
 ) -> None:
     from ocirt.runtime.cgroups import open_cgroup
     from ocirt.runtime.process import parent
@@ -140,7 +149,11 @@ def _create_in(
     st.bundle, st.oci_version, st.annotations = bundle, cfg.oci_version, cfg.annotations
     st.rootfs = os.path.join(bundle, cfg.root.path)
     st.created = statemod.rfc3339_now()
-    st.config = {"own_pid_ns": bool(plan.new & CLONE_NEWPID), "hooks": cfg.hooks or {}}
+    st.config = {
+        "own_pid_ns": bool(plan.new & CLONE_NEWPID),
+        "hooks": cfg.hooks or {},
+        "resources": cfg.linux.resources or {},
+    }
     cgroup = open_cgroup(cfg.linux.cgroups_path, st.id, bool(opts.systemd_cgroup))
     st.cgroup = cgroup.to_state()
     st.save()
@@ -167,9 +180,12 @@ def _create_in(
             hook_state(st, statemod.CREATING),
         )
         launch.console = console_sock
+        launch.seccomp = seccomp_filter
         st.pid, st.pid_start = parent.spawn(launch, cgroup)
     finally:
         os.close(fifo_fd)
+        if seccomp_filter is not None:
+            seccomp_filter.close()
         if console_sock is not None:
             console_sock.close()
     st.save()

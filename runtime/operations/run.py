@@ -2,7 +2,9 @@
 
 In the foreground ocirt is a child subreaper, so the init (a grandchild once the
 intermediate process exits) is re-parented to it and can be reaped for its exit status;
-signals that ocirt receives are passed on to the init, as runc does.
+signals that ocirt receives are passed on to the init, as runc does. With
+``process.terminal`` ocirt receives the container's pty master itself and proxies it to its
+own terminal (see ``console.proxy``).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import os
 
 from ocirt.runtime import syscalls
+from ocirt.runtime.console import OwnConsole, proxy
 from ocirt.runtime.operations.create import create_container, remove_container
 from ocirt.runtime.operations.start import start_container
 
@@ -23,21 +26,34 @@ _FORWARDED = ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "S
 
 def main(opts: Args, args: Args, log: Log) -> int:
     detach = bool(args.detach)
-    if not detach:
+    own = None if detach else OwnConsole()
+    if own is not None:
         syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
-    st = create_container(opts, args, log)
+    try:
+        st = create_container(opts, args, log, own)
+    except BaseException:
+        if own is not None:
+            own.close()
+        raise
     if detach:
         start_container(st, log)
         return 0
     _forward_signals(st.pid)
+    master = None
     try:
+        master = own.receive() if own is not None else None
         start_container(st, log)
         log.debug(f"started {st.id}")
+        if master is not None:
+            proxy(master, st.pid)
         status = _wait_for(st.pid)
         log.debug(f"{st.id} exited with status {status}")
     except BaseException:
         remove_container(st, log)
         raise
+    finally:
+        if master is not None:
+            os.close(master)
     if not args.keep:
         remove_container(st, log)
         log.debug(f"removed {st.id}")

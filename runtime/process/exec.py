@@ -1,12 +1,14 @@
 """The joining side of ``ocirt exec``: from our namespaces into the container's, then ``execve``.
 
 Two processes, for the same reason ``create`` needs an intermediate: a joined pid (or
-time) namespace applies only to children. The first moves itself into the container's
-cgroup and joins the init's namespaces by setns, user first and mount last, while the
-parent works out the process; the parent's ``go`` carries it (``process`` as JSON, and
-``origin``, how errors name where it came from). The first then forks the second and exits.
-The second is inside the container's pid namespace; it sets itself up as init does for
-the container's program (rlimits, user, capabilities, no_new_privs, cwd) and calls execve.
+time) namespace applies only to children. The first is forked early and imports this
+module while the parent moves it into the container's cgroup and works out the process.
+The parent's ``go`` carries that process (as JSON), ``origin`` (how errors name where it
+came from), the container's seccomp profile and state, and whether a console socket
+follows (as SCM_RIGHTS). The first then joins the init's namespaces by setns, user first
+and mount last, forks the second and exits. The second is inside the container's pid
+namespace; it sets itself up as init does for the container's program (rlimits,
+terminal, seccomp, user and capabilities, no_new_privs, cwd) and calls execve.
 
 Joining the mount namespace is enough to see the container's root as ``/``: the kernel
 places the joiner on the topmost mount of the namespace's root, which is the rootfs that
@@ -21,9 +23,11 @@ Everything is imported at the top: after setns(mnt) the host's library is out of
 
 from __future__ import annotations
 
+import _socket
+import fcntl
 import os
 
-from ocirt.runtime import syscalls
+from ocirt.runtime import console, seccomp, syscalls
 from ocirt.runtime.capabilities import CapabilitySets
 from ocirt.runtime.errors import OcirtError, SpecError
 from ocirt.runtime.namespaces import CLONE_FLAGS
@@ -33,33 +37,50 @@ from ocirt.specs.config import Process
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import NoReturn
+    from typing import Any, NoReturn
 
-    from ocirt.runtime.cgroups import Cgroup
+    from ocirt.runtime.log import Log
     from ocirt.runtime.process.channel import Channel
 
 
-def run(
-    namespaces: list[tuple[str, int]], cgroup: Cgroup | None, preserve_fds: int, chan: Channel
-) -> NoReturn:
-    """The first child; ``namespaces`` are (type, fd) in setns order."""
+def run(namespaces: list[tuple[str, int]], preserve_fds: int, chan: Channel, log: Log) -> NoReturn:
+    """The first child; ``namespaces`` are (type, fd) in setns order. The seccomp filter is
+    built before joining, while the host's paths (a notify listener's) are still in sight."""
     origin = "exec"
     try:
         init._fds_for_exec(preserve_fds)
-        os.set_inheritable(chan.sock.fileno(), False)
-        if cgroup is not None:
-            cgroup.add(os.getpid())
-        _join(namespaces)
+        _above_stdio(chan)
         go = chan.expect(channel.GO, "ocirt exec")
         origin = go["origin"]
-        proc = Process(go["process"])
+        job = _Job(go, log)
+        tty = console.recv_fd(chan.sock)[0] if go["terminal"] else -1
+        _join(namespaces)
         pid = os.fork()
         if pid == 0:
-            _become(proc, chan, origin)
+            _become(job, chan, origin, tty)
         chan.send(channel.PID, pid=pid)
     except BaseException as exc:
         _fail(chan, origin, exc)
     os._exit(0)
+
+
+def _above_stdio(chan: Channel) -> None:
+    """A caller with stdio closed leaves our channel there, where the terminal goes; it
+    must stay open until execve and not reach the program."""
+    low = chan.sock
+    if low.fileno() < 3:
+        chan.sock = _socket.socket(fileno=_above(low.detach()))
+    os.set_inheritable(chan.sock.fileno(), False)
+
+
+def _above(fd: int) -> int:
+    """``fd`` moved out of 0 to 2 (stdio slots a caller left closed), close-on-exec."""
+    if fd >= 3:
+        return fd
+    try:
+        return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
+    finally:
+        os.close(fd)
 
 
 def _join(namespaces: list[tuple[str, int]]) -> None:
@@ -71,21 +92,60 @@ def _join(namespaces: list[tuple[str, int]]) -> None:
         os.close(fd)
 
 
-def _become(proc: Process, chan: Channel, origin: str) -> NoReturn:
-    """The second child, inside the pid namespace: become the container process."""
+class _Job:
+    """What ``go`` carries, parsed: the process, its capabilities, the container's filter."""
+
+    __slots__ = ("caps", "filter", "proc", "state")
+
+    def __init__(self, go: dict[str, Any], log: Log) -> None:
+        self.proc = proc = Process(go["process"])
+        self.caps = None if proc.capabilities is None else CapabilitySets(proc.capabilities)
+        self.state: dict[str, Any] = go["state"]
+        profile = go["seccomp"]
+        self.filter = None if profile is None else seccomp.compile_profile(profile, proc, self.caps, log)
+
+
+def _become(job: _Job, chan: Channel, origin: str, tty: int) -> NoReturn:
+    """The second child, inside the pid namespace: become the container process; ``tty``
+    is the socket its terminal's master goes to, or -1. The filter is loaded where init
+    loads it: before the user switch when that drops what loading needs, else last."""
+    proc = job.proc
     try:
-        caps = None if proc.capabilities is None else CapabilitySets(proc.capabilities)
         init._set_rlimits(proc)
         init._set_oom_score_adj(proc)
-        init._switch_user(caps, proc)
+        if tty >= 0:
+            _take_terminal(_socket.socket(fileno=tty), proc)
+        seccomp.load(job.filter, job.state, early=True)
+        init._switch_user(job.caps, proc)
         try:
             os.chdir(proc.cwd)
         except OSError as exc:
             raise SpecError("process.cwd", f"{proc.cwd}: {exc.strerror}") from None
         path = init.find_program(proc.args[0], proc.env)
+        seccomp.load(job.filter, job.state, early=False)
         _execve(path, proc)
     except BaseException as exc:
         _fail(chan, origin, exc)
+
+
+def _take_terminal(sock: _socket.socket, proc: Process) -> None:
+    """``console.setup`` without its bind over ``/dev/console``, which stays init's (as in
+    runc): a new pty of the container's devpts, its master sent over ``sock``, its slave our
+    stdio and controlling terminal."""
+    try:
+        master = console._open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+        try:
+            slave_path = console._unlock(master)
+            slave = _above(console._open(slave_path, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC))
+            if proc.console_size is not None and all(proc.console_size):
+                console.set_size(master, *proc.console_size)
+            console._chown_slave(slave, slave_path, proc.user.uid)
+            console._send_master(sock, master)
+        finally:
+            os.close(master)
+    finally:
+        sock.close()
+    console._make_controlling(slave, slave_path)
 
 
 def _execve(path: str, proc: Process) -> NoReturn:

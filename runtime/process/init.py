@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import _signal
 import _socket
+import errno
 import fcntl
 import os
 import resource
 import struct
 
-from ocirt.runtime import console, hooks, rootfs, syscalls
-from ocirt.runtime.errors import SpecError
+from ocirt.runtime import console, hooks, rootfs, seccomp, syscalls
+from ocirt.runtime.errors import OcirtError, SpecError
 from ocirt.runtime.process import channel
 from ocirt.runtime.process.launch import describe
 
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from ocirt.runtime.process.launch import Launch
     from ocirt.specs.config import Config, Process
 
+_KEYRING_PERM = 0x3F3F0000  # possessor and owner: view, read, write, search, link, setattr
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -72,6 +74,8 @@ def _prepare(launch: Launch, chan: Channel) -> tuple[str, list[str]]:
         before_pivot()
     if launch.console is not None:
         console.setup(launch.console, proc)
+    else:
+        os.setsid()  # as runc: the container is not in the caller's job control
     _make_cwd(proc.cwd)
     _set_names(cfg)
     _write_sysctls(cfg, launch)
@@ -81,6 +85,9 @@ def _prepare(launch: Launch, chan: Channel) -> tuple[str, list[str]]:
         _loopback_up()
     _set_rlimits(proc)
     _set_oom_score_adj(proc)
+    if not launch.no_new_keyring:
+        _new_session_keyring(launch.hook_state["id"])
+    seccomp.load(launch.seccomp, launch.hook_state, early=True)
     _switch_user(launch.caps, proc)
     env = proc.env
     path = find_program(proc.args[0], env)
@@ -96,6 +103,16 @@ def _create_hooks(launch: Launch, chan: Channel) -> None:
     chan.send(channel.HOOKS)
     chan.expect(channel.HOOKED, "ocirt create")
     hooks.run_all(launch.hooks.get("createContainer", []), {**launch.hook_state, "pid": os.getpid()})
+
+
+def _new_session_keyring(container_id: str) -> None:
+    """As runc: the container must not share the caller's session keyring. A kernel without
+    keyrings (ENOSYS) is tolerated, as the protection is best effort."""
+    try:
+        syscalls.join_session_keyring(f"_ses.{container_id}", _KEYRING_PERM)
+    except OSError as exc:
+        if exc.errno != errno.ENOSYS:
+            raise OcirtError(f"joining a new session keyring: {exc.strerror}") from None
 
 
 def _install_exit_handlers() -> None:
@@ -266,6 +283,7 @@ def _wait_for_start(launch: Launch) -> None:
     os.close(launch.fifo_fd)
     try:
         state = {**launch.hook_state, "pid": os.getpid(), "status": "created"}
+        seccomp.load(launch.seccomp, launch.hook_state, early=False)
         hooks.run_all(launch.hooks.get("startContainer", []), state)
     except BaseException as exc:
         os.write(fd, ("1" + describe(exc))[:4000].encode())

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from ocirt.runtime.capabilities import CapabilitySets
     from ocirt.runtime.hooks import Hook
     from ocirt.runtime.namespaces import Plan
+    from ocirt.runtime.seccomp import Filter
     from ocirt.specs.config import Config
 
 
@@ -33,6 +34,7 @@ class Launch:
         "no_pivot",
         "plan",
         "preserve_fds",
+        "seccomp",
     )
 
     def __init__(
@@ -62,6 +64,8 @@ class Launch:
         self.hook_state = hook_state
         # connected console socket (process.terminal): init sends the pty master over it
         self.console: socket | None = None
+        # linux.seccomp, built by create; init loads it (see runtime/seccomp.py for when)
+        self.seccomp: Filter | None = None
 
     def needs_create_hooks(self) -> bool:
         """Init stops before pivot_root only when a hook has to run there."""

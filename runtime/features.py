@@ -1,0 +1,84 @@
+"""The runtime-spec features document (features.md, features-linux.md) of this ocirt.
+
+Built from the tables the runtime itself uses, so it cannot claim more than ``create``
+accepts: a config section that ``create`` still refuses (its ``_NOT_YET`` list) is reported
+as absent or disabled, and the lists come from the option, namespace, capability and
+seccomp tables. ``build`` reads nothing from the host; ``kernel_seccomp_flags`` asks the
+kernel, for the command to add ``supportedFlags``.
+"""
+
+from __future__ import annotations
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+OCI_VERSION_MIN = "1.0.0"
+# Handled inline by mounts.parse_options rather than through one of its tables.
+_OTHER_OPTIONS = ("defaults", "tmpcopyup")
+
+
+def build() -> dict[str, Any]:
+    from ocirt.runtime import capabilities, mounts, namespaces
+    from ocirt.runtime.cli import SPEC_VERSION
+
+    return {
+        "ociVersionMin": OCI_VERSION_MIN,
+        "ociVersionMax": SPEC_VERSION,
+        "hooks": hooks(),
+        "mountOptions": sorted({*mounts.FLAGS, *mounts.PROPAGATION, *mounts.RECURSIVE, *_OTHER_OPTIONS}),
+        "linux": {
+            "namespaces": sorted(namespaces.CLONE_FLAGS),
+            "capabilities": list(capabilities.NAMES),
+            "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False, "rdma": True},
+            "seccomp": seccomp_section(),
+            "apparmor": {"enabled": supported("process", "apparmorProfile")},
+            "selinux": {"enabled": supported("process", "selinuxLabel")},
+            "intelRdt": {"enabled": supported("linux", "intelRdt")},
+            # mounts.mount_entry refuses idmap/ridmap and uidMappings on mounts
+            "mountExtensions": {"idmap": {"enabled": False}},
+            "netDevices": {"enabled": supported("linux", "netDevices")},
+        },
+        "annotations": {},
+    }
+
+
+def supported(section: str, key: str) -> bool:
+    """False for a config field ``create`` refuses, alone or with its whole section."""
+    from ocirt.runtime.operations.create import _NOT_YET
+
+    refused: set[tuple[str, str | None]] = set(_NOT_YET)
+    return (section, key) not in refused and (section, None) not in refused
+
+
+def seccomp_section() -> dict[str, Any]:
+    """The names ``linux.seccomp`` accepts; ``archs`` is left out, as libseccomp resolves them."""
+    if not supported("linux", "seccomp"):
+        return {"enabled": False}
+    from ocirt.runtime import seccomp
+
+    return {
+        "enabled": True,
+        "actions": sorted(seccomp.ACTIONS),
+        "operators": sorted(seccomp.OPERATORS),
+        "knownFlags": sorted(seccomp.FLAGS),
+    }
+
+
+def kernel_seccomp_flags() -> list[str]:
+    """The known flags this kernel accepts (a probe that loads no filter): ``supportedFlags``."""
+    from ocirt.runtime import seccomp, syscalls
+
+    found = []
+    for name, flag in sorted(seccomp.FLAGS.items()):
+        if flag == syscalls.SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV:
+            flag |= syscalls.SECCOMP_FILTER_FLAG_NEW_LISTENER  # meaningless without a listener
+        if syscalls.seccomp_flags_known(flag):
+            found.append(name)
+    return found
+
+
+def hooks() -> list[str]:
+    from ocirt.runtime.hooks import KINDS
+
+    return [kind for kind in KINDS if supported("hooks", kind)]

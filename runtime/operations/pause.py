@@ -1,0 +1,28 @@
+"""``ocirt pause``: freeze every process of a running container (v1 freezer or ``cgroup.freeze``).
+
+runc also pauses a created container, but ``state`` reports a created container as
+``created`` whether frozen or not, so it could never be resumed by status: only a running
+container is paused here.
+"""
+
+from __future__ import annotations
+
+from ocirt.runtime import state as statemod
+from ocirt.runtime.errors import OcirtError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ocirt.runtime.cli import Args
+    from ocirt.runtime.log import Log
+
+
+def main(opts: Args, args: Args, log: Log) -> int:
+    from ocirt.runtime.cgroups import load_cgroup
+
+    st = statemod.load(opts.root or statemod.DEFAULT_ROOT, args.positional[0])
+    if st.status != statemod.RUNNING or not st.cgroup:
+        detail = "" if st.status == statemod.STOPPED else f" (it is {st.status})"
+        raise OcirtError(f"container {st.id!r} is not running{detail}")
+    load_cgroup(st.cgroup).freeze()
+    log.debug(f"paused {st.id}")
+    return 0
