@@ -3,10 +3,13 @@ SHELL := /bin/bash
 PYTHON ?= /usr/bin/python3
 VENV := .venv
 PY := $(CURDIR)/$(VENV)/bin/python
-APT_PACKAGES := python3 python3-venv python3-dev gcc libffi-dev libseccomp-dev busybox-static runc crun iproute2 util-linux
+APT_PACKAGES := python3 python3-venv python3-dev gcc libffi-dev libseccomp-dev busybox-static runc crun iproute2 util-linux criu podman conmon containerd docker.io skopeo umoci docker-registry nftables apache2-utils curl openssl zstd
+# CRIU 4.1 is built from source (tools/build-criu.sh): bookworm's 3.17 fails on kernels >= 6.13
+APT_PACKAGES += libbsd-dev libcap-dev libgnutls28-dev libnet1-dev libnftables-dev libnl-3-dev libprotobuf-c-dev libprotobuf-dev pkg-config protobuf-c-compiler protobuf-compiler uuid-dev
+CRIU := $(VENV)/bin/criu
 STAMP := $(VENV)/.installed
 
-.PHONY: install apt ext demo test lint typecheck pytest bench clean
+.PHONY: install apt ext demo test lint typecheck pytest bench clean criu conformance
 
 install: $(STAMP)
 
@@ -29,7 +32,8 @@ $(STAMP): pyproject.toml setup.py runtime/syscalls_build.py | apt
 		rm -rf "$$tree/ocirt/$$d" && ln -s "$(CURDIR)/$$d" "$$tree/ocirt/$$d"; \
 	done
 	$(PY) -m ocirt.runtime.launcher $(VENV)/bin/ocirt
-	$(PY) -m compileall -q runtime specs conformance >/dev/null
+	$(PY) -m ocirt.runtime.launcher $(VENV)/bin/ocirt-shim ocirt.shim.main
+	$(PY) -m compileall -q runtime specs conformance shim >/dev/null
 	touch $(STAMP)
 
 ext: install
@@ -47,13 +51,25 @@ typecheck: install
 	$(VENV)/bin/mypy -p ocirt.runtime -p ocirt.specs -p ocirt.conformance -p ocirt.shim -p ocirt.manager
 	$(VENV)/bin/mypy tests bench
 
-pytest: install
+criu: $(CRIU)
+
+$(CRIU): tools/build-criu.sh | apt
+	bash tools/build-criu.sh $(CRIU)
+
+pytest: install $(CRIU)
 	$(VENV)/bin/pytest -q
 
 test: install lint typecheck pytest
 
+# The OCI conformance suite against runc, crun and ocirt: one table, case x runtime.
+conformance: install
+	$(PY) -m ocirt.conformance --compare runc,crun,ocirt
+
 bench: install
 	$(PY) bench/lifecycle.py
+	$(PY) bench/shim.py
+	$(PY) bench/images.py
+	$(PY) bench/manager.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info runtime/_syscalls.*

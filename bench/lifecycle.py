@@ -93,23 +93,16 @@ def measure(binary: str, root: str, bundle: str, sleeper: str) -> dict[str, floa
 
 
 def profile_one_run(root: str, bundle: str) -> str:
-    """The parent's profile; the children's setup shows as the time spent waiting in recv."""
+    """The parent's profile; the children's setup shows as the time spent waiting in recv.
+
+    ``cli.main``, not the launcher's ``entry``, which leaves with ``os._exit`` before
+    cProfile could print."""
+    script = (
+        "import cProfile, sys; from ocirt.runtime.cli import main; "
+        "cProfile.run('main(sys.argv[1:])', sort='cumulative')"
+    )
     out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "cProfile",
-            "-s",
-            "cumulative",
-            "-m",
-            "ocirt.runtime",
-            "--root",
-            root,
-            "run",
-            "--bundle",
-            bundle,
-            "profiled",
-        ],
+        [sys.executable, "-c", script, "--root", root, "run", "--bundle", bundle, "profiled"],
         capture_output=True,
         text=True,
         check=True,

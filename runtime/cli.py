@@ -17,7 +17,6 @@ if TYPE_CHECKING:
     from typing import Any
 
 VERSION = "0.1.0"
-SPEC_VERSION = "1.3.0"
 
 BOOL, STR, INT, LIST = "bool", "str", "int", "list"
 
@@ -85,6 +84,37 @@ _UPDATE_FLAGS: Flags = {
     **{name: (STR, name.replace("-", "_")) for name in _UPDATE_VALUES},
 }
 
+# checkpoint and restore: runc's flags, passed on to CRIU (operations/checkpoint.py, restore.py)
+_CRIU_FLAGS: Flags = {
+    "image-path": (STR, "image_path"),
+    "work-path": (STR, "work_path"),
+    "tcp-established": (BOOL, "tcp_established"),
+    "ext-unix-sk": (BOOL, "ext_unix_sk"),
+    "shell-job": (BOOL, "shell_job"),
+    "file-locks": (BOOL, "file_locks"),
+    "manage-cgroups-mode": (STR, "manage_cgroups_mode"),
+    "empty-ns": (STR, "empty_ns"),
+    "auto-dedup": (BOOL, "auto_dedup"),
+    "lazy-pages": (BOOL, "lazy_pages"),
+}
+_CHECKPOINT_FLAGS: Flags = {
+    **_CRIU_FLAGS,
+    "leave-running": (BOOL, "leave_running"),
+    "pre-dump": (BOOL, "pre_dump"),
+    "parent-path": (STR, "parent_path"),
+}
+_RESTORE_FLAGS: Flags = {
+    **_CRIU_FLAGS,
+    "bundle": (STR, "bundle"),
+    "b": (STR, "bundle"),
+    "detach": (BOOL, "detach"),
+    "d": (BOOL, "detach"),
+    "pid-file": (STR, "pid_file"),
+    "console-socket": (STR, "console_socket"),
+    "no-pivot": (BOOL, "no_pivot"),
+    "no-subreaper": (BOOL, "no_subreaper"),
+}
+
 # Commands whose flags end at the first positional (the id): what follows is a command line.
 _PASS_REST = {"exec", "ps"}
 
@@ -146,6 +176,12 @@ COMMANDS: dict[str, tuple[Flags, tuple[str, ...], str]] = {
         "stream stats and OOM events as JSON lines (--stats: one snapshot)",
     ),
     "features": ({}, (), "print the features this runtime implements as JSON"),
+    "checkpoint": (
+        _CHECKPOINT_FLAGS,
+        ("container-id",),
+        "save a running container to CRIU images, then remove it (unless --leave-running)",
+    ),
+    "restore": (_RESTORE_FLAGS, ("container-id",), "make a new container from CRIU images (--image-path)"),
 }
 
 
@@ -209,11 +245,11 @@ def _usage() -> str:
         "",
         "commands:",
     ]
-    lines += [f"  {name:<9} {summary}" for name, (_, _, summary) in COMMANDS.items()]
+    lines += [f"  {name:<10} {summary}" for name, (_, _, summary) in COMMANDS.items()]
     lines += [
         "",
         "global options: --root DIR (default /run/ocirt), --log FILE, --log-format text|json,",
-        "  --debug, --systemd-cgroup, --version",
+        "  --debug, --systemd-cgroup, --criu PATH (checkpoint/restore), --version",
     ]
     return "\n".join(lines)
 
@@ -231,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
         if opts.log_format not in (None, "text", "json"):
             raise OcirtError(f"--log-format: unknown format {opts.log_format!r} (text or json)")
         if opts.version:
+            from ocirt.specs.config import SPEC_VERSION
+
             print(f"ocirt version {VERSION}\nspec: {SPEC_VERSION}\npython: {sys.version.split()[0]}")
             return 0
         if not rest or opts.help:
@@ -276,7 +314,22 @@ def _dispatch(command: str, argv: list[str], opts: Args, log: object) -> int:
 
 
 def entry() -> None:
-    sys.exit(main())
+    """Leave without the interpreter's teardown, which frees every module one by one (about
+    4 ms a call here, three times for create+start+delete). Nothing in the runtime relies on
+    it: no threads, and the atexit functions (none on the hot path) still run."""
+    import atexit
+    import os
+
+    status = main()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        if stream is None:  # started with that fd closed
+            continue
+        try:
+            stream.flush()
+        except OSError:
+            status = status or 120  # what the interpreter's own exit reports
+    os._exit(status)
 
 
 if __name__ == "__main__":

@@ -3,8 +3,8 @@
 Built from the tables the runtime itself uses, so it cannot claim more than ``create``
 accepts: a config section that ``create`` still refuses (its ``_NOT_YET`` list) is reported
 as absent or disabled, and the lists come from the option, namespace, capability and
-seccomp tables. ``build`` reads nothing from the host; ``kernel_seccomp_flags`` asks the
-kernel, for the command to add ``supportedFlags``.
+seccomp tables. ``build`` reads from the host only whether AppArmor and SELinux are
+enabled; ``kernel_seccomp_flags`` asks the kernel, for the command to add ``supportedFlags``.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ _OTHER_OPTIONS = ("defaults", "tmpcopyup")
 
 
 def build() -> dict[str, Any]:
-    from ocirt.runtime import capabilities, mounts, namespaces
-    from ocirt.runtime.cli import SPEC_VERSION
+    from ocirt.runtime import capabilities, lsm, mounts, namespaces
+    from ocirt.specs.config import SPEC_VERSION
 
     return {
         "ociVersionMin": OCI_VERSION_MIN,
@@ -32,9 +32,10 @@ def build() -> dict[str, Any]:
             "capabilities": list(capabilities.NAMES),
             "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False, "rdma": True},
             "seccomp": seccomp_section(),
-            "apparmor": {"enabled": supported("process", "apparmorProfile")},
-            "selinux": {"enabled": supported("process", "selinuxLabel")},
-            "intelRdt": {"enabled": supported("linux", "intelRdt")},
+            # labels are applied where the host has the LSM, refused otherwise (runtime/lsm.py)
+            "apparmor": {"enabled": lsm.apparmor_enabled()},
+            "selinux": {"enabled": lsm.selinux_enabled()},
+            "intelRdt": {"enabled": False},  # refused, naming resctrl when it is missing
             # mounts.mount_entry refuses idmap/ridmap and uidMappings on mounts
             "mountExtensions": {"idmap": {"enabled": False}},
             "netDevices": {"enabled": supported("linux", "netDevices")},

@@ -258,3 +258,58 @@ def seccomp_flags_known(flags: int) -> bool:
     if lib.ocirt_seccomp_filter(flags, ffi.NULL, 0) == 0:
         raise OSError(22, "seccomp: a probe loaded a filter")
     return bool(ffi.errno == 14)
+
+
+SCHED_OTHER: int = lib.SCHED_OTHER
+SCHED_FIFO: int = lib.SCHED_FIFO
+SCHED_RR: int = lib.SCHED_RR
+SCHED_BATCH: int = lib.SCHED_BATCH
+SCHED_IDLE: int = lib.SCHED_IDLE
+SCHED_DEADLINE: int = lib.SCHED_DEADLINE
+SCHED_FLAG_RESET_ON_FORK: int = lib.SCHED_FLAG_RESET_ON_FORK
+SCHED_FLAG_RECLAIM: int = lib.SCHED_FLAG_RECLAIM
+SCHED_FLAG_DL_OVERRUN: int = lib.SCHED_FLAG_DL_OVERRUN
+SCHED_FLAG_KEEP_POLICY: int = lib.SCHED_FLAG_KEEP_POLICY
+SCHED_FLAG_KEEP_PARAMS: int = lib.SCHED_FLAG_KEEP_PARAMS
+SCHED_FLAG_UTIL_CLAMP_MIN: int = lib.SCHED_FLAG_UTIL_CLAMP_MIN
+SCHED_FLAG_UTIL_CLAMP_MAX: int = lib.SCHED_FLAG_UTIL_CLAMP_MAX
+IOPRIO_CLASS_RT: int = lib.IOPRIO_CLASS_RT
+IOPRIO_CLASS_BE: int = lib.IOPRIO_CLASS_BE
+IOPRIO_CLASS_IDLE: int = lib.IOPRIO_CLASS_IDLE
+IOPRIO_CLASS_SHIFT: int = lib.IOPRIO_CLASS_SHIFT
+IOPRIO_WHO_PROCESS: int = lib.IOPRIO_WHO_PROCESS
+PER_LINUX: int = lib.PER_LINUX
+PER_LINUX32: int = lib.PER_LINUX32
+UNAME26: int = lib.UNAME26
+ADDR_NO_RANDOMIZE: int = lib.ADDR_NO_RANDOMIZE
+FDPIC_FUNCPTRS: int = lib.FDPIC_FUNCPTRS
+MMAP_PAGE_ZERO: int = lib.MMAP_PAGE_ZERO
+ADDR_COMPAT_LAYOUT: int = lib.ADDR_COMPAT_LAYOUT
+READ_IMPLIES_EXEC: int = lib.READ_IMPLIES_EXEC
+ADDR_LIMIT_32BIT: int = lib.ADDR_LIMIT_32BIT
+SHORT_INODE: int = lib.SHORT_INODE
+WHOLE_SECONDS: int = lib.WHOLE_SECONDS
+STICKY_TIMEOUTS: int = lib.STICKY_TIMEOUTS
+ADDR_LIMIT_3GB: int = lib.ADDR_LIMIT_3GB
+
+
+def sched_setattr(
+    pid: int, policy: int, flags: int, nice: int, priority: int, runtime: int, deadline: int, period: int
+) -> None:
+    """sched_setattr(2) with the fields of runtime-spec's ``process.scheduler``."""
+    rc = lib.ocirt_sched_setattr(pid, policy, flags, nice, priority, runtime, deadline, period)
+    _check(rc, "sched_setattr")
+
+
+def ioprio_set(pid: int, ioprio: int) -> None:
+    """The I/O priority of ``pid`` (0: this thread), as ``class << IOPRIO_CLASS_SHIFT | level``."""
+    _check(lib.ocirt_ioprio_set(IOPRIO_WHO_PROCESS, pid, ioprio), "ioprio_set")
+
+
+def ioprio_get(pid: int) -> int:
+    return _check(lib.ocirt_ioprio_get(IOPRIO_WHO_PROCESS, pid), "ioprio_get")
+
+
+def personality(persona: int) -> int:
+    """Set the execution domain and flags; return the previous ones (0xffffffff only reads)."""
+    return _check(lib.personality(persona), "personality")

@@ -443,8 +443,9 @@ class Config:
             field = "hostname" if self.hostname else "domainname"
             raise SpecError(field, "setting it needs a new uts namespace in linux.namespaces")
         user = linux.namespace("user")
-        if (linux.uid_mappings or linux.gid_mappings) and (user is None or user.path):
-            raise SpecError("linux.uidMappings", "mappings need a new user namespace (type user, no path)")
+        # with a joined namespace the mappings are its own; runc wants them repeated, so allow it
+        if (linux.uid_mappings or linux.gid_mappings) and user is None:
+            raise SpecError("linux.uidMappings", "mappings need a user namespace in linux.namespaces")
         if user is not None and user.path is None and not (linux.uid_mappings and linux.gid_mappings):
             raise SpecError("linux.uidMappings", "a new user namespace needs uidMappings and gidMappings")
         if linux.time_offsets and (linux.namespace("time") is None or linux.namespace("time").path):  # type: ignore[union-attr]

@@ -109,3 +109,59 @@ def rt(tmp_path: Any) -> Iterator[Runtime]:
         found = leaks(runtime)
         shutil.rmtree(root, ignore_errors=True)
         assert not found, f"left behind: {found}"
+
+
+@pytest.fixture
+def open_dir() -> Iterator[str]:
+    """A place for bundles that a container root mapped to an unprivileged host uid can reach
+    (pytest's own tmp dirs are private to the host root)."""
+    path = tempfile.mkdtemp(prefix="ocirt-test-open-", dir="/tmp")
+    os.chmod(path, 0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+_HOST_NODES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty")
+
+
+def _host_nodes() -> dict[str, tuple[int, int, int]]:
+    return {p: (st.st_uid, st.st_gid, st.st_mode) for p in _HOST_NODES for st in [os.stat(p)]}
+
+
+@pytest.fixture(autouse=True, scope="session")
+def host_device_nodes_untouched() -> Iterator[None]:
+    """Fail the run if any test (or a runtime it drove) changed the host's own device nodes:
+    a runtime that chowns its stdio to a container's mapped root can do that to /dev/null."""
+    before = _host_nodes()
+    yield
+    after = _host_nodes()
+    changed = {p: (before[p], after[p]) for p in _HOST_NODES if before[p] != after[p]}
+    assert not changed, f"host device nodes changed (uid, gid, mode before/after): {changed}"
+
+
+def _parent_cgroups() -> set[str]:
+    """Top-level cgroups named like ours in every hierarchy (``ocirt``, ``ocirt-test``...)."""
+    found = set()
+    for hierarchy in os.listdir("/sys/fs/cgroup"):
+        top = os.path.join("/sys/fs/cgroup", hierarchy)
+        if os.path.isdir(top) and not os.path.islink(top):
+            found |= {os.path.join(top, d) for d in os.listdir(top) if d.startswith("ocirt")}
+    return found
+
+
+@pytest.fixture(autouse=True, scope="session")
+def parent_cgroups_removed() -> Iterator[None]:
+    """Runtimes create the parent of a container's cgroup path and, like runc, leave it when
+    the container goes; the suite removes the parents it brought into being. A parent that
+    still holds a cgroup is a leak and fails the run."""
+    before = _parent_cgroups()
+    yield
+    left = []
+    for path in sorted(_parent_cgroups() - before):
+        try:
+            os.rmdir(path)
+        except OSError:
+            left.append(path)
+    assert not left, f"cgroups left under the suite's parents: {left}"

@@ -255,8 +255,8 @@ def test_exec_errors_name_the_cause_and_leave_nothing(rt: Runtime) -> None:
         (["--cwd", "relative"], ["true"], "exec: process.cwd: must be an absolute path"),
         (["-u", "me"], ["true"], "--user me: expected uid or uid:gid (numbers)"),
         (["-g", "x"], ["true"], "--additional-gids x: expected a non-negative integer"),
-        (["--apparmor", "p"], ["true"], "--apparmor: AppArmor profiles are not supported"),
-        (["--process-label", "l"], ["true"], "--process-label: SELinux labels are not supported"),
+        (["--apparmor", "p"], ["true"], "--apparmor: AppArmor is not enabled on this host"),
+        (["--process-label", "l"], ["true"], "--process-label: SELinux is not enabled on this host"),
         ([], [], "exec: missing command (or --process FILE)"),
     ]
     init = rt.state(cid)["pid"]
@@ -404,27 +404,14 @@ def test_exec_terminal_flag_rules(rt: Runtime) -> None:
     assert socket_only.returncode == 1 and "cannot use console socket" in socket_only.stderr
 
 
-@pytest.fixture
-def open_bundle_dir() -> Iterator[str]:
-    """A bundle place that a container root mapped to an unprivileged host uid can reach."""
-    import shutil
-
-    path = tempfile.mkdtemp(prefix="ocirt-test-open-", dir="/tmp")
-    os.chmod(path, 0o755)
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
-
-def test_exec_joins_the_user_namespace_first(rt: Runtime, open_bundle_dir: str) -> None:
+def test_exec_joins_the_user_namespace_first(rt: Runtime, open_dir: str) -> None:
     def edit(c: dict[str, Any]) -> None:
         c["linux"]["namespaces"].append({"type": "user"})
         c["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
         c["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
 
     cid = rt.new_id()
-    bundle = rt.bundle(["sleep", "1000"], edit, name=os.path.join(open_bundle_dir, "b"))
+    bundle = rt.bundle(["sleep", "1000"], edit, name=os.path.join(open_dir, "b"))
     assert rt("run", "-d", "--bundle", bundle, cid).returncode == 0
     pidfile = os.path.join(rt.workdir, "pid")
     res = rt("exec", "-d", "--pid-file", pidfile, "-u", "5", cid, "sleep", "1000")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -190,27 +189,12 @@ def test_pids_limit_is_enforced(rt: Runtime) -> None:
     assert "all-forked" not in res.stdout
 
 
-@pytest.fixture
-def open_workdir(rt: Runtime) -> Iterator[str]:
-    """A bundle place that a container root mapped to an unprivileged host uid can reach
-    (pytest's own tmp dirs are private to the host root)."""
-    import shutil
-    import tempfile
-
-    path = tempfile.mkdtemp(prefix="ocirt-test-open-", dir="/tmp")
-    os.chmod(path, 0o755)
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
-
 def read(path: str) -> str:
     with open(path) as f:
         return f.read()
 
 
-def test_user_namespace_maps_root_to_unprivileged_host_uid(rt: Runtime, open_workdir: str) -> None:
+def test_user_namespace_maps_root_to_unprivileged_host_uid(rt: Runtime, open_dir: str) -> None:
     def edit(c: dict[str, Any]) -> None:
         c["linux"]["namespaces"].append({"type": "user"})
         c["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
@@ -218,7 +202,7 @@ def test_user_namespace_maps_root_to_unprivileged_host_uid(rt: Runtime, open_wor
 
     cid = rt.new_id()
     script = "cat /proc/self/uid_map /proc/self/gid_map > /tmp/maps; id -u >> /tmp/maps; exec sleep 1000"
-    bundle = rt.bundle(["sh", "-c", script], edit, name=os.path.join(open_workdir, "b"))
+    bundle = rt.bundle(["sh", "-c", script], edit, name=os.path.join(open_dir, "b"))
     os.chmod(os.path.join(bundle, "rootfs/tmp"), 0o1777)
     res = rt("run", "-d", "--bundle", bundle, cid)
     assert res.returncode == 0, res.stderr

@@ -197,8 +197,15 @@ def write_file(path: str, value: str) -> None:
 
 
 def read_file(path: str) -> str:
-    with open(path) as f:
-        return f.read()
+    """Raw ``os`` calls: ``open()`` builds a text stack (and probes the fd) for every file."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(chunks).decode()
 
 
 def makedirs(path: str) -> None:

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import os
 
-from ocirt.runtime import console
 from ocirt.runtime import state as statemod
 from ocirt.runtime.errors import OcirtError, SpecError
-from ocirt.runtime.syscalls import CLONE_NEWPID
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -28,16 +26,12 @@ if TYPE_CHECKING:
 
 # Sections whose handling arrives with later work: refused, never silently ignored.
 _NOT_YET = (
-    ("linux", "intelRdt"),
-    ("linux", "personality"),
     ("linux", "netDevices"),
     ("linux", "memoryPolicy"),
-    ("process", "apparmorProfile"),
-    ("process", "selinuxLabel"),
-    ("process", "scheduler"),
-    ("process", "ioPriority"),
-    ("process", "execCPUAffinity"),
 )
+# Fields checked (and applied) by runtime/procattrs.py and runtime/lsm.py, imported only when present.
+_PROC_ATTRS = ("scheduler", "ioPriority", "execCPUAffinity")
+_LSM_FIELDS = (("process", "apparmorProfile"), ("process", "selinuxLabel"), ("linux", "mountLabel"))
 
 
 def main(opts: Args, args: Args, log: Log) -> int:
@@ -66,10 +60,29 @@ def _check_supported(cfg: Config, args: Args, detach: bool) -> None:
         if value:
             field = section if key is None else f"{section}.{key}"
             raise SpecError(field, "not supported by this version of ocirt")
+    _check_process_attrs(cfg)
+    from ocirt.runtime import console  # not at the top: ``delete`` imports this module too
+
     console.check_request(cfg.process, args.console_socket, detach)
     mount_ns = cfg.linux.namespace("mount")
     if mount_ns is None:
         raise SpecError("linux.namespaces", "a mount namespace is required")
+
+
+def _check_process_attrs(cfg: Config) -> None:
+    """Scheduler, I/O priority, affinity, personality, labels and Intel RDT: checked here,
+    so that a bad value or a host without the feature fails before anything exists."""
+    proc = cfg.process.raw if cfg.process is not None else {}
+    linux = cfg.linux.raw
+    if any(k in proc for k in _PROC_ATTRS) or "personality" in linux:
+        from ocirt.runtime import procattrs
+
+        procattrs.parse(proc, linux.get("personality"))
+    if "intelRdt" in linux or any((linux if s == "linux" else proc).get(k) for s, k in _LSM_FIELDS):
+        from ocirt.runtime import lsm
+
+        lsm.check_process(proc)
+        lsm.check_linux(linux)
 
 
 def create_container(
@@ -92,6 +105,8 @@ def _create(opts: Args, args: Args, log: Log, own_console: OwnConsole | None) ->
     bundle, cfg = load_bundle(args.bundle)
     _check_supported(cfg, args, own_console is None)
     if cfg.process is not None and cfg.process.terminal:
+        from ocirt.runtime import console
+
         console.reserve_stdio()
     from ocirt.runtime import hooks
 
@@ -142,9 +157,11 @@ def _create_in(
     own_console: OwnConsole | None,
     seccomp_filter: Filter | None,
 ) -> None:
+    from ocirt.runtime import console
     from ocirt.runtime.cgroups import open_cgroup
     from ocirt.runtime.process import parent
     from ocirt.runtime.process.launch import Launch
+    from ocirt.runtime.syscalls import CLONE_NEWPID
 
     st.bundle, st.oci_version, st.annotations = bundle, cfg.oci_version, cfg.annotations
     st.rootfs = os.path.join(bundle, cfg.root.path)
@@ -157,9 +174,12 @@ def _create_in(
     cgroup = open_cgroup(cfg.linux.cgroups_path, st.id, bool(opts.systemd_cgroup))
     st.cgroup = cgroup.to_state()
     st.save()
-    cgroup.create()
-    cgroup.apply(cfg.linux.resources)
-    log.debug(f"cgroup {cgroup.paths} ready")
+
+    def make_cgroup() -> None:
+        cgroup.create()
+        cgroup.apply(cfg.linux.resources)
+        log.debug(f"cgroup {cgroup.paths} ready")
+
     os.mkfifo(st.fifo, 0o622)
     os.chmod(st.fifo, 0o622)
     fifo_fd = os.open(st.fifo, os.O_PATH | os.O_CLOEXEC)
@@ -181,7 +201,7 @@ def _create_in(
         )
         launch.console = console_sock
         launch.seccomp = seccomp_filter
-        st.pid, st.pid_start = parent.spawn(launch, cgroup)
+        st.pid, st.pid_start = parent.spawn(launch, cgroup, make_cgroup)
     finally:
         os.close(fifo_fd)
         if seccomp_filter is not None:
@@ -219,14 +239,14 @@ def write_pid_file(path: str, pid: int) -> None:
 def remove_container(st: statemod.State, log: Log) -> None:
     """Undo a container: processes, cgroup, state directory, then the poststop hooks;
     safe on partial state."""
-    from ocirt.runtime.process.parent import kill_and_wait
-
     cgroup = None
     if st.cgroup:
         from ocirt.runtime.cgroups import load_cgroup
 
         cgroup = load_cgroup(st.cgroup)
     if st.pid and statemod.init_alive(st):
+        from ocirt.runtime.process.parent import kill_and_wait
+
         kill_and_wait(st.pid)
     if cgroup is not None:
         if not st.config.get("own_pid_ns", False) or cgroup.pids():

@@ -18,6 +18,7 @@ from ocirt.runtime import console, syscalls
 from ocirt.runtime import state as statemod
 from ocirt.runtime.errors import OcirtError, SpecError
 from ocirt.runtime.process import channel
+from ocirt.runtime.signals import Relay
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -28,12 +29,14 @@ if TYPE_CHECKING:
     from ocirt.runtime.process.channel import Channel
     from ocirt.specs.config import Config, Process
 
-# Process fields that exec does not apply: refused rather than silently dropped.
-_NOT_APPLIED = ("apparmorProfile", "selinuxLabel", "scheduler", "ioPriority", "execCPUAffinity")
+# Checked (and applied) by runtime/procattrs.py and runtime/lsm.py, imported only when present.
+_PROC_ATTRS = ("scheduler", "ioPriority", "execCPUAffinity")
+_LABELS = ("apparmorProfile", "selinuxLabel")
 
 
 def main(opts: Args, args: Args, log: Log) -> int:
     own = None if args.detach else console.OwnConsole()
+    relay = None if args.detach else Relay()
     try:
         pid = _start(opts, args, log, own)
         master = own.receive() if own is not None else None
@@ -41,11 +44,11 @@ def main(opts: Args, args: Args, log: Log) -> int:
         if own is not None:
             own.close()
         raise
-    if args.detach:
+    if relay is None:
         return 0
-    from ocirt.runtime.operations.run import _forward_signals, _wait_for
+    from ocirt.runtime.operations.run import _wait_for
 
-    _forward_signals(pid)
+    relay.target(pid)
     if master is not None:
         try:
             console.proxy(master, pid)
@@ -84,11 +87,12 @@ def _launch(st: statemod.State, args: Args, own: console.OwnConsole | None, ours
     """
     pid = 0
     try:
+        go, proc = _job(st, args, own)
+        _initial_affinity(child, go)
         if st.cgroup:
             from ocirt.runtime.cgroups import load_cgroup
 
             load_cgroup(st.cgroup).add(child)
-        go, proc = _job(st, args, own)
         _go(ours, go, console.socket_for(proc, args.console_socket, own))
         pid = int(ours.expect(channel.PID, "ocirt exec's joining process")["pid"])
         _reap(child)
@@ -114,13 +118,36 @@ def _job(st: statemod.State, args: Args, own: console.OwnConsole | None) -> tupl
     proc, raw, origin = _process(cfg, args)
     if own is not None and proc.terminal and proc.console_size is None:
         raw["consoleSize"] = _own_terminal_size()
+    personality = cfg.linux.raw.get("personality")
+    if any(k in raw for k in _PROC_ATTRS) or personality is not None:
+        from ocirt.runtime import procattrs
+
+        try:
+            procattrs.parse(raw, personality)
+        except SpecError as exc:
+            raise OcirtError(f"{origin}: {str(exc).removeprefix('config.json: ')}") from None
     go = {
         "process": raw,
         "origin": origin,
         "seccomp": cfg.linux.raw.get("seccomp"),
+        "personality": personality,
         "state": hook_state(st, st.status),
     }
     return go, proc
+
+
+def _initial_affinity(child: int, go: dict[str, Any]) -> None:
+    """``execCPUAffinity.initial``: the joining process's CPUs before it enters the cgroup."""
+    initial = (go["process"].get("execCPUAffinity") or {}).get("initial")
+    if initial is None:
+        return
+    from ocirt.runtime import procattrs
+
+    field = "process.execCPUAffinity.initial"
+    try:
+        procattrs.set_affinity(child, procattrs.parse_cpu_list(initial, field), field)
+    except SpecError as exc:
+        raise OcirtError(f"{go['origin']}: {str(exc).removeprefix('config.json: ')}") from None
 
 
 def _own_terminal_size() -> dict[str, int] | None:
@@ -169,10 +196,13 @@ def _check_status(st: statemod.State) -> None:
 
 
 def _check_flags(args: Args) -> None:
-    if args.apparmor:
-        raise OcirtError("--apparmor: AppArmor profiles are not supported by ocirt")
-    if args.process_label:
-        raise OcirtError("--process-label: SELinux labels are not supported by ocirt")
+    if args.apparmor or args.process_label:
+        from ocirt.runtime import lsm
+
+        if args.apparmor and not lsm.apparmor_enabled():
+            raise OcirtError("--apparmor: AppArmor is not enabled on this host")
+        if args.process_label and not lsm.selinux_enabled():
+            raise OcirtError("--process-label: SELinux is not enabled on this host")
     if args.preserve_fds is not None and args.preserve_fds < 0:
         raise OcirtError("--preserve-fds: must not be negative")
     if args.process and args.rest:
@@ -211,9 +241,13 @@ def _process(cfg: Config, args: Args) -> tuple[Process, dict[str, Any], str]:
     except SpecError as exc:
         raise OcirtError(f"{origin}: {str(exc).removeprefix('config.json: ')}") from None
     console.check_request(proc, args.console_socket, bool(args.detach))
-    for key in _NOT_APPLIED:
-        if raw.get(key):
-            raise OcirtError(f"{origin}: process.{key}: not supported by this version of ocirt")
+    if any(raw.get(k) for k in _LABELS):
+        from ocirt.runtime import lsm
+
+        try:
+            lsm.check_process(raw)
+        except SpecError as exc:
+            raise OcirtError(f"{origin}: {str(exc).removeprefix('config.json: ')}") from None
     proc.env = _dedup_env(proc.env)
     return proc, {**raw, "env": proc.env}, origin
 
@@ -241,6 +275,10 @@ def _overridden(base: dict[str, Any], args: Args) -> dict[str, Any]:
         raw["cwd"] = args.cwd
     if args.no_new_privs:
         raw["noNewPrivileges"] = True
+    if args.apparmor:
+        raw["apparmorProfile"] = args.apparmor
+    if args.process_label:
+        raw["selinuxLabel"] = args.process_label
     if args.cap and base.get("capabilities") is not None:
         raw["capabilities"] = _added_caps(base["capabilities"], args.cap)
     raw["user"] = _overridden_user(base.get("user") or {}, args)

@@ -16,18 +16,26 @@ if TYPE_CHECKING:
 
 def main(opts: Args, args: Args, log: Log) -> int:
     st = statemod.load(opts.root or statemod.DEFAULT_ROOT, args.positional[0])
-    signum = signals.parse(args.positional[1] if len(args.positional) > 1 else "SIGTERM")
+    text = args.positional[1] if len(args.positional) > 1 else "SIGTERM"
+    # 0 only checks that the init is alive, as kill(2) and runc allow
+    signum = 0 if text == "0" else signals.parse(text)
     if args.all:
         from ocirt.runtime.cgroups import load_cgroup
 
         if st.status == statemod.STOPPED and not st.cgroup:
-            raise OcirtError(f"container {st.id!r} is not running")
+            raise _not_running(st.id)
         load_cgroup(st.cgroup).kill_all(signum)
         return 0
     if st.status not in (statemod.CREATED, statemod.RUNNING, statemod.PAUSED):
-        raise OcirtError(f"container {st.id!r} is not running")
+        raise _not_running(st.id)
     try:
         os.kill(st.pid, signum)
     except ProcessLookupError:
-        raise OcirtError(f"container {st.id!r} is not running") from None
+        raise _not_running(st.id) from None
     return 0
+
+
+def _not_running(cid: str) -> OcirtError:
+    """In runc's words: containerd's shim (and so Docker) reads "container not running" as
+    a process that already finished, a NotFound it expects, rather than a failed kill."""
+    return OcirtError(f"cannot signal container {cid!r}: container not running")

@@ -21,8 +21,6 @@ if TYPE_CHECKING:
     from ocirt.runtime.cli import Args
     from ocirt.runtime.log import Log
 
-_FORWARDED = ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGWINCH", "SIGCONT")
-
 
 def main(opts: Args, args: Args, log: Log) -> int:
     detach = bool(args.detach)
@@ -61,16 +59,9 @@ def main(opts: Args, args: Args, log: Log) -> int:
 
 
 def _forward_signals(pid: int) -> None:
-    import _signal
+    from ocirt.runtime.signals import Relay
 
-    def forward(signum: int, _frame: object) -> None:
-        try:
-            os.kill(pid, signum)
-        except ProcessLookupError:
-            pass
-
-    for name in _FORWARDED:
-        _signal.signal(getattr(_signal, name), forward)
+    Relay().target(pid)
 
 
 def _wait_for(pid: int) -> int:

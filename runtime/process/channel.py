@@ -43,14 +43,15 @@ class Channel:
         data = self.sock.recv(_MAX)
         return fastjson.loads(data.decode()) if data else None
 
-    def expect(self, kind: str, who: str) -> dict[str, Any]:
-        """Wait for ``kind``; an ``error`` message or a dead peer becomes an OcirtError."""
+    def expect(self, kind: str, who: str, also: tuple[str, ...] = ()) -> dict[str, Any]:
+        """Wait for ``kind`` (or one of ``also``); an ``error`` message or a dead peer becomes
+        an OcirtError."""
         msg = self.recv()
         if msg is None:
             raise OcirtError(f"{who} exited during container setup")
         if msg["type"] == ERROR:
             raise OcirtError(msg["msg"])
-        if msg["type"] != kind:
+        if msg["type"] != kind and msg["type"] not in also:
             raise OcirtError(f"{who}: unexpected message {msg['type']!r} (wanted {kind!r})")
         return msg
 

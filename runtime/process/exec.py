@@ -27,7 +27,7 @@ import _socket
 import fcntl
 import os
 
-from ocirt.runtime import console, seccomp, syscalls
+from ocirt.runtime import console, lsm, procattrs, seccomp, syscalls
 from ocirt.runtime.capabilities import CapabilitySets
 from ocirt.runtime.errors import OcirtError, SpecError
 from ocirt.runtime.namespaces import CLONE_FLAGS
@@ -48,12 +48,15 @@ def run(namespaces: list[tuple[str, int]], preserve_fds: int, chan: Channel, log
     built before joining, while the host's paths (a notify listener's) are still in sight."""
     origin = "exec"
     try:
+        # Out of the container's reach until execve (CVE-2019-5736; docs/architecture.md).
+        syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0)
         init._fds_for_exec(preserve_fds)
         _above_stdio(chan)
         go = chan.expect(channel.GO, "ocirt exec")
         origin = go["origin"]
         job = _Job(go, log)
         tty = console.recv_fd(chan.sock)[0] if go["terminal"] else -1
+        init.set_oom_score_adj(job.proc)  # before the user namespace: see its docstring
         _join(namespaces)
         pid = os.fork()
         if pid == 0:
@@ -95,10 +98,11 @@ def _join(namespaces: list[tuple[str, int]]) -> None:
 class _Job:
     """What ``go`` carries, parsed: the process, its capabilities, the container's filter."""
 
-    __slots__ = ("caps", "filter", "proc", "state")
+    __slots__ = ("attrs", "caps", "filter", "proc", "state")
 
     def __init__(self, go: dict[str, Any], log: Log) -> None:
         self.proc = proc = Process(go["process"])
+        self.attrs = procattrs.parse(go["process"], go.get("personality"))
         self.caps = None if proc.capabilities is None else CapabilitySets(proc.capabilities)
         self.state: dict[str, Any] = go["state"]
         profile = go["seccomp"]
@@ -112,9 +116,11 @@ def _become(job: _Job, chan: Channel, origin: str, tty: int) -> NoReturn:
     proc = job.proc
     try:
         init._set_rlimits(proc)
-        init._set_oom_score_adj(proc)
         if tty >= 0:
             _take_terminal(_socket.socket(fileno=tty), proc)
+        procattrs.apply(job.attrs)
+        lsm.apply_labels(proc.raw)
+        procattrs.set_affinity(0, job.attrs.affinity_final, "process.execCPUAffinity.final")
         seccomp.load(job.filter, job.state, early=True)
         init._switch_user(job.caps, proc)
         try:

@@ -18,7 +18,7 @@ import os
 import resource
 import struct
 
-from ocirt.runtime import console, hooks, rootfs, seccomp, syscalls
+from ocirt.runtime import console, hooks, lsm, procattrs, rootfs, seccomp, syscalls
 from ocirt.runtime.errors import OcirtError, SpecError
 from ocirt.runtime.process import channel
 from ocirt.runtime.process.launch import describe
@@ -84,9 +84,10 @@ def _prepare(launch: Launch, chan: Channel) -> tuple[str, list[str]]:
     if launch.plan.new & syscalls.CLONE_NEWNET:
         _loopback_up()
     _set_rlimits(proc)
-    _set_oom_score_adj(proc)
     if not launch.no_new_keyring:
         _new_session_keyring(launch.hook_state["id"])
+    procattrs.apply(procattrs.parse(proc.raw, cfg.linux.raw.get("personality")))
+    lsm.apply_labels(proc.raw)
     seccomp.load(launch.seccomp, launch.hook_state, early=True)
     _switch_user(launch.caps, proc)
     env = proc.env
@@ -168,15 +169,18 @@ def _write_sysctls(cfg: Config, launch: Launch) -> None:
     """Only namespaced sysctls are allowed: any other would change the host."""
     for key, value in cfg.linux.sysctl.items():
         field = f"linux.sysctl.{key}"
-        kind = next((ns for prefix, ns in _SYSCTL_NS if key.startswith(prefix)), None)
+        # sysctl(8)'s slash form keeps dots inside a component (net/ipv4/conf/eth0.1/forwarding)
+        path = key if "/" in key else key.replace(".", "/")
+        dotted = key.replace("/", ".") if "/" in key else key
+        kind = next((ns for prefix, ns in _SYSCTL_NS if dotted.startswith(prefix)), None)
         if kind is None:
             raise SpecError(field, "not a namespaced sysctl: it would change the host")
         if not launch.plan.has(kind):
             raise SpecError(field, f"needs a {kind} namespace of the container's own")
-        if "/" in key or ".." in key:
+        if any(part in ("", ".", "..") for part in path.split("/")):
             raise SpecError(field, "invalid sysctl name")
         try:
-            with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
+            with open("/proc/sys/" + path, "w") as f:
                 f.write(value)
         except OSError as exc:
             raise SpecError(field, f"cannot write {value!r}: {exc.strerror}") from None
@@ -210,7 +214,9 @@ def _set_rlimits(proc: Process) -> None:
             ) from None
 
 
-def _set_oom_score_adj(proc: Process) -> None:
+def set_oom_score_adj(proc: Process) -> None:
+    """Called before joining a user namespace: once non-dumpable (see docs/architecture.md)
+    our /proc/self files belong to the host's root, whom a user namespace may not map."""
     if proc.oom_score_adj is None:
         return
     try:

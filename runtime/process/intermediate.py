@@ -2,9 +2,11 @@
 
 It exists because a new (or joined) pid or time namespace only applies to the children of
 the process that made it, and because the parent must write the id maps of a new user
-namespace from outside it while this process waits. It forks init only once the parent
-has moved it into the container's cgroup, so init starts there; a new cgroup namespace is
-left to init, whose cgroup is then final.
+namespace from outside it while this process waits. It is forked before the cgroup exists,
+so that its imports overlap the parent's cgroup setup, but it makes namespaces and forks
+init only once the parent has moved it into the container's cgroup (``go``), so they are
+charged there and init starts there; a new cgroup namespace is left to init, whose cgroup
+is then final.
 """
 
 from __future__ import annotations
@@ -26,8 +28,13 @@ if TYPE_CHECKING:
 def run(launch: Launch, chan: Channel) -> NoReturn:
     status = 1
     try:
-        _enter_namespaces(launch, chan)
+        if launch.config.process is not None:
+            init.set_oom_score_adj(launch.config.process)
         chan.expect(channel.GO, "ocirt create")
+        _enter_namespaces(launch, chan)
+        # Init and what it forks stay out of reach of the container's processes until execve
+        # (CVE-2019-5736: /proc/<pid>/exe is the host's python; docs/architecture.md).
+        syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0)
         pid = os.fork()
         if pid == 0:
             init.run(launch, chan)
@@ -43,7 +50,12 @@ def run(launch: Launch, chan: Channel) -> NoReturn:
 
 def _enter_namespaces(launch: Launch, chan: Channel) -> None:
     plan, linux = launch.plan, launch.config.linux
+    joined_user = any(kind == "user" for kind, _ in plan.join)
     plan.enter_joined()
+    if joined_user:
+        # as after a new one: act as the namespace's root, or what init makes has no mapped owner
+        os.setresgid(0, 0, 0)
+        os.setresuid(0, 0, 0)
     if plan.new_user:
         syscalls.unshare(syscalls.CLONE_NEWUSER)
         chan.send(channel.USERNS)
@@ -54,5 +66,9 @@ def _enter_namespaces(launch: Launch, chan: Channel) -> None:
         syscalls.unshare(plan.new & ~syscalls.CLONE_NEWCGROUP)
     if plan.new & syscalls.CLONE_NEWTIME and linux.time_offsets:
         from ocirt.runtime.namespaces import write_time_offsets
+
+        # setresuid made us non-dumpable, so /proc/self belongs to the host's root, whom
+        # the user namespace may not map; we are not in the container's pid namespace.
+        syscalls.prctl(syscalls.PR_SET_DUMPABLE, 1)
 
         write_time_offsets(linux.time_offsets)

@@ -1,0 +1,3 @@
+from ocirt.conformance.cli import entry
+
+entry()

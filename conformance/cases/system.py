@@ -1,0 +1,121 @@
+"""config.md Hostname and Domainname, config-linux.md Sysctl, Personality and time namespace
+offsets: kernel settings a container sees as its own."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ocirt.conformance.harness import Context
+from ocirt.conformance.probe import probe, refused
+
+CFG, CL = "config.md", "config-linux.md"
+
+
+def _set(**fields: Any) -> Any:
+    def edit(cfg: dict[str, Any], ctx: Context) -> None:
+        cfg.update(fields)
+
+    return edit
+
+
+def _linux(**fields: Any) -> Any:
+    def edit(cfg: dict[str, Any], ctx: Context) -> None:
+        cfg["linux"].update(fields)
+
+    return edit
+
+
+def _no_time_ns() -> str | None:
+    return None if os.path.exists("/proc/self/ns/time") else "kernel without time namespaces"
+
+
+probe(
+    "hostname",
+    CFG,
+    "Hostname",
+    "hostname; cat /proc/sys/kernel/hostname",
+    "conformance\nconformance",
+    _set(hostname="conformance"),
+    doc="hostname: the container's hostname as its processes see it.",
+)
+probe(
+    "domainname",
+    CFG,
+    "Domainname",
+    "cat /proc/sys/kernel/domainname",
+    "example.test",
+    _set(domainname="example.test"),
+    version="1.1.0",
+    doc="domainname (1.1.0): the container's NIS domain name in its UTS namespace. runc 1.1.5 ignores "
+    "the field, so this fails on runc.",
+)
+probe(
+    "sysctl.net",
+    CL,
+    "Sysctl",
+    "cat /proc/sys/net/ipv4/ip_forward /proc/sys/net/ipv4/ip_default_ttl",
+    "1\n99",
+    _linux(sysctl={"net.ipv4.ip_forward": "1", "net.ipv4.ip_default_ttl": "99"}),
+    doc="sysctl: kernel parameters of the container's network namespace.",
+)
+probe(
+    "sysctl.ipc",
+    CL,
+    "Sysctl",
+    "cat /proc/sys/kernel/shm_rmid_forced /proc/sys/kernel/msgmax",
+    "1\n4096",
+    _linux(sysctl={"kernel.shm_rmid_forced": "1", "kernel.msgmax": "4096"}),
+    doc="sysctl: parameters of the container's IPC namespace.",
+)
+probe(
+    "sysctl.slash-form",
+    CL,
+    "Sysctl",
+    "cat /proc/sys/net/ipv4/conf/lo/forwarding",
+    "1",
+    _linux(sysctl={"net/ipv4/conf/lo/forwarding": "1"}),
+    level="SHOULD",
+    doc="A sysctl name with slashes (sysctl(8) accepts both) names the same parameter.",
+)
+refused(
+    "sysctl.unknown",
+    CL,
+    "Sysctl",
+    _linux(sysctl={"net.no.such.parameter": "1"}),
+    doc="A sysctl that cannot be applied: create MUST fail (runtime.md Create: the runtime MUST "
+    "generate an error if it cannot apply a property).",
+)
+probe(
+    "personality",
+    CL,
+    "Personality",
+    "uname -m",
+    "i686",
+    _linux(personality={"domain": "LINUX32"}),
+    version="1.1.0",
+    doc="personality LINUX32 makes uname report a 32-bit machine. runc 1.1.5 predates the field and "
+    "ignores it (fails here by design).",
+)
+
+
+def _time_offsets(cfg: dict[str, Any], ctx: Context) -> None:
+    cfg["linux"]["namespaces"].append({"type": "time"})
+    cfg["linux"]["timeOffsets"] = {
+        "monotonic": {"secs": 864000, "nanosecs": 0},
+        "boottime": {"secs": 864000, "nanosecs": 0},
+    }
+
+
+probe(
+    "time-offsets",
+    CL,
+    "Offset for Time Namespace",
+    "cut -d. -f1 /proc/uptime | awk '{print ($1 >= 864000)}'",
+    "1",
+    _time_offsets,
+    version="1.2.0",
+    needs=_no_time_ns,
+    doc="timeOffsets (1.2.0) shift the time namespace's boottime and monotonic clocks. runc 1.1.5 and "
+    "crun 1.8 predate time namespaces and reject or ignore them.",
+)

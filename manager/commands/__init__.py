@@ -1,0 +1,1 @@
+"""``ocirtctl`` command groups, one module per group, each exposing ``register``."""

@@ -1,0 +1,99 @@
+"""``ocirtctl volume create|ls|inspect|rm|prune``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from typing import TYPE_CHECKING
+
+from ocirt.manager import db
+from ocirt.manager.containers import units
+from ocirt.manager.volumes import service, store
+
+if TYPE_CHECKING:
+    Sub = argparse._SubParsersAction[argparse.ArgumentParser]
+
+
+def _root(args: argparse.Namespace) -> str:
+    return os.path.abspath(str(args.root))
+
+
+def cmd_create(args: argparse.Namespace) -> int:
+    labels = dict(units.key_value(t, "--label") for t in args.label)
+    vol = service.create(_root(args), args.name, labels)
+    print(vol.name)
+    return 0
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    vols = store.all_volumes(db.connect(_root(args)))
+    if args.quiet:
+        for v in vols:
+            print(v.name)
+        return 0
+    if args.format == "json":
+        print(json.dumps([{"Driver": "local", "Name": v.name} for v in vols], indent=2))
+        return 0
+    print("DRIVER    VOLUME NAME")
+    for v in vols:
+        print(f"local     {v.name}")
+    return 0
+
+
+def describe(root: str, vol: store.Volume) -> dict[str, object]:
+    import time
+
+    return {
+        "Name": vol.name,
+        "Driver": "local",
+        "Mountpoint": service.volume_dir(root, vol.name),
+        "CreatedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(vol.created)),
+        "Labels": vol.labels,
+        "Scope": "local",
+        "Anonymous": vol.anonymous,
+        "UsedBy": service.users(db.connect(root), vol.name),
+    }
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    root = _root(args)
+    print(json.dumps([describe(root, service.get(root, name)) for name in args.names], indent=2))
+    return 0
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    for name in args.names:
+        service.remove(_root(args), name, force=args.force)
+        print(name)
+    return 0
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    for name in service.prune(_root(args)):
+        print(name)
+    return 0
+
+
+def register(sub: Sub) -> None:
+    """Add this group's subcommands to ``sub``."""
+    group: argparse.ArgumentParser = sub.add_parser("volume", help="manage volumes")
+    inner = group.add_subparsers(dest="volume_command", metavar="COMMAND")
+    p = inner.add_parser("create", help="create a volume (a random name if none)")
+    p.add_argument("name", nargs="?")
+    p.add_argument("-l", "--label", action="append", default=[])
+    p.set_defaults(func=cmd_create)
+    p = inner.add_parser("ls", help="list volumes")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.set_defaults(func=cmd_ls)
+    p = inner.add_parser("inspect", help="volume details as JSON")
+    p.add_argument("names", nargs="+", metavar="VOLUME")
+    p.set_defaults(func=cmd_inspect)
+    p = inner.add_parser("rm", help="remove volumes (refused while a container uses one)")
+    p.add_argument("names", nargs="+", metavar="VOLUME")
+    p.add_argument("-f", "--force", action="store_true", help="no error for a missing volume")
+    p.set_defaults(func=cmd_rm)
+    p = inner.add_parser("prune", help="remove every volume no container uses")
+    p.add_argument("-f", "--force", action="store_true", help="do not ask (never asks anyway)")
+    p.set_defaults(func=cmd_prune)

@@ -1,0 +1,1 @@
+"""Containers of ``ocirtctl``: records, flags, runtime configs, lifecycle and the exit path."""

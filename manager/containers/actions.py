@@ -1,0 +1,371 @@
+"""What each ``ocirtctl`` container command does, given its parsed arguments.
+
+Kept apart from the parser (``ocirt.manager.commands.containers``) so that building the
+command line imports none of this: every ``ocirtctl`` call parses, only one command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ocirt.manager import db
+from ocirt.manager.containers import (
+    copy,
+    exits,
+    flags,
+    layout,
+    logs,
+    present,
+    remove,
+    start,
+    stats,
+    status,
+    store,
+)
+from ocirt.manager.containers import create as creating
+from ocirt.manager.containers import spec as specmod
+from ocirt.manager.containers import stop as stopping
+from ocirt.manager.containers.attach import attach_container, run_foreground
+from ocirt.manager.containers.runtime import Context
+from ocirt.manager.errors import ManagerError
+
+
+def ctx_of(args: argparse.Namespace) -> Context:
+    return Context.make(args.root, args.runtime)
+
+
+def _tls(ns: argparse.Namespace) -> bool:
+    return str(ns.tls_verify).lower() not in ("false", "0", "no")
+
+
+def cmd_create(args: argparse.Namespace) -> int:
+    c = creating.create(ctx_of(args), flags.from_args(args), _tls(args))
+    print(c.id)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    ctx = ctx_of(args)
+    opts = flags.from_args(args)
+    if args.detach and opts.auto_remove and opts.interactive:
+        opts.interactive = False
+    c = creating.create(ctx, opts, _tls(args))
+    try:
+        if not args.detach:
+            return run_foreground(ctx, c.id)
+        start.start(ctx, c.id)
+    except BaseException:
+        if opts.auto_remove:
+            remove.remove(ctx, c.id, force=True, volumes=True)
+        raise
+    print(c.id)
+    return 0
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    ctx = ctx_of(args)
+    if args.attach:
+        if len(args.containers) != 1:
+            raise ManagerError("start -a: attach to one container at a time")
+        return run_foreground(ctx, args.containers[0], stdin=args.interactive)
+    return _each(args.containers, lambda ref: start.start(ctx, ref))
+
+
+def _each(refs: list[str], action: Callable[[str], object], echo: bool = True) -> int:
+    """Act on every reference; report each failure and exit non-zero if any failed."""
+    failed = 0
+    for ref in refs:
+        try:
+            action(ref)
+        except ManagerError as exc:
+            print(f"ocirtctl: {exc}", file=sys.stderr)
+            failed = 1
+            continue
+        if echo:
+            print(ref)
+    return failed
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    ctx = ctx_of(args)
+    return _each(args.containers, lambda ref: stopping.stop(ctx, ref, args.time))
+
+
+def cmd_kill(args: argparse.Namespace) -> int:
+    ctx = ctx_of(args)
+    return _each(args.containers, lambda ref: stopping.kill(ctx, ref, args.signal))
+
+
+def cmd_restart(args: argparse.Namespace) -> int:
+    ctx = ctx_of(args)
+    return _each(args.containers, lambda ref: stopping.restart(ctx, ref, args.time))
+
+
+def cmd_pause(args: argparse.Namespace) -> int:
+    ctx = ctx_of(args)
+    return _each(args.containers, lambda ref: stopping.pause(ctx, ref, resume=args.resume))
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    ctx = ctx_of(args)
+    return _each(args.containers, lambda ref: remove.remove(ctx, ref, args.force, args.volumes))
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    for cid in remove.prune(ctx_of(args)):
+        print(cid)
+    return 0
+
+
+def _matches(c: store.Container, filters: list[str]) -> bool:
+    for text in filters:
+        key, sep, value = text.partition("=")
+        if not sep:
+            raise ManagerError(f"--filter: expected KEY=VALUE, got {text!r}")
+        if key == "status" and c.state != value:
+            return False
+        if key == "name" and value not in c.name:
+            return False
+        if key == "id" and not c.id.startswith(value):
+            return False
+        if key == "label":
+            k, has, v = value.partition("=")
+            if k not in c.options.labels or (has and c.options.labels[k] != v):
+                return False
+        if key not in ("status", "name", "id", "label"):
+            raise ManagerError(f"--filter: unsupported key {key!r} (status, name, id, label)")
+    return True
+
+
+def cmd_ps(args: argparse.Namespace) -> int:
+    every = args.all or any(f.startswith("status=") for f in args.filter)  # as docker does
+    rows = [
+        c
+        for c in status.listing(ctx_of(args))
+        if (every or c.state in ("running", "paused")) and _matches(c, args.filter)
+    ]
+    if args.quiet:
+        for c in rows:
+            print(c.id[:12])
+        return 0
+    if args.format == "json":
+        print(json.dumps([present.ps_row(c) for c in rows], indent=2))
+        return 0
+    table = [("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES")]
+    for c in rows:
+        command = present.command_of(c)
+        short = command if len(command) <= 20 else command[:19] + "…"
+        table.append(
+            (
+                c.id[:12],
+                c.image,
+                f'"{short}"',
+                f"{status.ago(c.created)} ago",
+                status.describe(c),
+                present.ports_text(c),
+                c.name,
+            )
+        )
+    _print_table(table)
+    return 0
+
+
+def _print_table(rows: Sequence[tuple[str, ...]]) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("   ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip())
+
+
+def _get(ctx: Context, ref: str) -> store.Container:
+    return status.refresh(ctx, store.get(db.connect(ctx.root), ref))
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    ctx = ctx_of(args)
+    c = _get(ctx, args.container)
+    driver = c.options.log_driver
+    if driver == "none":
+        raise ManagerError(f"container {c.name} uses the none log driver: nothing to show")
+    path = layout.log_path(ctx.root, c.id)
+    tail = None if args.tail in (None, "all") else int(args.tail)
+    max_file = int(c.options.log_opts.get("max-file", "1"))
+    shown, offset = logs.collect(path, driver, max_file, args.since, tail)
+
+    def emit(line: logs.Line) -> None:
+        out = sys.stderr.buffer if line.stream == "stderr" else sys.stdout.buffer
+        out.write((line.time.encode() + b" " if args.timestamps else b"") + line.text)
+        out.flush()
+
+    for line in shown:
+        emit(line)
+    if args.follow:
+
+        def running() -> bool:
+            return _get(ctx, c.id).state in ("running", "paused")
+
+        logs.follow(path, driver, offset, running, emit)
+    return 0
+
+
+def cmd_attach(args: argparse.Namespace) -> int:
+    return attach_container(ctx_of(args), args.container, stdin=not args.no_stdin)
+
+
+def cmd_exec(args: argparse.Namespace) -> int:
+    ctx = ctx_of(args)
+    c = _get(ctx, args.container)
+    if c.state != "running":
+        raise ManagerError(f"container {c.name} is not running")
+    if not args.command:
+        raise ManagerError("exec: a command is required")
+    env = list(args.env)
+    if args.user:
+        from ocirt.manager.images.bundle import resolve_user
+
+        uid, gid, _ = resolve_user(c.plan["rootfs"], args.user)
+        args.user = f"{uid}:{gid}"
+    if args.detach:
+        argv = ["exec", "-d"] + [f"--env={e}" for e in env]
+        argv += (["--user", args.user] if args.user else []) + (
+            ["--cwd", args.workdir] if args.workdir else []
+        )
+        ctx.run(*argv, c.id, *args.command)
+        return 0
+    from ocirt.manager.containers.attach import exec_in
+
+    return exec_in(ctx, c, args.command, args.interactive, args.tty, env, args.user, args.workdir)
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    ctx = ctx_of(args)
+    docs = [present.inspect(ctx.root, _get(ctx, ref)) for ref in args.containers]
+    print(json.dumps(docs, indent=2))
+    return 0
+
+
+def cmd_top(args: argparse.Namespace) -> int:
+    ctx = ctx_of(args)
+    c = _get(ctx, args.container)
+    if c.state not in ("running", "paused"):
+        raise ManagerError(f"container {c.name} is not running")
+    print(ctx.run("ps", c.id, *(args.ps_args or ["-ef"])).stdout, end="")
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    ctx = ctx_of(args)
+    while True:
+        wanted = [_get(ctx, ref) for ref in args.containers] or status.listing(ctx)
+        running = [c for c in wanted if c.state in ("running", "paused")]
+        rows = stats.measure(ctx, running)
+        if args.format == "json":
+            print(json.dumps(rows, indent=2))
+        else:
+            _stats_table(rows)
+        if args.no_stream:
+            return 0
+
+
+def _stats_table(rows: list[dict[str, Any]]) -> None:
+    h = stats.human
+    table = [("CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O", "BLOCK I/O", "PIDS")]
+    for r in rows:
+        table.append(
+            (
+                r["ID"],
+                r["Name"],
+                f"{r['CPUPerc']:.2f}%",
+                f"{h(r['MemUsage'])} / {h(r['MemLimit'])}",
+                f"{r['MemPerc']:.2f}%",
+                f"{h(r['NetInput'])} / {h(r['NetOutput'])}",
+                f"{h(r['BlockInput'])} / {h(r['BlockOutput'])}",
+                str(r["PIDs"]),
+            )
+        )
+    _print_table(table)
+
+
+def cmd_wait(args: argparse.Namespace) -> int:
+    ctx = ctx_of(args)
+    for ref in args.containers:
+        c = _get(ctx, ref)
+        if c.state in ("running", "paused"):
+            try:
+                start.shim_client(ctx, c).wait()
+            except OSError:
+                pass
+            exits.finish(ctx, c.id)
+            c = store.find(db.connect(ctx.root), c.id) or c
+        print(c.exit_code if c.exit_code is not None else -1)
+    return 0
+
+
+def cmd_port(args: argparse.Namespace) -> int:
+    c = _get(ctx_of(args), args.container)
+    for p in present.ports(c):
+        key = f"{p['container_port']}/{p['protocol']}"
+        if args.port is None or args.port in (key, str(p["container_port"])):
+            print(f"{key} -> {p['host_ip'] or '0.0.0.0'}:{p['host_port']}")
+    return 0
+
+
+def cmd_cp(args: argparse.Namespace) -> int:
+    ctx = ctx_of(args)
+    src_ref, src = copy.split_ref(args.source)
+    dst_ref, dst = copy.split_ref(args.dest)
+    if (src_ref is None) == (dst_ref is None):
+        raise ManagerError("cp: exactly one of SOURCE and DEST must be CONTAINER:PATH")
+    if src_ref is not None:
+        c = _get(ctx, src_ref)
+        host = copy.host_path(ctx.root, c.plan["rootfs"], c.plan.get("mounts", []), src)
+        copy.copy_out(host, dst, src.endswith("/."))
+    else:
+        assert dst_ref is not None
+        c = _get(ctx, dst_ref)
+        host = copy.host_path(ctx.root, c.plan["rootfs"], c.plan.get("mounts", []), dst)
+        copy.copy_in(
+            src,
+            host,
+            c.plan["rootfs"] if host.startswith(c.plan["rootfs"]) else os.path.dirname(host),
+            src.endswith("/."),
+        )
+    return 0
+
+
+def cmd_rename(args: argparse.Namespace) -> int:
+    from ocirt.manager.containers import names
+
+    ctx = ctx_of(args)
+    conn = db.connect(ctx.root)
+    c = store.get(conn, args.container)
+    with layout.locked(ctx.root, c.id):
+        c = store.get(conn, c.id)
+        c.name = names.check(args.new_name)
+        try:
+            with db.transaction(conn):
+                store.save(conn, c)
+        except Exception as exc:  # sqlite3.IntegrityError
+            raise ManagerError(f"rename: the name {args.new_name!r} is already in use") from exc
+    return 0
+
+
+def cmd_update(args: argparse.Namespace) -> int:
+    ctx = ctx_of(args)
+    conn = db.connect(ctx.root)
+    for ref in args.containers:
+        c = store.get(conn, ref)
+        with layout.locked(ctx.root, c.id):
+            c = store.get(conn, c.id)
+            c.options.resources = flags.resources(args, c.options.resources)
+            if c.state in ("running", "paused"):
+                body = specmod.resources(c.options.resources, start.block_devices(c.options.resources))
+                ctx.run("update", "--resources", "-", c.id, input=json.dumps(body))
+            with db.transaction(conn):
+                store.save(conn, c)
+        print(ref)
+    return 0

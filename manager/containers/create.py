@@ -1,0 +1,103 @@
+"""``ocirtctl create``: reserve the name, prepare the rootfs and volumes; no process yet.
+
+As in podman, the runtime's ``create`` happens at ``start``: a created container is a
+record, a mounted snapshot and its volumes, and the ``config.json`` is written fresh at
+each start (its network namespace and ``container:`` peers exist only then).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import sqlite3
+import sys
+from typing import Any
+
+from ocirt.manager import db
+from ocirt.manager.containers import layout, mounts, names, store
+from ocirt.manager.containers.options import CreateOptions
+from ocirt.manager.containers.runtime import Context
+from ocirt.manager.containers.store import Container
+from ocirt.manager.errors import ManagerError
+from ocirt.manager.images import bundle, snapshots
+from ocirt.manager.images import service as images
+from ocirt.manager.images.records import ImageRecord
+from ocirt.manager.volumes import requests, service
+
+
+def image_config(root: str, ref: str, tls_verify: bool = True) -> tuple[ImageRecord, dict[str, Any]]:
+    """The image record and its config, pulled first when it is not in the store."""
+    rec = images.find(root, ref)
+    if rec is None:
+        rec = images.pull(root, ref, tls_verify=tls_verify, out=sys.stderr)
+    return rec, images.config(root, rec)
+
+
+def create(ctx: Context, opts: CreateOptions, tls_verify: bool = True) -> Container:
+    rec, config = image_config(ctx.root, opts.image, tls_verify)
+    defaults = bundle.process_defaults(config)
+    args = defaults.args(opts.command, opts.entrypoint)  # no command: fails before anything is made
+    conn = db.connect(ctx.root)
+    inherited = _volumes_from(conn, opts.volumes_from)
+    planned = mounts.requested(opts, list(defaults.volumes), inherited)
+    c = Container(
+        secrets.token_hex(32),
+        names.check(opts.name) if opts.name else names.generate(),
+        opts.image,
+        rec.id,
+        opts,
+    )
+    with db.transaction(conn):
+        store.insert(conn, c)
+    try:
+        os.makedirs(layout.userdata(ctx.root, c.id), mode=0o700)
+        rootfs = snapshots.prepare(ctx.root, rec, c.id)
+        made = mounts.realise(ctx.root, planned, rootfs)
+        c.plan = {
+            "rootfs": rootfs,
+            "mounts": planned,
+            "volumes": mounts.volume_names(planned),
+            "anonymous": made,
+            "serial": 0,
+            "args": args,
+            "log_path": layout.log_path(ctx.root, c.id),
+            "exposed": list(defaults.exposed_ports),
+            "stop_signal": opts.stop_signal or defaults.stop_signal,
+        }
+        with db.transaction(conn):
+            store.save(conn, c)
+    except BaseException:
+        discard(ctx, c)
+        raise
+    return c
+
+
+def _volumes_from(conn: sqlite3.Connection, refs: list[str]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for text in refs:
+        ref, mode = requests.parse_volumes_from(text)
+        found = store.find(conn, ref)
+        if found is None:
+            raise ManagerError(f"--volumes-from: no such container: {ref}")
+        out += mounts.inherit(found.plan.get("mounts", []), mode)
+    return out
+
+
+def discard(ctx: Context, c: Container) -> None:
+    """Undo a create (or finish a remove): snapshot, record, anonymous volumes, files."""
+    snapshots.remove(ctx.root, c.id)
+    conn = db.connect(ctx.root)
+    with db.transaction(conn):
+        store.delete(conn, c.id)
+    for name in c.plan.get("anonymous", []):
+        try:
+            service.remove(ctx.root, name, force=True)
+        except ManagerError:
+            continue
+    shutil.rmtree(layout.container_dir(ctx.root, c.id), ignore_errors=True)
+    shutil.rmtree(layout.shim_base(ctx.root, c.id), ignore_errors=True)
+    try:
+        os.rmdir(os.path.dirname(layout.shim_base(ctx.root, c.id)))  # the root's, once empty
+    except OSError:
+        pass

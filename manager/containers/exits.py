@@ -1,0 +1,79 @@
+"""What happens when a container's process ends: ``ocirtctl container-cleanup ID``.
+
+The shim runs it as its exit command; ``stop``, ``rm -f`` and a foreground ``run`` call the
+same ``finish`` themselves, so whichever comes first does the work under the container's
+lock and the others find nothing left to do. It records the exit, then restarts the
+container by its policy (same network namespace, a new shim), or removes it when it was
+started with ``--rm``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from ocirt.manager import db
+from ocirt.manager.containers import layout, restart, store
+from ocirt.manager.containers.runtime import Context
+from ocirt.manager.containers.store import Container
+from ocirt.manager.errors import ManagerError
+from ocirt.shim.client import ShimClient, read_exit
+
+
+def finish(ctx: Context, cid: str) -> None:
+    conn = db.connect(ctx.root)
+    found = store.find(conn, cid)
+    if found is None:
+        return
+    try:
+        with layout.locked(ctx.root, found.id):
+            c = store.find(conn, found.id)
+            if c is not None and c.state in ("running", "paused") and _record_exit(ctx, c):
+                _after_exit(ctx, c)
+    except ManagerError:
+        if store.find(conn, found.id) is not None:
+            raise
+
+
+def _record_exit(ctx: Context, c: Container) -> bool:
+    """False while the process still runs; else the exit goes into the record."""
+    state_dir = layout.shim_dir(ctx.root, c.id, int(c.plan.get("serial", 0)))
+    status = read_exit(state_dir)
+    if status is None:
+        if ShimClient(state_dir).alive() or _runtime_running(ctx, c):
+            return False
+        c.exit_code = None  # the shim died first: the code is lost, not invented
+        ctx.run("delete", "--force", c.id, check=False)
+    else:
+        c.exit_code, c.oom_killed = status.exit_code, status.oom_killed
+    c.state, c.pid, c.finished_at = "exited", 0, time.time()
+    return True
+
+
+def _runtime_running(ctx: Context, c: Container) -> bool:
+    done = ctx.run("state", c.id, check=False)
+    return done.returncode == 0 and json.loads(done.stdout).get("status") in ("running", "paused")
+
+
+def _after_exit(ctx: Context, c: Container) -> None:
+    from ocirt.manager.containers import start
+
+    conn = db.connect(ctx.root)
+    opts = c.options
+    if restart.should_restart(
+        opts.restart, opts.restart_max, c.restart_count, c.exit_code, c.stopped_by_user
+    ):
+        c.restart_count += 1
+        with db.transaction(conn):
+            store.save(conn, c)
+        try:
+            start.launch_locked(ctx, c)
+            return
+        except ManagerError:
+            c.state = "exited"
+    with db.transaction(conn):
+        store.save(conn, c)
+    if opts.auto_remove:
+        from ocirt.manager.containers import remove
+
+        remove.remove_locked(ctx, c, volumes=True)

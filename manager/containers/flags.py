@@ -1,0 +1,187 @@
+"""The ``create``/``run`` command line: argparse flags, and the ``CreateOptions`` they make."""
+
+from __future__ import annotations
+
+import argparse
+
+from ocirt.manager.containers import options, units
+from ocirt.manager.containers.options import CreateOptions
+from ocirt.manager.errors import ManagerError
+
+_LISTS = (
+    (("-e", "--env"), "env", "set an environment variable (KEY=VALUE or KEY)"),
+    (("--env-file",), "env_file", "read environment variables from a file"),
+    (("-l", "--label"), "label", "set a label (KEY=VALUE)"),
+    (("--cap-add",), "cap_add", "add a capability"),
+    (("--cap-drop",), "cap_drop", "drop a capability"),
+    (("--security-opt",), "security_opt", "no-new-privileges, seccomp=PROFILE|unconfined"),
+    (("--ulimit",), "ulimit", "NAME=SOFT[:HARD]"),
+    (("--sysctl",), "sysctl", "KEY=VALUE"),
+    (("--device",), "device", "HOST[:CONTAINER][:PERMS]"),
+    (("--tmpfs",), "tmpfs", "PATH[:OPTIONS]"),
+    (("--log-opt",), "log_opt", "max-size=SIZE, max-file=N"),
+    (("--device-read-bps",), "device_read_bps", "DEVICE:RATE"),
+    (("--device-write-bps",), "device_write_bps", "DEVICE:RATE"),
+    (("--device-read-iops",), "device_read_iops", "DEVICE:N"),
+    (("--device-write-iops",), "device_write_iops", "DEVICE:N"),
+    (("-p", "--publish"), "publish", "[IP:][HOST:]CONTAINER[/PROTO]"),
+    (("--network-alias",), "network_alias", "another name on the network"),
+    (("-v", "--volume"), "volume", "SRC:DST[:ro] or NAME:DST or DST"),
+    (("--mount",), "mount", "type=bind|volume|tmpfs,source=,target=[,readonly]"),
+    (("--volumes-from",), "volumes_from", "CONTAINER[:ro|rw]"),
+)
+_VALUES = (
+    (("--name",), "name", "container name"),
+    (("-w", "--workdir"), "workdir", "working directory"),
+    (("-u", "--user"), "user", "USER[:GROUP]"),
+    (("--entrypoint",), "entrypoint", "override the image's entrypoint"),
+    (("-h", "--hostname"), "hostname", "container host name"),
+    (("--restart",), "restart", "no, always, on-failure[:N], unless-stopped"),
+    (("--stop-signal",), "stop_signal", "signal for stop"),
+    (("--stop-timeout",), "stop_timeout", "seconds before stop kills"),
+    (("--log-driver",), "log_driver", "json-file, k8s-file, none"),
+    (("--network", "--net"), "network", "bridge, none, host, container:NAME, or a network"),
+    (("--ip",), "ip", "static address on the network"),
+)
+RESOURCE_FLAGS = (
+    (("-m", "--memory"), "memory", "memory limit"),
+    (("--memory-swap",), "memory_swap", "memory+swap limit (-1: unlimited)"),
+    (("--memory-reservation",), "memory_reservation", "memory soft limit"),
+    (("-c", "--cpu-shares"), "cpu_shares", "relative CPU weight"),
+    (("--cpus",), "cpus", "number of CPUs"),
+    (("--cpuset-cpus",), "cpuset_cpus", "CPUs allowed (0-3, 0,1)"),
+    (("--pids-limit",), "pids_limit", "process limit (-1: unlimited)"),
+    (("--blkio-weight",), "blkio_weight", "block IO weight 10..1000"),
+)
+_BOOLS = (
+    (("-i", "--interactive"), "interactive", "keep stdin open"),
+    (("-t", "--tty"), "tty", "allocate a terminal"),
+    (("--rm",), "rm", "remove the container when it exits"),
+    (("--init",), "init", "run a reaping init as pid 1"),
+    (("--privileged",), "privileged", "all capabilities and devices"),
+    (("--read-only",), "read_only", "read-only root filesystem"),
+    (("-P", "--publish-all"), "publish_all", "publish every exposed port"),
+    (("--oom-kill-disable",), "oom_kill_disable", "do not OOM-kill the container"),
+)
+
+
+def add_resource_flags(parser: argparse.ArgumentParser) -> None:
+    for names, dest, text in RESOURCE_FLAGS:
+        parser.add_argument(*names, dest=dest, help=text)
+
+
+def add_create_flags(parser: argparse.ArgumentParser) -> None:
+    """Every flag of ``create`` and ``run`` (``-h`` is the host name, as in docker)."""
+    for names, dest, text in _LISTS:
+        parser.add_argument(*names, dest=dest, action="append", default=[], help=text)
+    for names, dest, text in _VALUES:
+        parser.add_argument(*names, dest=dest, help=text)
+    for names, dest, text in _BOOLS:
+        parser.add_argument(*names, dest=dest, action="store_true", help=text)
+    add_resource_flags(parser)
+    parser.add_argument("--oom-score-adj", dest="oom_score_adj", help="-1000..1000")
+    parser.add_argument("image", help="image reference")
+    parser.add_argument("command", nargs=argparse.REMAINDER, help="command and arguments")
+
+
+def from_args(ns: argparse.Namespace) -> CreateOptions:
+    opts = CreateOptions(image=ns.image, command=list(ns.command), name=ns.name)
+    _process(ns, opts)
+    _security(ns, opts)
+    _plumbing(ns, opts)
+    opts.resources = resources(ns, options.Resources())
+    if ns.oom_score_adj is not None:
+        opts.resources.oom_score_adj = units.integer(ns.oom_score_adj, "--oom-score-adj", -1000, 1000)
+    return opts
+
+
+def _process(ns: argparse.Namespace, opts: CreateOptions) -> None:
+    for path in ns.env_file:
+        opts.env += options.env_file_entries(path)
+    opts.env += [e for e in (options.env_entry(t) for t in ns.env) if e is not None]
+    opts.labels = dict(units.key_value(t, "--label") for t in ns.label)
+    if ns.entrypoint is not None:
+        opts.entrypoint = [ns.entrypoint] if ns.entrypoint else []
+    opts.workdir, opts.user, opts.hostname = ns.workdir, ns.user, ns.hostname
+    if opts.workdir is not None and not opts.workdir.startswith("/"):
+        raise ManagerError(f"--workdir: {opts.workdir!r} is not an absolute path")
+    opts.tty, opts.interactive, opts.init = ns.tty, ns.interactive, ns.init
+
+
+def _security(ns: argparse.Namespace, opts: CreateOptions) -> None:
+    opts.privileged, opts.read_only = ns.privileged, ns.read_only
+    opts.cap_add = [_cap(c, "--cap-add") for c in ns.cap_add]
+    opts.cap_drop = [_cap(c, "--cap-drop") for c in ns.cap_drop]
+    for text in ns.security_opt:
+        options.security_opt(text, opts)
+    opts.ulimits = [options.ulimit(t) for t in ns.ulimit]
+    opts.sysctls = dict(units.key_value(t, "--sysctl") for t in ns.sysctl)
+    opts.devices = [options.device(t) for t in ns.device]
+    opts.tmpfs = [options.tmpfs(t) for t in ns.tmpfs]
+
+
+def _cap(text: str, flag: str) -> str:
+    from ocirt.runtime.capabilities import NAMES
+
+    name = text.upper()
+    name = name if name.startswith("CAP_") or name == "ALL" else f"CAP_{name}"
+    if name != "ALL" and name not in NAMES:
+        raise ManagerError(f"{flag}: unknown capability {text!r}")
+    return name
+
+
+def _plumbing(ns: argparse.Namespace, opts: CreateOptions) -> None:
+    if ns.restart is not None:
+        opts.restart, opts.restart_max = options.restart_policy(ns.restart)
+    if opts.restart != "no" and ns.rm:
+        raise ManagerError("--restart: conflicts with --rm")
+    opts.auto_remove = ns.rm
+    if ns.stop_signal is not None:
+        from ocirt.runtime.errors import OcirtError
+        from ocirt.runtime.signals import parse
+
+        try:
+            parse(ns.stop_signal)
+        except OcirtError as exc:
+            raise ManagerError(f"--stop-signal: {exc}") from None
+        opts.stop_signal = ns.stop_signal
+    if ns.stop_timeout is not None:
+        opts.stop_timeout = units.integer(ns.stop_timeout, "--stop-timeout", 0)
+    if ns.log_driver is not None:
+        if ns.log_driver not in options.LOG_DRIVERS:
+            raise ManagerError(f"--log-driver: unsupported driver {ns.log_driver!r}")
+        opts.log_driver = ns.log_driver
+    opts.log_opts = dict(options.log_opt(t) for t in ns.log_opt)
+    opts.network = ns.network or "bridge"
+    opts.ports, opts.publish_all, opts.ip = list(ns.publish), ns.publish_all, ns.ip
+    opts.aliases = list(ns.network_alias)
+    opts.volumes, opts.mounts, opts.volumes_from = list(ns.volume), list(ns.mount), list(ns.volumes_from)
+
+
+def resources(ns: argparse.Namespace, res: options.Resources) -> options.Resources:
+    """The resource flags given in ``ns`` applied over ``res`` (``update`` starts from the old)."""
+    for name in ("memory", "memory_reservation"):
+        if getattr(ns, name) is not None:
+            setattr(res, name, units.size(getattr(ns, name), f"--{name.replace('_', '-')}"))
+    if ns.memory_swap is not None:
+        res.memory_swap = -1 if ns.memory_swap == "-1" else units.size(ns.memory_swap, "--memory-swap")
+    if ns.cpu_shares is not None:
+        res.cpu_shares = units.integer(ns.cpu_shares, "--cpu-shares", 2, 262144)
+    if ns.cpus is not None:
+        res.cpus = units.cpus(ns.cpus)
+    if ns.cpuset_cpus is not None:
+        res.cpuset_cpus = ns.cpuset_cpus
+    if ns.pids_limit is not None:
+        res.pids_limit = units.integer(ns.pids_limit, "--pids-limit", -1)
+    if ns.blkio_weight is not None:
+        res.blkio_weight = units.integer(ns.blkio_weight, "--blkio-weight", 10, 1000)
+    for name in ("device_read_bps", "device_write_bps", "device_read_iops", "device_write_iops"):
+        given = getattr(ns, name, [])
+        if given:
+            flag = f"--{name.replace('_', '-')}"
+            setattr(res, name, [options.device_rate(t, flag, name.endswith("bps")) for t in given])
+    if getattr(ns, "oom_kill_disable", False):
+        res.oom_kill_disable = True
+    if res.memory is not None and res.memory_swap not in (None, -1) and res.memory_swap < res.memory:
+        raise ManagerError("--memory-swap: must be at least --memory")
+    return res

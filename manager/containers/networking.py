@@ -1,0 +1,120 @@
+"""A container's network at start and stop, by mode: ``none`` (a new namespace with only
+``lo``), ``host`` (no namespace), ``container:NAME`` (join a running container's), and
+bridge networks (``bridge`` or a user network) through ``ocirt.manager.network.service``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ocirt.manager import db
+from ocirt.manager.containers import etcfiles, store
+from ocirt.manager.containers.runtime import Context
+from ocirt.manager.containers.store import Container
+from ocirt.manager.errors import ManagerError
+
+
+def hostname_of(c: Container) -> str:
+    return c.options.hostname or c.id[:12]
+
+
+def setup(ctx: Context, c: Container) -> dict[str, Any]:
+    """Make the network for a start; the plan entry ``network`` describes what was made."""
+    mode = c.options.network
+    hostname = hostname_of(c)
+    if mode in ("none", "host"):
+        net: dict[str, Any] = {"mode": mode, "netns": None if mode == "none" else "host", "addresses": []}
+        resolv = etcfiles.host_resolv()
+    elif mode.startswith("container:"):
+        net = {"mode": mode, "netns": _peer_netns(ctx, mode.partition(":")[2]), "addresses": []}
+        resolv = etcfiles.host_resolv()
+    else:
+        return _bridge_setup(ctx, c, hostname)
+    etcfiles.write(ctx.root, c.id, hostname, etcfiles.default_hosts(hostname, []), resolv)
+    return net
+
+
+def _peer_netns(ctx: Context, ref: str) -> str:
+    peer = store.find(db.connect(ctx.root), ref)
+    if peer is None:
+        raise ManagerError(f"--network: no such container: {ref}")
+    netns = (peer.plan.get("network") or {}).get("netns")
+    if netns and netns != "host" and peer.options.network != "none":
+        return str(netns)
+    if peer.state not in ("running", "paused") or not peer.pid:
+        raise ManagerError(f"--network: container {ref} is not running")
+    return f"/proc/{peer.pid}/ns/net"
+
+
+def uses_bridge(mode: str) -> bool:
+    return mode not in ("none", "host") and not mode.startswith("container:")
+
+
+def _bridge_setup(ctx: Context, c: Container, hostname: str) -> dict[str, Any]:
+    """Namespace, interface, address and published ports; kept across stop and restart
+    (the namespace outlives the process), so a second start reuses them."""
+    from ocirt.manager.network import service
+
+    name = c.options.network
+    try:
+        path = service.netns_create(ctx.root, c.id)
+        if not service.endpoints(ctx.root, c.id):  # connect makes the network in the kernel if need be
+            service.connect(
+                ctx.root, name, c.id, path, ip=c.options.ip, aliases=c.options.aliases, name=c.name
+            )
+        elif name == service.DEFAULT_NETWORK:
+            service.ensure_default(ctx.root)
+        specs = port_specs(c)
+        if specs and not service.port_bindings(ctx.root, c.id):
+            service.publish(ctx.root, c.id, specs)
+        hosts = service.hosts_file(ctx.root, c.id, hostname)
+        etcfiles.write(ctx.root, c.id, hostname, hosts, service.resolv_conf(ctx.root, name))
+    except BaseException:
+        service.teardown_container(ctx.root, c.id)
+        raise
+    return describe(ctx, c, path)
+
+
+def port_specs(c: Container) -> list[Any]:
+    from ocirt.manager.network.service import parse_port_spec
+
+    specs = [parse_port_spec(p) for p in c.options.ports]
+    if c.options.publish_all:
+        specs += [
+            parse_port_spec(p.partition("/")[0] + "/" + (p.partition("/")[2] or "tcp"))
+            for p in c.plan.get("exposed", [])
+        ]
+    return specs
+
+
+def describe(ctx: Context, c: Container, path: str) -> dict[str, Any]:
+    from ocirt.manager.network import service
+
+    conn = db.connect(ctx.root)
+    networks = {}
+    for ep in service.endpoints(ctx.root, c.id):
+        row = conn.execute("SELECT name FROM networks WHERE id=?", (ep.network_id,)).fetchone()
+        networks[row[0] if row else ep.network_id] = {
+            "IPAddress": ep.ip,
+            "MacAddress": ep.mac,
+            "Interface": ep.ifname,
+        }
+    ports = [
+        {
+            "host_ip": b.host_ip,
+            "host_port": b.host_port,
+            "container_port": b.container_port,
+            "protocol": b.proto,
+            "container_ip": b.container_ip,
+        }
+        for b in service.port_bindings(ctx.root, c.id)
+    ]
+    return {"mode": c.options.network, "netns": path, "networks": networks, "ports": ports}
+
+
+def teardown(ctx: Context, c: Container) -> None:
+    """Undo the bridge setup (at removal); safe to call twice and after a failed setup."""
+    if uses_bridge(c.options.network):
+        from ocirt.manager.network import service
+
+        service.teardown_container(ctx.root, c.id)

@@ -1,0 +1,204 @@
+"""What ``create``/``run`` flags ask for, parsed and checked, before anything exists.
+
+A ``CreateOptions`` is stored with the container (as JSON) so that a restart, ``inspect`` or
+``update`` sees what the user asked for, not what a later image or host default would give.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from ocirt.manager.containers import units
+from ocirt.manager.errors import ManagerError
+
+RESTART_POLICIES = ("no", "always", "on-failure", "unless-stopped")
+LOG_DRIVERS = ("json-file", "k8s-file", "none")
+ULIMIT_NAMES = (
+    "as", "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile",
+    "nproc", "rss", "rtprio", "rttime", "sigpending", "stack",
+)  # fmt: skip
+
+
+@dataclass
+class Resources:
+    memory: int | None = None
+    memory_swap: int | None = None
+    memory_reservation: int | None = None
+    cpu_shares: int | None = None
+    cpus: float | None = None
+    cpuset_cpus: str | None = None
+    pids_limit: int | None = None
+    blkio_weight: int | None = None
+    device_read_bps: list[list[Any]] = field(default_factory=list)
+    device_write_bps: list[list[Any]] = field(default_factory=list)
+    device_read_iops: list[list[Any]] = field(default_factory=list)
+    device_write_iops: list[list[Any]] = field(default_factory=list)
+    oom_kill_disable: bool = False
+    oom_score_adj: int | None = None
+
+
+@dataclass
+class CreateOptions:
+    image: str
+    command: list[str] = field(default_factory=list)
+    name: str | None = None
+    entrypoint: list[str] | None = None
+    env: list[str] = field(default_factory=list)
+    workdir: str | None = None
+    user: str | None = None
+    hostname: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    restart: str = "no"
+    restart_max: int = 0
+    stop_signal: str | None = None
+    stop_timeout: int | None = None
+    init: bool = False
+    privileged: bool = False
+    cap_add: list[str] = field(default_factory=list)
+    cap_drop: list[str] = field(default_factory=list)
+    read_only: bool = False
+    no_new_privileges: bool = False
+    seccomp: str | None = None
+    ulimits: list[list[Any]] = field(default_factory=list)
+    sysctls: dict[str, str] = field(default_factory=dict)
+    devices: list[list[str]] = field(default_factory=list)
+    tmpfs: list[list[str]] = field(default_factory=list)
+    log_driver: str = "k8s-file"
+    log_opts: dict[str, str] = field(default_factory=dict)
+    resources: Resources = field(default_factory=Resources)
+    network: str = "bridge"
+    ports: list[str] = field(default_factory=list)
+    publish_all: bool = False
+    ip: str | None = None
+    aliases: list[str] = field(default_factory=list)
+    volumes: list[str] = field(default_factory=list)
+    mounts: list[str] = field(default_factory=list)
+    volumes_from: list[str] = field(default_factory=list)
+    tty: bool = False
+    interactive: bool = False
+    auto_remove: bool = False
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> CreateOptions:
+        data = json.loads(text)
+        data["resources"] = Resources(**data.get("resources", {}))
+        return cls(**data)
+
+
+def restart_policy(text: str) -> tuple[str, int]:
+    """``on-failure:3`` → (``on-failure``, 3); 0 means no limit."""
+    name, _, count = text.partition(":")
+    if name not in RESTART_POLICIES:
+        raise ManagerError(f"--restart: unknown policy {name!r} (one of {', '.join(RESTART_POLICIES)})")
+    if count and name != "on-failure":
+        raise ManagerError(f"--restart: only on-failure takes a retry count, got {text!r}")
+    return name, units.integer(count, "--restart", 0) if count else 0
+
+
+def env_entry(text: str) -> str | None:
+    """``KEY=VALUE`` as is; a bare ``KEY`` takes the caller's value, or nothing if unset."""
+    if "=" in text:
+        if text.startswith("="):
+            raise ManagerError(f"--env: empty variable name in {text!r}")
+        return text
+    value = os.environ.get(text)
+    return None if value is None else f"{text}={value}"
+
+
+def env_file_entries(path: str) -> list[str]:
+    try:
+        with open(path) as f:
+            lines = f.read().splitlines()
+    except OSError as exc:
+        raise ManagerError(f"--env-file: {path}: {exc.strerror}") from None
+    out = []
+    for line in lines:
+        stripped = line.strip()
+        if stripped and not stripped.startswith("#"):
+            entry = env_entry(stripped)
+            if entry is not None:
+                out.append(entry)
+    return out
+
+
+def ulimit(text: str) -> list[Any]:
+    """``nofile=1024:4096`` → [``RLIMIT_NOFILE``, soft, hard]; -1 is unlimited."""
+    name, value = units.key_value(text, "--ulimit")
+    if name not in ULIMIT_NAMES:
+        raise ManagerError(f"--ulimit: unknown limit {name!r}")
+    soft_text, _, hard_text = value.partition(":")
+    soft = _limit(soft_text)
+    hard = _limit(hard_text) if hard_text else soft
+    if soft > hard:
+        raise ManagerError(f"--ulimit: {name}: soft limit {soft} above hard limit {hard}")
+    return [f"RLIMIT_{name.upper()}", soft, hard]
+
+
+def _limit(text: str) -> int:
+    value = units.integer(text, "--ulimit", -1)
+    return (1 << 64) - 1 if value == -1 else value
+
+
+def device(text: str) -> list[str]:
+    """``/dev/x[:/dev/y][:rwm]`` → [host, container, permissions]."""
+    parts = text.split(":")
+    host = parts[0]
+    target = parts[1] if len(parts) > 1 and parts[1].startswith("/") else host
+    perms = parts[-1] if len(parts) > 1 and not parts[-1].startswith("/") else "rwm"
+    if not host.startswith("/") or len(parts) > 3 or not perms or set(perms) - set("rwm"):
+        raise ManagerError(f"--device: invalid device {text!r} (HOST[:CONTAINER][:rwm])")
+    return [host, target, perms]
+
+
+def tmpfs(text: str) -> list[str]:
+    path, _, opts = text.partition(":")
+    if not path.startswith("/"):
+        raise ManagerError(f"--tmpfs: {path!r} is not an absolute path")
+    return [path, opts]
+
+
+def device_rate(text: str, flag: str, parse_size: bool) -> list[Any]:
+    path, sep, rate = text.rpartition(":")
+    if not sep or not path.startswith("/"):
+        raise ManagerError(f"{flag}: expected DEVICE:RATE, got {text!r}")
+    value = units.size(rate, flag) if parse_size else units.integer(rate, flag, 0)
+    return [path, value]
+
+
+def security_opt(text: str, opts: CreateOptions) -> None:
+    if text in ("no-new-privileges", "no-new-privileges:true", "no-new-privileges=true"):
+        opts.no_new_privileges = True
+        return
+    key, sep, value = text.partition("=")
+    if key != "seccomp" or not sep:
+        raise ManagerError(f"--security-opt: unsupported option {text!r}")
+    if value == "unconfined":
+        opts.seccomp = "unconfined"
+        return
+    try:
+        with open(value) as f:
+            profile = f.read()
+        json.loads(profile)
+    except OSError as exc:
+        raise ManagerError(f"--security-opt: seccomp profile {value}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise ManagerError(f"--security-opt: seccomp profile {value}: invalid JSON: {exc}") from None
+    opts.seccomp = profile
+
+
+def log_opt(text: str) -> tuple[str, str]:
+    key, value = units.key_value(text, "--log-opt")
+    if key not in ("max-size", "max-file"):
+        raise ManagerError(f"--log-opt: unsupported option {key!r} (max-size, max-file)")
+    if key == "max-size":
+        units.size(value, "--log-opt max-size")
+    else:
+        units.integer(value, "--log-opt max-file", 1)
+    return key, value

@@ -1,0 +1,120 @@
+"""What ``ps`` and ``inspect`` print: docker's shapes, built from the record (pure)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ocirt.manager.containers import status
+from ocirt.manager.containers.store import Container
+from ocirt.manager.volumes import service as volumes
+
+
+def _iso(t: float | None) -> str:
+    if t is None:
+        return "0001-01-01T00:00:00Z"
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int((t % 1) * 1e9):09d}Z"
+
+
+def ports_text(c: Container) -> str:
+    return ", ".join(
+        f"{p['host_ip'] or '0.0.0.0'}:{p['host_port']}->{p['container_port']}/{p['protocol']}"
+        for p in ports(c)
+    )
+
+
+def ports(c: Container) -> list[dict[str, Any]]:
+    published: list[dict[str, Any]] = (c.plan.get("network") or {}).get("ports", [])
+    return published
+
+
+def command_of(c: Container) -> str:
+    return " ".join(c.plan.get("args", []))
+
+
+def ps_row(c: Container) -> dict[str, Any]:
+    return {
+        "ID": c.id,
+        "Names": c.name,
+        "Image": c.image,
+        "ImageID": c.image_id,
+        "Command": command_of(c),
+        "Created": int(c.created),
+        "CreatedAt": time.strftime("%Y-%m-%d %H:%M:%S +0000 UTC", time.gmtime(c.created)),
+        "State": c.state,
+        "Status": status.describe(c),
+        "ExitCode": c.exit_code,
+        "Ports": ports_text(c),
+        "Labels": c.options.labels,
+        "Pid": c.pid,
+    }
+
+
+def mounts_of(root: str, c: Container) -> list[dict[str, Any]]:
+    out = []
+    for m in c.plan.get("mounts", []):
+        entry = {"Type": m["type"], "Destination": m["destination"], "RW": not m["readonly"]}
+        if m["type"] == "volume":
+            entry.update(Name=m["source"], Source=volumes.volume_dir(root, m["source"]), Driver="local")
+        elif m["type"] == "bind":
+            entry["Source"] = m["source"]
+        out.append(entry)
+    return out
+
+
+def inspect(root: str, c: Container) -> dict[str, Any]:
+    opts = c.options
+    args = c.plan.get("args") or []
+    net = c.plan.get("network") or {}
+    return {
+        "Id": c.id,
+        "Name": c.name,
+        "Created": _iso(c.created),
+        "Path": args[0] if args else "",
+        "Args": args[1:],
+        "State": {
+            "Status": c.state,
+            "Running": c.state in ("running", "paused"),
+            "Paused": c.state == "paused",
+            "OOMKilled": c.oom_killed,
+            "Pid": c.pid,
+            "ExitCode": c.exit_code,
+            "StartedAt": _iso(c.started_at),
+            "FinishedAt": _iso(c.finished_at),
+        },
+        "Image": c.image_id,
+        "ImageName": c.image,
+        "RestartCount": c.restart_count,
+        "Rootfs": c.plan.get("rootfs"),
+        "Mounts": mounts_of(root, c),
+        "Config": {
+            "Hostname": opts.hostname or c.id[:12],
+            "Env": opts.env,
+            "Cmd": opts.command,
+            "Entrypoint": opts.entrypoint,
+            "WorkingDir": opts.workdir or "",
+            "User": opts.user or "",
+            "Labels": opts.labels,
+            "StopSignal": c.plan.get("stop_signal"),
+            "Tty": opts.tty,
+            "OpenStdin": opts.interactive,
+        },
+        "HostConfig": {
+            "RestartPolicy": {"Name": opts.restart, "MaximumRetryCount": opts.restart_max},
+            "AutoRemove": opts.auto_remove,
+            "NetworkMode": opts.network,
+            "Privileged": opts.privileged,
+            "ReadonlyRootfs": opts.read_only,
+            "CapAdd": opts.cap_add,
+            "CapDrop": opts.cap_drop,
+            "LogConfig": {"Type": opts.log_driver, "Config": opts.log_opts},
+            "Resources": vars(opts.resources),
+            "Init": opts.init,
+        },
+        "NetworkSettings": {
+            "Networks": net.get("networks", {}),
+            "Ports": ports(c),
+            "SandboxKey": net.get("netns"),
+        },
+        "LogPath": c.plan.get("log_path"),
+    }

@@ -1,0 +1,48 @@
+"""``rm`` and ``container prune``: stop if asked (``-f``), then undo everything ``create``
+and ``start`` made. Anonymous volumes go only with ``-v``; named ones stay, as in docker."""
+
+from __future__ import annotations
+
+from ocirt.manager import db
+from ocirt.manager.containers import create, exits, layout, networking, stop, store
+from ocirt.manager.containers.runtime import Context
+from ocirt.manager.containers.store import Container
+from ocirt.manager.errors import ManagerError
+
+
+def remove(ctx: Context, ref: str, force: bool = False, volumes: bool = False) -> str:
+    """Remove ``ref``; its id."""
+    conn = db.connect(ctx.root)
+    c = store.get(conn, ref)
+    if c.state in ("running", "paused"):
+        if not force:
+            raise ManagerError(f"container {c.name} is {c.state}: stop it first or use rm -f")
+        stop.stop(ctx, c.id, timeout=0)
+    exits.finish(ctx, c.id)
+    with layout.locked(ctx.root, c.id):
+        current = store.find(conn, c.id)
+        if current is None:
+            return c.id
+        if current.state in ("running", "paused"):
+            raise ManagerError(f"container {c.name} was started again while being removed")
+        remove_locked(ctx, current, volumes)
+    return c.id
+
+
+def remove_locked(ctx: Context, c: Container, volumes: bool) -> None:
+    networking.teardown(ctx, c)
+    if not volumes:
+        c.plan["anonymous"] = []
+    create.discard(ctx, c)
+
+
+def prune(ctx: Context) -> list[str]:
+    """Remove every exited or created container; their ids."""
+    removed = []
+    for c in store.all_containers(db.connect(ctx.root)):
+        if c.state in ("exited", "created"):
+            try:
+                removed.append(remove(ctx, c.id))
+            except ManagerError:
+                continue
+    return removed

@@ -1,0 +1,123 @@
+"""``stop``, ``kill``, ``restart``, ``pause`` and ``unpause``.
+
+``stop`` and ``kill`` first mark the container as stopped by the user, under its lock, so
+the exit that follows never triggers the restart policy, whichever process sees it first.
+"""
+
+from __future__ import annotations
+
+import time
+
+from ocirt.manager import db
+from ocirt.manager.containers import exits, layout, start, store
+from ocirt.manager.containers.runtime import Context
+from ocirt.manager.containers.store import Container
+from ocirt.manager.errors import ManagerError
+from ocirt.runtime.errors import OcirtError
+from ocirt.runtime.signals import parse
+from ocirt.shim.client import ShimError
+
+DEFAULT_TIMEOUT = 10
+SIGKILL = 9
+
+
+def signal_number(text: str) -> int:
+    try:
+        return parse(text)
+    except OcirtError as exc:
+        raise ManagerError(str(exc)) from None
+
+
+def _mark_stopping(ctx: Context, ref: str) -> Container | None:
+    """The container, flagged as stopped by the user; None if it is not running."""
+    conn = db.connect(ctx.root)
+    c = store.get(conn, ref)
+    with layout.locked(ctx.root, c.id):
+        c = store.get(conn, c.id)
+        if c.state not in ("running", "paused"):
+            return None
+        c.stopped_by_user = True
+        with db.transaction(conn):
+            store.save(conn, c)
+    if c.state == "paused":
+        ctx.run("resume", c.id, check=False)
+    return c
+
+
+def stop(ctx: Context, ref: str, timeout: int | None = None) -> None:
+    """The stop signal, then SIGKILL to every process after ``timeout`` seconds."""
+    c = _mark_stopping(ctx, ref)
+    if c is None:
+        return
+    if timeout is None:
+        timeout = c.options.stop_timeout if c.options.stop_timeout is not None else DEFAULT_TIMEOUT
+    if not _polite(ctx, c, timeout):
+        _kill_all(ctx, c)
+    exits.finish(ctx, c.id)
+
+
+def _polite(ctx: Context, c: Container, timeout: int) -> bool:
+    """The stop signal; whether the container exited within ``timeout`` seconds."""
+    if timeout <= 0:
+        return False
+    client = start.shim_client(ctx, c)
+    try:
+        client.kill(signal_number(c.plan.get("stop_signal") or "TERM"))
+        client.wait(timeout=timeout)
+    except (ShimError, OSError):
+        return False
+    return True
+
+
+def _kill_all(ctx: Context, c: Container) -> None:
+    """SIGKILL to every process of the container, through the runtime if the shim is gone."""
+    client = start.shim_client(ctx, c)
+    try:
+        client.kill(SIGKILL, all=True)
+        client.wait(timeout=30)
+    except (ShimError, OSError):
+        ctx.run("kill", "--all", c.id, "KILL", check=False)
+        _wait_gone(c.pid, 10.0)
+
+
+def _wait_gone(pid: int, timeout: float) -> None:
+    """Without a shim nobody reaps the init at once: wait until it is gone or a zombie."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rpartition(")")[2].split()[0] in ("Z", "X"):
+                    return
+        except (FileNotFoundError, ProcessLookupError):
+            return
+        time.sleep(0.05)
+
+
+def kill(ctx: Context, ref: str, signal: str = "KILL") -> None:
+    number = signal_number(signal)
+    c = _mark_stopping(ctx, ref)
+    if c is None:
+        raise ManagerError(f"container {ref} is not running")
+    try:
+        start.shim_client(ctx, c).kill(number)
+    except ShimError as exc:
+        raise ManagerError(f"kill {c.name}: {exc}") from None
+
+
+def restart(ctx: Context, ref: str, timeout: int | None = None) -> None:
+    stop(ctx, ref, timeout)
+    start.start(ctx, ref)
+
+
+def pause(ctx: Context, ref: str, resume: bool = False) -> None:
+    conn = db.connect(ctx.root)
+    c = store.get(conn, ref)
+    with layout.locked(ctx.root, c.id):
+        c = store.get(conn, c.id)
+        want, op = ("paused", "resume") if resume else ("running", "pause")
+        if c.state != want:
+            raise ManagerError(f"container {c.name} is {c.state}, not {want}")
+        ctx.run(op, c.id)
+        c.state = "running" if resume else "paused"
+        with db.transaction(conn):
+            store.save(conn, c)

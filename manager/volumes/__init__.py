@@ -1,0 +1,1 @@
+"""Named and anonymous volumes: directories under the manager's root, mounted into containers."""

@@ -1,0 +1,146 @@
+"""``ocirt-shim``'s command line, parsed by a table (``argparse`` costs memory in every shim)."""
+
+from __future__ import annotations
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+PROG = "ocirt-shim"
+LOG_DRIVERS = ("json-file", "k8s-file", "none")
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1 << 10,
+    "kb": 1 << 10,
+    "m": 1 << 20,
+    "mb": 1 << 20,
+    "g": 1 << 30,
+    "gb": 1 << 30,
+}
+
+
+class UsageError(Exception):
+    pass
+
+
+class Options:
+    __slots__ = (
+        "bundle",
+        "delete_on_exit",
+        "exit_command",
+        "exit_command_args",
+        "id",
+        "log_driver",
+        "log_max_file",
+        "log_max_size",
+        "log_path",
+        "no_start",
+        "runtime",
+        "runtime_root",
+        "state_dir",
+        "stdin",
+        "sync_fd",
+        "tty",
+    )
+
+    def __init__(self) -> None:
+        self.id = ""
+        self.bundle = ""
+        self.runtime = "ocirt"
+        self.runtime_root: str | None = None
+        self.state_dir = ""
+        self.log_path: str | None = None
+        self.log_driver = "k8s-file"
+        self.log_max_size = 0
+        self.log_max_file = 1
+        self.tty = False
+        self.stdin = False
+        self.exit_command: str | None = None
+        self.exit_command_args: list[str] = []
+        self.no_start = False
+        self.delete_on_exit = False
+        self.sync_fd = -1
+
+
+_BOOLS = {"tty", "stdin", "no-start", "delete-on-exit"}
+_VALUES = {
+    "id",
+    "bundle",
+    "runtime",
+    "runtime-root",
+    "state-dir",
+    "log-path",
+    "log-driver",
+    "log-max-size",
+    "log-max-file",
+    "exit-command",
+    "exit-command-arg",
+    "sync-fd",
+}
+_REQUIRED = ("id", "bundle", "state-dir")
+
+
+def parse(argv: Sequence[str]) -> Options:
+    opts = Options()
+    seen: set[str] = set()
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        if not word.startswith("--"):
+            raise UsageError(f"unexpected argument {word!r}")
+        name, eq, value = word[2:].partition("=")
+        if name in _BOOLS and not eq:
+            setattr(opts, name.replace("-", "_"), True)
+        elif name in _VALUES:
+            if not eq:
+                i += 1
+                if i == len(argv):
+                    raise UsageError(f"--{name} needs a value")
+                value = argv[i]
+            _set(opts, name, value)
+        else:
+            raise UsageError(f"unknown flag --{name}")
+        seen.add(name)
+        i += 1
+    for name in _REQUIRED:
+        if name not in seen:
+            raise UsageError(f"--{name} is required")
+    if opts.log_path is None and opts.log_driver != "none":
+        raise UsageError(f"--log-path is required with --log-driver {opts.log_driver}")
+    return opts
+
+
+def _set(opts: Options, name: str, value: str) -> None:
+    if name == "log-driver" and value not in LOG_DRIVERS:
+        raise UsageError(f"--log-driver: {value!r} is not one of {', '.join(LOG_DRIVERS)}")
+    if name in ("id", "bundle", "runtime", "state-dir") and not value:
+        raise UsageError(f"--{name} must not be empty")
+    if name == "exit-command-arg":
+        opts.exit_command_args.append(value)
+    elif name == "log-max-size":
+        opts.log_max_size = _size(name, value)
+    elif name in ("log-max-file", "sync-fd"):
+        opts.__setattr__(name.replace("-", "_"), _int(name, value, 1 if name == "log-max-file" else 0))
+    else:
+        setattr(opts, name.replace("-", "_"), value)
+
+
+def _int(name: str, value: str, low: int) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise UsageError(f"--{name}: {value!r} is not a number") from None
+    if n < low:
+        raise UsageError(f"--{name}: must be at least {low}")
+    return n
+
+
+def _size(name: str, value: str) -> int:
+    """Docker's sizes: ``1024``, ``10k``, ``5m``, ``1g``."""
+    text = value.strip().lower()
+    digits = text.rstrip("kmgb")
+    unit = _UNITS.get(text[len(digits) :])
+    if unit is None or not digits.isdigit():
+        raise UsageError(f"--{name}: {value!r} is not a size such as 1048576, 512k or 10m")
+    return int(digits) * unit

@@ -1,0 +1,111 @@
+"""The container log: ``k8s-file`` (CRI) and ``json-file`` (Docker) records, with rotation.
+
+Output is written as it is read: a chunk that ends mid-line becomes a partial record at
+once (so nothing waits in the shim's memory and a crash loses nothing already read), and
+the rest of the line follows in later records. Rotation happens only between records, so
+no record is split, lost or written twice.
+"""
+
+from __future__ import annotations
+
+import _json
+import os
+import time
+
+_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+_second = -1
+_second_text = ""
+
+
+def rfc3339nano(ns: int) -> str:
+    """UTC with all nine digits, e.g. ``2026-01-02T03:04:05.000000001Z``."""
+    global _second, _second_text
+    sec, frac = divmod(ns, 1_000_000_000)
+    if sec != _second:
+        _second, _second_text = sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
+    return f"{_second_text}.{frac:09d}Z"
+
+
+def split_records(data: bytes) -> list[tuple[bytes, bool]]:
+    """``(text without newline, complete)`` for each line of ``data``."""
+    lines = data.split(b"\n")
+    out = [(line, True) for line in lines[:-1]]
+    if lines[-1]:
+        out.append((lines[-1], False))
+    return out
+
+
+def k8s_records(stream: str, data: bytes, now: str) -> bytes:
+    head = f"{now} {stream} ".encode()
+    return b"".join(head + (b"F " if full else b"P ") + text + b"\n" for text, full in split_records(data))
+
+
+def json_records(stream: str, data: bytes, now: str) -> bytes:
+    tail = f',"stream":"{stream}","time":"{now}"}}\n'
+    out = []
+    for text, full in split_records(data):
+        line = text.decode("utf-8", "replace") + ("\n" if full else "")
+        out.append('{"log":' + _json.encode_basestring(line) + tail)
+    return "".join(out).encode()
+
+
+_FORMATS = {"k8s-file": k8s_records, "json-file": json_records}
+
+
+class Log:
+    """Appends records to ``path``; past ``max_size`` bytes the file moves to ``path.1``."""
+
+    def __init__(self, path: str | None, driver: str, max_size: int, max_file: int) -> None:
+        self.path = path
+        self.format = _FORMATS.get(driver)
+        self.max_size = max_size
+        self.max_file = max_file
+        self.fd = -1
+        self.size = 0
+        if self.format is not None and path is not None:
+            self._open()
+
+    def _open(self) -> None:
+        assert self.path is not None
+        self.fd = os.open(self.path, _FLAGS, 0o640)
+        self.size = os.fstat(self.fd).st_size
+
+    def write(self, stream: str, data: bytes) -> None:
+        if self.fd < 0 or self.format is None:
+            return
+        now = rfc3339nano(time.time_ns())
+        if self.max_size <= 0:
+            self._append(self.format(stream, data, now))
+            return
+        for text, full in split_records(data):
+            record = self.format(stream, text + b"\n" if full else text, now)
+            if self.size and self.size + len(record) > self.max_size:
+                self._rotate()
+            self._append(record)
+
+    def _append(self, record: bytes) -> None:
+        view = memoryview(record)
+        while view:
+            view = view[os.write(self.fd, view) :]
+        self.size += len(record)
+
+    def _rotate(self) -> None:
+        """``path.N-1`` is dropped, each ``path.k`` becomes ``path.k+1``, ``path`` becomes
+        ``path.1``; with ``max_file`` 1 the file starts again empty."""
+        assert self.path is not None
+        os.close(self.fd)
+        if self.max_file > 1:
+            for k in range(self.max_file - 2, 0, -1):
+                try:
+                    os.replace(f"{self.path}.{k}", f"{self.path}.{k + 1}")
+                except FileNotFoundError:
+                    pass
+            os.replace(self.path, f"{self.path}.1")
+        else:
+            os.truncate(self.path, 0)
+        self._open()
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1

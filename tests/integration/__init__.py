@@ -1,0 +1,1 @@
+"""ocirt under real managers: podman, containerd and Docker start containers through it."""

@@ -1,0 +1,213 @@
+"""The runtime's own process and host fds are out of a container's reach.
+
+CVE-2019-5736 class: until ``execve``, init and exec's process are the host's Python
+interpreter inside the container's pid namespace, so ``/proc/<pid>/exe`` there is the host's
+python binary. The containers here have Docker's default capabilities (no CAP_SYS_PTRACE),
+root as their user, and run code that tries to reach that binary while the runtime is still
+in Python: a created container's init (blocked on its exec fifo), and exec's process (its
+``$PATH`` search made long, to widen the window a scanning loop races against).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from conftest import OCIRT, Runtime
+from ocirt.manager.images.bundle import DOCKER_CAPS
+
+INTERPRETER = os.path.realpath(sys.executable)
+
+# For every other process in sight: what of its /proc entry this root shell could reach
+# (listing a non-dumpable process's fd directory is allowed; following its links is not).
+PROBE = r"""
+for p in /proc/[0-9]*; do
+  n=${p#/proc/}
+  [ "$n" = "$$" ] && continue
+  read comm < $p/comm 2>/dev/null || continue
+  exe=$(readlink $p/exe 2>/dev/null) && echo "$n $comm readlink $exe"
+  (exec 3< $p/exe) 2>/dev/null && echo "$n $comm read"
+  (exec 3>> $p/exe) 2>/dev/null && echo "$n $comm write"
+  ls $p/cwd/ > /dev/null 2>&1 && echo "$n $comm cwd"
+  ls $p/root/ > /dev/null 2>&1 && echo "$n $comm root"
+  for f in $p/fd/*; do t=$(readlink $f 2>/dev/null) && echo "$n $comm fd $t"; done
+done
+echo done
+"""
+
+
+def docker_like(c: dict[str, Any]) -> None:
+    c["process"]["capabilities"] = {k: list(DOCKER_CAPS) for k in ("bounding", "effective", "permitted")}
+
+
+def all_caps_in_a_user_namespace(c: dict[str, Any]) -> None:
+    """No capabilities list: every capability, but in the container's own user namespace;
+    time offsets make the intermediate dumpable again to write them (see intermediate.py)."""
+    c["linux"]["namespaces"] += [{"type": "user"}, {"type": "time"}]
+    c["linux"]["timeOffsets"] = {"monotonic": {"secs": 3600, "nanosecs": 0}}
+    c["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    c["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+
+
+@pytest.mark.parametrize("edit", [docker_like, all_caps_in_a_user_namespace])
+def test_created_init_cannot_be_reached_from_the_container(rt: Runtime, open_dir: str, edit: Any) -> None:
+    cid = rt.new_id()
+    res = rt("create", "--bundle", rt.bundle(["sleep", "1000"], edit, name=os.path.join(open_dir, "b")), cid)
+    assert res.returncode == 0, res.stderr
+    init = rt.state(cid)["pid"]
+    assert os.path.realpath(f"/proc/{init}/exe") == INTERPRETER, "init should still be the runtime"
+
+    res = rt("exec", cid, "sh", "-c", PROBE)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[-1] == "done"
+    reached = [line for line in lines if line.startswith("1 ")]
+    assert reached == [], f"the container reached its init while it was the runtime: {reached}"
+    assert not any("python" in line for line in lines), lines
+    assert os.path.realpath(f"/proc/{init}/exe") == INTERPRETER, "the probe must run while init waits"
+
+
+@pytest.fixture
+def scanner(rt: Runtime) -> Iterator[tuple[str, str]]:
+    """A container whose init loops over /proc, logging any runtime process it can reach."""
+    script = r"""
+    while :; do
+      for p in /proc/[0-9]*; do
+        [ -r $p/exe ] || continue
+        read comm < $p/comm 2>/dev/null || continue
+        case $comm in sh|sleep|true|cat) continue;; esac
+        echo "${p#/proc/} $comm" >> /tmp/reached
+        (exec 3>> $p/exe) 2>> /tmp/reached && echo "${p#/proc/} opened for writing" >> /tmp/reached
+      done
+    done
+    """
+    cid = rt.new_id()
+    bundle = rt.bundle(["sh", "-c", script], docker_like)
+    res = rt("run", "-d", "--bundle", bundle, cid)
+    assert res.returncode == 0, res.stderr
+    yield cid, os.path.join(bundle, "rootfs/tmp/reached")
+
+
+def test_exec_process_cannot_be_reached_while_it_is_the_runtime(
+    rt: Runtime, scanner: tuple[str, str]
+) -> None:
+    cid, reached = scanner
+    long_path = ":".join(["/nowhere"] * 4000 + ["/bin"])
+    for _ in range(6):
+        res = rt("exec", "--env", f"PATH={long_path}", cid, "true")
+        assert res.returncode == 0, res.stderr
+    time.sleep(0.2)
+    found = ""
+    if os.path.exists(reached):
+        with open(reached) as f:
+            found = f.read()
+    assert found == "", f"the container reached a runtime process:\n{found}"
+
+
+def test_host_interpreter_cannot_be_overwritten_by_path(rt: Runtime) -> None:
+    """By path, the host's python is not there to overwrite: appending to its names (and to
+    /proc/self/exe) inside reaches other files, or none, and the host's is untouched."""
+    before = os.stat(INTERPRETER)
+    paths = [INTERPRETER, sys.executable, "/usr/bin/python3", "/proc/self/exe"]
+    script = "; ".join(
+        f"echo owned 2>/dev/null >> {p}; stat -L -c '%d:%i' {p} 2>/dev/null || echo missing" for p in paths
+    )
+    res = rt("run", "--bundle", rt.bundle(["sh", "-c", script], docker_like), rt.new_id())
+    assert res.returncode == 0, res.stderr
+    seen = res.stdout.split()
+    assert len(seen) == len(paths), seen
+    assert f"{before.st_dev}:{before.st_ino}" not in seen
+    after = os.stat(INTERPRETER)
+    assert (after.st_size, after.st_mtime_ns, after.st_ctime_ns) == (
+        before.st_size,
+        before.st_mtime_ns,
+        before.st_ctime_ns,
+    )
+
+
+def _fds_seen(output: str) -> list[int]:
+    return sorted(int(x) for x in output.split())
+
+
+@pytest.fixture
+def stray_fds() -> Iterator[list[int]]:
+    """Inheritable fds of ours, above what --preserve-fds passes, that must not get in."""
+    opened = []
+    for _ in range(3):
+        fd = os.open("/etc/hostname", os.O_RDONLY)
+        opened.append(fcntl.fcntl(fd, fcntl.F_DUPFD, 30))
+        os.close(fd)
+    try:
+        yield opened
+    finally:
+        for fd in opened:
+            os.close(fd)
+
+
+def _ocirt(rt: Runtime, args: list[str], preserved: int, stray: list[int]) -> str:
+    """``ocirt`` with fds 3.. (``preserved`` of them pipes made for the purpose) and ``stray``
+    inherited; returns its stdout."""
+    pipes = [os.pipe() for _ in range(preserved)]
+    keep = [fcntl.fcntl(r, fcntl.F_DUPFD_CLOEXEC, 50) for r, _ in pipes]
+
+    def arrange() -> None:
+        for i, fd in enumerate(keep):
+            os.dup2(fd, 3 + i)
+
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        try:
+            code = subprocess.call(
+                [OCIRT, "--root", rt.root, *args],
+                stdout=out,
+                stderr=err,
+                pass_fds=[*range(3, 3 + preserved), *stray],
+                preexec_fn=arrange,
+                close_fds=True,
+                timeout=60,
+            )
+        finally:
+            for fd in [*keep, *(fd for pair in pipes for fd in pair)]:
+                os.close(fd)
+        out.seek(0)
+        err.seek(0)
+        assert code == 0, err.read()
+        return out.read()
+
+
+LIST_FDS = ["sh", "-c", "exec ls /proc/self/fd"]
+
+
+@pytest.mark.parametrize("preserved", [0, 2])
+def test_only_stdio_and_preserved_fds_reach_the_container(
+    rt: Runtime, stray_fds: list[int], preserved: int
+) -> None:
+    """``ls`` lists its own directory fd too: one more than the container was given."""
+    expected = list(range(3 + preserved + 1))
+    flags = ["--preserve-fds", str(preserved)] if preserved else []
+
+    out = _ocirt(rt, ["run", *flags, "--bundle", rt.bundle(LIST_FDS), rt.new_id()], preserved, stray_fds)
+    assert _fds_seen(out) == expected, f"run: {out}"
+
+    cid = rt.new_id()
+    bundle = rt.bundle(["sh", "-c", "exec ls /proc/self/fd > /tmp/fds"])
+    _ocirt(rt, ["create", *flags, "--bundle", bundle, cid], preserved, stray_fds)
+    _ocirt(rt, ["start", cid], 0, stray_fds)
+    deadline = time.monotonic() + 10
+    while rt.state(cid)["status"] != "stopped":
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    with open(os.path.join(bundle, "rootfs/tmp/fds")) as f:
+        assert _fds_seen(f.read()) == expected, "create + start"
+
+    running = rt.new_id()
+    res = rt("run", "-d", "--bundle", rt.bundle(["sleep", "1000"]), running)
+    assert res.returncode == 0, res.stderr
+    out = _ocirt(rt, ["exec", *flags, running, *LIST_FDS], preserved, stray_fds)
+    assert _fds_seen(out) == expected, f"exec: {out}"
