@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -165,3 +167,30 @@ def parent_cgroups_removed() -> Iterator[None]:
         except OSError:
             left.append(path)
     assert not left, f"cgroups left under the suite's parents: {left}"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def private_shim_zygote(tmp_path_factory: Any) -> Iterator[str]:
+    """Every shim the suite starts (directly or through ``ocirtctl``) forks from a zygote of
+    the suite's own, stopped at the end, instead of the host's long-lived default one."""
+    path = str(tmp_path_factory.mktemp("zygote") / "z.sock")
+    old = os.environ.get("OCIRT_SHIM_ZYGOTE")
+    os.environ["OCIRT_SHIM_ZYGOTE"] = path
+    try:
+        yield path
+    finally:
+        if old is None:
+            del os.environ["OCIRT_SHIM_ZYGOTE"]
+        else:
+            os.environ["OCIRT_SHIM_ZYGOTE"] = old
+        try:
+            with open(path + ".pid") as f:
+                pid = int(f.read())
+        except FileNotFoundError:
+            pid = 0
+        if pid:
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 20
+            while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert not os.path.exists(f"/proc/{pid}"), f"the suite's shim zygote {pid} did not exit"

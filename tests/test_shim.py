@@ -45,29 +45,6 @@ def rootfs(tmp_path_factory: Any) -> str:
     return make_rootfs(str(tmp_path_factory.mktemp("shim") / "rootfs"))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def zygote(tmp_path_factory: Any) -> Iterator[str]:
-    """A private shim zygote for this module (started by the first launch), stopped after."""
-    path = str(tmp_path_factory.mktemp("zygote") / "z.sock")
-    old = os.environ.get("OCIRT_SHIM_ZYGOTE")
-    os.environ["OCIRT_SHIM_ZYGOTE"] = path
-    try:
-        yield path
-    finally:
-        if old is None:
-            del os.environ["OCIRT_SHIM_ZYGOTE"]
-        else:
-            os.environ["OCIRT_SHIM_ZYGOTE"] = old
-        try:
-            with open(path + ".pid") as f:
-                pid = int(f.read())
-        except FileNotFoundError:
-            pid = 0
-        if pid:
-            os.kill(pid, signal.SIGTERM)
-            _until(lambda: not _running(pid), "the zygote to exit")
-
-
 class Shims:
     """Launches shims for one test and remembers everything to clean up."""
 
@@ -543,7 +520,8 @@ def test_bad_arguments_are_one_line_errors(tmp_path: Any) -> None:
         assert res.stderr.count("\n") == 1
 
 
-def test_zygote_forks_the_shims(shims: Shims, zygote: str) -> None:
+def test_zygote_forks_the_shims(shims: Shims, private_shim_zygote: str) -> None:
+    zygote = private_shim_zygote
     h1, _ = shims.launch(["sleep", "100"])
     h2, _ = shims.launch(["sleep", "100"])
     with open(zygote + ".pid") as f:
