@@ -211,3 +211,59 @@ def test_only_stdio_and_preserved_fds_reach_the_container(
     assert res.returncode == 0, res.stderr
     out = _ocirt(rt, ["exec", *flags, running, *LIST_FDS], preserved, stray_fds)
     assert _fds_seen(out) == expected, f"exec: {out}"
+
+
+def _with_host_dir_as_fd3(rt: Runtime, args: list[str], host_dir: str) -> subprocess.CompletedProcess[str]:
+    """``ocirt args`` holding an fd of ``host_dir`` as 3, passed on with --preserve-fds."""
+    fd = os.open(host_dir, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+            code = subprocess.call(
+                [OCIRT, "--root", rt.root, *args],
+                stdout=out,
+                stderr=err,
+                pass_fds=[3],
+                preexec_fn=lambda: os.dup2(fd, 3),
+                timeout=60,
+            )
+            out.seek(0)
+            err.seek(0)
+            return subprocess.CompletedProcess(args, code, out.read(), err.read())
+    finally:
+        os.close(fd)
+
+
+ESCAPE_BY_CWD = ["sh", "-c", "ls; touch escaped"]
+
+
+def test_cwd_through_a_preserved_host_fd_is_refused(rt: Runtime, tmp_path: Any) -> None:
+    """CVE-2024-21626 class: ``/proc/self/fd/3`` as the cwd, 3 a host directory the caller
+    passes with --preserve-fds, would start the program on the host; runc refuses the cwd
+    once the kernel reports it unreachable from the container's root."""
+    host_dir = str(tmp_path)
+    with open(os.path.join(host_dir, "host-marker"), "w"):
+        pass
+
+    def cwd_fd(c: dict[str, Any]) -> None:
+        c["process"]["cwd"] = "/proc/self/fd/3"
+
+    res = _with_host_dir_as_fd3(
+        rt,
+        ["run", "--preserve-fds", "1", "--bundle", rt.bundle(ESCAPE_BY_CWD, cwd_fd), rt.new_id()],
+        host_dir,
+    )
+    assert "host-marker" not in res.stdout
+    assert not os.path.exists(os.path.join(host_dir, "escaped")), "run started on the host"
+    assert res.returncode != 0
+    assert "process.cwd" in res.stderr and len(res.stderr.splitlines()) == 1, res.stderr
+
+    cid = rt.new_id()
+    started = rt("run", "-d", "--bundle", rt.bundle(["sleep", "1000"]), cid)
+    assert started.returncode == 0, started.stderr
+    res = _with_host_dir_as_fd3(
+        rt, ["exec", "--preserve-fds", "1", "--cwd", "/proc/self/fd/3", cid, *ESCAPE_BY_CWD], host_dir
+    )
+    assert "host-marker" not in res.stdout
+    assert not os.path.exists(os.path.join(host_dir, "escaped")), "exec started on the host"
+    assert res.returncode != 0
+    assert "process.cwd" in res.stderr and len(res.stderr.splitlines()) == 1, res.stderr

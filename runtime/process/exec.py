@@ -123,10 +123,7 @@ def _become(job: _Job, chan: Channel, origin: str, tty: int) -> NoReturn:
         procattrs.set_affinity(0, job.attrs.affinity_final, "process.execCPUAffinity.final")
         seccomp.load(job.filter, job.state, early=True)
         init._switch_user(job.caps, proc)
-        try:
-            os.chdir(proc.cwd)
-        except OSError as exc:
-            raise SpecError("process.cwd", f"{proc.cwd}: {exc.strerror}") from None
+        init.enter_cwd(proc.cwd)
         path = init.find_program(proc.args[0], proc.env)
         seccomp.load(job.filter, job.state, early=False)
         _execve(path, proc)

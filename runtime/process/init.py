@@ -92,10 +92,7 @@ def _prepare(launch: Launch, chan: Channel) -> tuple[str, list[str]]:
     _switch_user(launch.caps, proc)
     env = proc.env
     path = find_program(proc.args[0], env)
-    try:
-        os.chdir(proc.cwd)
-    except OSError as exc:
-        raise SpecError("process.cwd", f"{proc.cwd}: {exc.strerror}") from None
+    enter_cwd(proc.cwd)
     return path, env
 
 
@@ -145,6 +142,20 @@ def _make_cwd(cwd: str) -> None:
         os.makedirs(cwd, 0o755, exist_ok=True)
     except OSError as exc:
         raise SpecError("process.cwd", f"{cwd}: {exc.strerror}") from None
+
+
+def enter_cwd(cwd: str) -> None:
+    """``chdir``, then refuse a cwd the kernel places outside our root: ``/proc/self/fd/N``
+    through a host directory held by an inherited fd would start the program on the host
+    (CVE-2024-21626). getcwd(3) fails with ENOENT for an unreachable cwd, runc's check too."""
+    try:
+        os.chdir(cwd)
+    except OSError as exc:
+        raise SpecError("process.cwd", f"{cwd}: {exc.strerror}") from None
+    try:
+        os.getcwd()
+    except FileNotFoundError:
+        raise SpecError("process.cwd", f"{cwd}: outside the container's root filesystem") from None
 
 
 def _set_names(cfg: Config) -> None:
