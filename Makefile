@@ -56,8 +56,11 @@ criu: $(CRIU)
 $(CRIU): tools/build-criu.sh | apt
 	bash tools/build-criu.sh $(CRIU)
 
+# Tests run in a random order; SEED replays one (`make pytest SEED=1234`).
+SEED ?= $(shell od -An -N4 -tu4 /dev/urandom | tr -d ' ')
 pytest: install $(CRIU)
-	$(VENV)/bin/pytest -q
+	@echo "pytest: random order, seed $(SEED) (replay: make pytest SEED=$(SEED))"
+	$(VENV)/bin/pytest -q --randomly-seed=$(SEED)
 
 test: install lint typecheck pytest
 

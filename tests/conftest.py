@@ -194,3 +194,12 @@ def private_shim_zygote(tmp_path_factory: Any) -> Iterator[str]:
             while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
                 time.sleep(0.05)
             assert not os.path.exists(f"/proc/{pid}"), f"the suite's shim zygote {pid} did not exit"
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """``-q`` hides pytest-randomly's header line; the seed that ordered this run must still
+    be on screen next to any failure, to replay the same order."""
+    seed = config.getoption("randomly_seed")
+    terminalreporter.write_line(
+        f"random order seed {seed}: replay with pytest -p randomly --randomly-seed={seed}"
+    )
