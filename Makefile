@@ -56,7 +56,8 @@ criu: $(CRIU)
 $(CRIU): tools/build-criu.sh | apt
 	bash tools/build-criu.sh $(CRIU)
 
-# Tests run in a random order; SEED replays one (`make pytest SEED=1234`).
+# Tests run in a random order (pytest-randomly, loaded once installed: a test that leans on
+# what another left behind fails here); SEED replays one (`make pytest SEED=1234`).
 SEED ?= $(shell od -An -N4 -tu4 /dev/urandom | tr -d ' ')
 pytest: install $(CRIU)
 	@echo "pytest: random order, seed $(SEED) (replay: make pytest SEED=$(SEED))"

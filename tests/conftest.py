@@ -199,6 +199,9 @@ def private_shim_zygote(tmp_path_factory: Any) -> Iterator[str]:
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     """``-q`` hides pytest-randomly's header line; the seed that ordered this run must still
     be on screen next to any failure, to replay the same order."""
+    if not config.pluginmanager.hasplugin("randomly"):
+        terminalreporter.write_line("tests ran in file order: pytest-randomly is not loaded")
+        return
     seed = config.getoption("randomly_seed")
     terminalreporter.write_line(
         f"random order seed {seed}: replay with pytest -p randomly --randomly-seed={seed}"
