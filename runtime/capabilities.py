@@ -8,7 +8,10 @@ is on; ambient capabilities can only be raised once they are permitted and inher
 from __future__ import annotations
 
 from ocirt.runtime import syscalls
-from ocirt.runtime.errors import SpecError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 NAMES = (
     "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
@@ -22,6 +25,7 @@ NAMES = (
     "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
 )  # fmt: skip
 _NUMBERS = {name: i for i, name in enumerate(NAMES)}
+_ORDER = ("bounding", "effective", "inheritable", "permitted", "ambient")
 
 
 def last_cap() -> int:
@@ -33,39 +37,32 @@ def last_cap() -> int:
         return len(NAMES) - 1
 
 
-def to_mask(names: list[str], field: str) -> int:
-    mask = 0
-    for i, name in enumerate(names):
-        number = _NUMBERS.get(name)
-        if number is None:
-            raise SpecError(f"{field}[{i}]", f"unknown capability {name!r}")
-        mask |= 1 << number
-    return mask
-
-
 class CapabilitySets:
-    """Parsed once in the parent so that a bad name fails before anything is created."""
+    """Parsed once in the parent, trimmed to what the kernel will grant. A name it does not
+    know or a capability it would refuse is a warning, the rest is applied: config.md (since
+    1.1.0) says runtimes SHOULD NOT fail there, and runc's own ``spec`` lists ambient
+    capabilities without inheritable ones, which the kernel cannot raise."""
 
     __slots__ = ("ambient", "bounding", "effective", "inheritable", "permitted")
 
-    def __init__(self, caps: dict[str, list[str]], field: str = "process.capabilities") -> None:
-        self.bounding = to_mask(caps["bounding"], f"{field}.bounding")
-        self.effective = to_mask(caps["effective"], f"{field}.effective")
-        self.inheritable = to_mask(caps["inheritable"], f"{field}.inheritable")
-        self.permitted = to_mask(caps["permitted"], f"{field}.permitted")
-        self.ambient = to_mask(caps["ambient"], f"{field}.ambient")
-
-    def check_host(self, field: str = "process.capabilities") -> None:
-        """A capability missing from our own bounding set can never be granted: say which."""
+    def __init__(
+        self, caps: dict[str, list[str]], warn: Callable[[str], None], field: str = "process.capabilities"
+    ) -> None:
         available = bounding_set()
-        for set_name in ("effective", "permitted", "inheritable", "ambient"):
-            missing = getattr(self, set_name) & ~available
-            if missing:
-                names = [NAMES[i] for i in range(len(NAMES)) if missing >> i & 1]
-                raise SpecError(
-                    f"{field}.{set_name}",
-                    f"{', '.join(names)} not available on this host (not in ocirt's bounding set)",
-                )
+        masks = {key: _known_mask(caps[key], f"{field}.{key}", warn) for key in _ORDER}
+        for key in _ORDER:
+            _keep(masks, key, available, "not in ocirt's own bounding set", field, warn)
+        _keep(masks, "inheritable", masks["bounding"], f"not in {field}.bounding", field, warn)
+        _keep(masks, "effective", masks["permitted"], f"not in {field}.permitted", field, warn)
+        _keep(masks, "ambient", masks["permitted"], f"not in {field}.permitted", field, warn)
+        _keep(masks, "ambient", masks["inheritable"], f"not in {field}.inheritable", field, warn)
+        self.bounding, self.effective = masks["bounding"], masks["effective"]
+        self.inheritable, self.permitted = masks["inheritable"], masks["permitted"]
+        self.ambient = masks["ambient"]
+
+    def names(self) -> dict[str, list[str]]:
+        """The sets as granted, in config.json's form (``exec`` hands them to its child)."""
+        return {key: _names(getattr(self, key)) for key in _ORDER}
 
     def drop_bounding(self) -> None:
         for cap in range(last_cap() + 1):
@@ -86,3 +83,30 @@ def bounding_set() -> int:
         if syscalls.prctl(syscalls.PR_CAPBSET_READ, cap):
             mask |= 1 << cap
     return mask
+
+
+def _known_mask(names: list[str], field: str, warn: Callable[[str], None]) -> int:
+    mask, top, unknown = 0, last_cap(), []
+    for name in names:
+        number = _NUMBERS.get(name)
+        if number is None or number > top:
+            unknown.append(name)
+        else:
+            mask |= 1 << number
+    if unknown:
+        warn(f"{field}: ignoring capabilities this kernel does not know: {', '.join(unknown)}")
+    return mask
+
+
+def _keep(
+    masks: dict[str, int], key: str, allowed: int, why: str, field: str, warn: Callable[[str], None]
+) -> None:
+    """Leave in ``masks[key]`` only what ``allowed`` has; warn about what goes."""
+    dropped = masks[key] & ~allowed
+    if dropped:
+        warn(f"{field}.{key}: ignoring {', '.join(_names(dropped))}: cannot be granted ({why})")
+        masks[key] &= allowed
+
+
+def _names(mask: int) -> list[str]:
+    return [NAMES[i] for i in range(len(NAMES)) if mask >> i & 1]

@@ -176,8 +176,20 @@ probe(
     level=SHOULD,
     version="1.1.0",
     doc="A capability that cannot be mapped MUST be logged as a warning, and runtimes SHOULD NOT fail "
-    "(config.md, since 1.1.0). runc 1.1.5 and crun 1.8 warn and go on; ocirt refuses the config on "
-    "purpose (tests/test_errors.py), naming the field, which this SHOULD advises against.",
+    "(config.md, since 1.1.0): the container starts.",
+)
+probe(
+    "process.capabilities.ungrantable",
+    CFG,
+    "Linux process",
+    status_field("CapAmb") + "; " + status_field("CapEff"),
+    _mask() + "\n" + _mask("CAP_KILL"),
+    _proc(capabilities={k: ["CAP_KILL"] for k in ("bounding", "permitted", "effective", "ambient")}),
+    level=SHOULD,
+    version="1.1.0",
+    doc="A capability that cannot be granted (here ambient without inheritable, as `runc spec` "
+    "writes it) MUST be logged as a warning and runtimes SHOULD NOT fail (config.md, since 1.1.0): "
+    "the container starts with the rest applied.",
 )
 probe(
     "process.no-new-privileges.true",

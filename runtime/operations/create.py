@@ -115,8 +115,7 @@ def _create(opts: Args, args: Args, log: Log, own_console: OwnConsole | None) ->
     if cfg.process is not None and cfg.process.capabilities is not None:
         from ocirt.runtime.capabilities import CapabilitySets
 
-        caps = CapabilitySets(cfg.process.capabilities)
-        caps.check_host()
+        caps = CapabilitySets(cfg.process.capabilities, log.warning)
     seccomp_filter = None
     if cfg.linux.raw.get("seccomp") is not None:
         from ocirt.runtime import seccomp

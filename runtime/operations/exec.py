@@ -234,10 +234,6 @@ def _process(cfg: Config, args: Args) -> tuple[Process, dict[str, Any], str]:
         raw = _overridden(cfg.process.raw, args)
     try:
         proc = Process(raw)
-        if proc.capabilities is not None:
-            from ocirt.runtime.capabilities import CapabilitySets
-
-            CapabilitySets(proc.capabilities).check_host()
     except SpecError as exc:
         raise OcirtError(f"{origin}: {str(exc).removeprefix('config.json: ')}") from None
     console.check_request(proc, args.console_socket, bool(args.detach))

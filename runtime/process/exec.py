@@ -103,7 +103,7 @@ class _Job:
     def __init__(self, go: dict[str, Any], log: Log) -> None:
         self.proc = proc = Process(go["process"])
         self.attrs = procattrs.parse(go["process"], go.get("personality"))
-        self.caps = None if proc.capabilities is None else CapabilitySets(proc.capabilities)
+        self.caps = None if proc.capabilities is None else CapabilitySets(proc.capabilities, log.warning)
         self.state: dict[str, Any] = go["state"]
         profile = go["seccomp"]
         self.filter = None if profile is None else seccomp.compile_profile(profile, proc, self.caps, log)
