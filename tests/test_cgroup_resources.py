@@ -198,6 +198,13 @@ def test_pids_limit_follows_runtime_spec_1_3(limit: int, value: str) -> None:
     assert v2_writes({"pids": {"limit": limit}}) == [("pids.max", value)]
 
 
+def test_pids_without_limit_writes_nothing() -> None:
+    """runtime-spec 1.3 (opencontainers/runtime-spec#1279): ``limit`` is optional, unset
+    means the runtime leaves ``pids.max`` alone."""
+    assert v1_writes({"pids": {}}) == []
+    assert v2_writes({"pids": {}}) == []
+
+
 def test_optional_writes() -> None:
     assert optional("memory.kmem.tcp.limit_in_bytes", "5")
     assert optional("hugetlb.2MB.rsvd.limit_in_bytes", "5")
@@ -239,7 +246,6 @@ BOTH = [
         "linux.resources.cpu.burst",
         "must not exceed cpu.quota (1000)",
     ),
-    ({"pids": {}}, "linux.resources.pids.limit", "is required"),
     ({"blockIO": {"weight": 5}}, "linux.resources.blockIO.weight", "must be between 10 and 1000"),
     (
         {"blockIO": {"weightDevice": [{"minor": 0, "weight": 100}]}},

@@ -164,6 +164,16 @@ KNOBS = [
         "pids.limit: the maximum number of tasks.",
     ),
     Knob(
+        "cgroups.pids.limit-zero",
+        "PIDs",
+        {"pids": {"limit": 0}},
+        ("pids", "pids.max", "0"),
+        ("pids.max", "0"),
+        """pids.limit 0 is a limit of zero tasks, not "no limit" (runtime-spec 1.3,
+        opencontainers/runtime-spec#1279); the runtime's own fork of the container process
+        comes first. runc 1.1.5 treats 0 as unset and leaves the parent's limit.""",
+    ),
+    Knob(
         "cgroups.hugetlb.limit",
         "Huge page limits",
         {"hugepageLimits": [{"pageSize": "2MB", "limit": 4 * MIB}]},

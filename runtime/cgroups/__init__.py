@@ -42,6 +42,24 @@ class Cgroup:
     def apply(self, resources: dict[str, Any] | None) -> None:
         raise NotImplementedError
 
+    def limit_pids(self, resources: dict[str, Any] | None) -> None:
+        """``pids.limit`` alone, for ``create`` to write once the runtime's last fork is
+        done: 0 is a real limit (runtime-spec 1.3), which the intermediate's fork of init
+        would otherwise hit."""
+        from ocirt.runtime.cgroups.resources import R, pids_max
+
+        value = pids_max(resources or {})
+        directory = self.paths.get("pids", self.paths.get(""))  # v1 controller, or v2
+        if value is None:
+            return
+        if directory is None:
+            raise OcirtError(f"{R}.pids.limit: the pids controller is not mounted on this host")
+        path = os.path.join(directory, "pids.max")
+        try:
+            write_file(path, value)
+        except OSError as exc:
+            raise OcirtError(f"{R}.pids.limit: writing {value!r} to {path}: {exc.strerror}") from None
+
     def add(self, pid: int) -> None:
         for path in self.dirs():
             try:

@@ -95,7 +95,7 @@ def v1_writes(resources: dict[str, Any]) -> V1Writes:
     cpu = _obj(resources, "cpu", f"{R}.cpu")
     if cpu is not None:
         _cpu_v1(Cpu(cpu), out)
-    pids = _pids(resources)
+    pids = pids_max(resources)
     if pids is not None:
         out.add(f"{R}.pids.limit", "pids", "pids.max", pids)
     blkio = _obj(resources, "blockIO", f"{R}.blockIO")
@@ -120,7 +120,7 @@ def v2_writes(resources: dict[str, Any]) -> V2Writes:
     cpu = _obj(resources, "cpu", f"{R}.cpu")
     if cpu is not None:
         _cpu_v2(Cpu(cpu), out)
-    pids = _pids(resources)
+    pids = pids_max(resources)
     if pids is not None:
         out.add(f"{R}.pids.limit", "pids.max", pids)
     blkio = _obj(resources, "blockIO", f"{R}.blockIO")
@@ -292,13 +292,13 @@ def _cpu_v2(c: Cpu, out: V2Writes) -> None:
         out.add(f"{f}.mems", "cpuset.mems", c.mems)
 
 
-def _pids(resources: dict[str, Any]) -> str | None:
+def pids_max(resources: dict[str, Any]) -> str | None:
+    """The ``pids.max`` value of ``pids.limit``, or None when there is nothing to write
+    (runtime-spec 1.3 made the limit optional: unset leaves the cgroup as it is)."""
     pids = _obj(resources, "pids", f"{R}.pids")
-    if pids is None:
-        return None
-    limit = _int(pids, "limit", f"{R}.pids.limit")
+    limit = None if pids is None else _int(pids, "limit", f"{R}.pids.limit")
     if limit is None:
-        raise SpecError(f"{R}.pids.limit", "is required")
+        return None
     return "max" if limit < 0 else str(limit)
 
 

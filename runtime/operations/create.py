@@ -174,9 +174,11 @@ def _create_in(
     st.cgroup = cgroup.to_state()
     st.save()
 
+    resources = cfg.linux.resources
+
     def make_cgroup() -> None:
         cgroup.create()
-        cgroup.apply(cfg.linux.resources)
+        cgroup.apply({k: v for k, v in resources.items() if k != "pids"} if resources else resources)
         log.debug(f"cgroup {cgroup.paths} ready")
 
     os.mkfifo(st.fifo, 0o622)
@@ -201,6 +203,7 @@ def _create_in(
         launch.console = console_sock
         launch.seccomp = seccomp_filter
         st.pid, st.pid_start = parent.spawn(launch, cgroup, make_cgroup)
+        cgroup.limit_pids(resources)
     finally:
         os.close(fifo_fd)
         if seccomp_filter is not None:
