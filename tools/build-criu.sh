@@ -6,6 +6,8 @@
 # CRIU learnt that in 4.1. Only the upstream tarball is fetched, through apt with a private
 # source list (the machine's apt configuration is not touched); apt checks it against
 # Debian's signed index, and the checksum below pins it. Build dependencies: APT_PACKAGES.
+# The archive is the one this machine's own apt configuration already uses for Debian
+# (no mirror is named here), with the suite switched to trixie for this one source.
 set -euo pipefail
 
 dest=${1:-.venv/bin/criu}
@@ -15,8 +17,14 @@ work=$(mktemp -d /tmp/ocirt-criu-build.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
 mkdir -p "$work/lists/partial" "$work/cache"
-echo "deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg]" \
-	"http://deb.debian.org/debian trixie main" >"$work/sources.list"
+mirror=$(apt-get indextargets --format '$(REPO_URI) $(ORIGIN) $(RELEASE)' |
+	awk '$2 == "Debian" && $3 !~ /-security$/ {print $1; exit}')
+if [ -z "$mirror" ]; then
+	echo "build-criu: no Debian archive in this machine's apt configuration (apt-get indextargets)" >&2
+	exit 1
+fi
+echo "deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror trixie main" \
+	>"$work/sources.list"
 apt_opts=(
 	-o "Dir::Etc::SourceList=$work/sources.list" -o Dir::Etc::SourceParts=/nonexistent
 	-o "Dir::State::Lists=$work/lists" -o "Dir::Cache=$work/cache" -o APT::Sandbox::User=root -qq
