@@ -49,17 +49,47 @@ def resolve(name: str) -> str:
 
 def prepare_host() -> list[str]:
     """crun 1.8 on a cgroup v1 host wants the hugetlb hierarchy mounted; mount it if missing."""
-    notes: list[str] = []
-    if not os.path.isdir("/sys/fs/cgroup/memory") or os.path.ismount(HUGETLB):
-        return notes
+    if not os.path.ismount("/sys/fs/cgroup/memory") or os.path.ismount(HUGETLB):
+        return []
+    why = mount_hugetlb()
+    if why:
+        return [f"could not mount the hugetlb cgroup hierarchy at {HUGETLB}: {why}"]
+    return [f"mounted the hugetlb cgroup hierarchy at {HUGETLB} (crun needs it on cgroup v1)"]
+
+
+def mount_hugetlb(wait: float = 5.0) -> str:
+    """Mounts the hugetlb v1 hierarchy; returns why not, or "" once mounted.
+
+    The kernel moves the controller off cgroup2 only while no cgroup there uses it, and a
+    cgroup just removed lets go of it a moment later: EBUSY is retried for ``wait`` seconds.
+    """
     with open("/proc/filesystems") as f:
         if "cgroup" not in f.read().split():
-            return notes
+            return "the kernel has no cgroup v1 filesystem"
     os.makedirs(HUGETLB, exist_ok=True)
-    res = subprocess.run(["mount", "-t", "cgroup", "-o", "hugetlb", "cgroup", HUGETLB], capture_output=True)
-    if res.returncode == 0:
-        notes.append(f"mounted the hugetlb cgroup hierarchy at {HUGETLB} (crun needs it on cgroup v1)")
-    return notes
+    deadline = time.monotonic() + wait
+    while True:
+        res = subprocess.run(
+            ["mount", "-t", "cgroup", "-o", "hugetlb", "cgroup", HUGETLB], capture_output=True, text=True
+        )
+        if res.returncode == 0:
+            return ""
+        if time.monotonic() > deadline:
+            return f"{(res.stderr.strip() or 'mount failed').splitlines()[0]}{_hugetlb_users()}"
+        time.sleep(0.1)
+
+
+def _hugetlb_users() -> str:
+    """The cgroup2 cgroups that keep the controller busy, when that is the reason."""
+    unified = "/sys/fs/cgroup/unified"
+    try:
+        with open(os.path.join(unified, "cgroup.subtree_control")) as f:
+            if "hugetlb" not in f.read().split():
+                return ""
+    except OSError:
+        return ""
+    users = sorted(e.path for e in os.scandir(unified) if e.is_dir(follow_symlinks=False))
+    return f" (cgroup2 uses hugetlb in {', '.join(users)})"
 
 
 def run_case(harness: Harness, case: Case) -> Outcome:

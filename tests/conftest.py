@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 from ocirt.conformance.bundle import base_config, make_bundle, write_config
+from ocirt.conformance.runner import HUGETLB, mount_hugetlb
 
 OCIRT = os.path.join(os.path.dirname(sys.executable), "ocirt")
 
@@ -123,6 +124,46 @@ def open_dir() -> Iterator[str]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def _cgroup_v1_host() -> bool:
+    return os.path.ismount("/sys/fs/cgroup/memory")
+
+
+@pytest.fixture(scope="session")
+def hugetlb_v1() -> Iterator[str]:
+    """The hugetlb v1 hierarchy on a cgroup v1 host ("" elsewhere). A fresh boot has it
+    unmounted: mounted here for the session, and unmounted at its end only when mounted here."""
+    if not _cgroup_v1_host() or os.path.ismount(HUGETLB):
+        yield HUGETLB if _cgroup_v1_host() else ""
+        return
+    made_dir = not os.path.exists(HUGETLB)
+    why = mount_hugetlb()
+    if why:
+        if made_dir:
+            os.rmdir(HUGETLB)
+        pytest.fail(f"this test needs the hugetlb cgroup v1 hierarchy at {HUGETLB}: {why}")
+    try:
+        yield HUGETLB
+    finally:
+        left = [e.path for e in os.scandir(HUGETLB) if e.is_dir(follow_symlinks=False)]
+        if not left:
+            subprocess.run(["umount", HUGETLB], check=True)
+            if made_dir:
+                os.rmdir(HUGETLB)
+        assert not left, f"cgroups left in the hugetlb hierarchy (kept mounted): {left}"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def host_state_first(request: pytest.FixtureRequest) -> None:
+    """Host state that some test of this run needs is made before the first test: a cgroup2
+    test run earlier could otherwise hold the hugetlb controller and keep v1 from taking it.
+    A failure here is reported by the tests that need the state, not by every test."""
+    if any("hugetlb_v1" in getattr(item, "fixturenames", ()) for item in request.session.items):
+        try:
+            request.getfixturevalue("hugetlb_v1")
+        except pytest.fail.Exception:
+            return
 
 
 _HOST_NODES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty")

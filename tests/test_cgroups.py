@@ -170,7 +170,7 @@ def test_v1_create_apply_add_destroy(made: Made) -> None:
     cg.destroy()
 
 
-def test_v1_swappiness_oom_rt_kernel_tcp_and_hugetlb(made: Made) -> None:
+def test_v1_swappiness_oom_rt_kernel_tcp_and_hugetlb(made: Made, hugetlb_v1: str) -> None:
     cg = open_cgroup(f"/{made.name}", "ignored", False)
     cg.create()
     cg.apply(
@@ -332,7 +332,7 @@ def test_bad_values_are_spec_errors_before_any_write(made: Made) -> None:
     cg.destroy()
 
 
-def test_host_refusals_name_the_field_and_the_file(made: Made) -> None:
+def test_host_refusals_name_the_field_and_the_file(made: Made, hugetlb_v1: str) -> None:
     cg = open_cgroup(f"/{made.name}", "ignored", False)
     cg.create()
     cpuset, mem = cg.paths["cpuset"], cg.paths["memory"]

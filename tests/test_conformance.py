@@ -14,7 +14,7 @@ import os
 import pytest
 from ocirt.conformance.harness import Harness, cgroup_mounts
 from ocirt.conformance.model import FAIL, MUST, Outcome
-from ocirt.conformance.runner import load_cases, prepare_host, resolve, run_suite
+from ocirt.conformance.runner import load_cases, resolve, run_suite
 
 DELETE_CREATED = """runc's CLI deletes a created container without --force and managers (containerd)
 rely on it; runtime.md asks for an error. ocirt follows runc here on purpose."""
@@ -43,8 +43,7 @@ EXPECTED: dict[str, dict[str, str]] = {
 
 
 @pytest.fixture(scope="module", params=["ocirt", "runc"])
-def results(request: pytest.FixtureRequest) -> tuple[str, list[Outcome], Harness]:
-    prepare_host()
+def results(request: pytest.FixtureRequest, hugetlb_v1: str) -> tuple[str, list[Outcome], Harness]:
     harness = Harness(resolve(request.param))
     return request.param, run_suite(harness.runtime, load_cases(), harness=harness), harness
 
