@@ -44,15 +44,25 @@ def rfc3339_now() -> str:
 
 def process_start_time(pid: int) -> int | None:
     """Field 22 of /proc/<pid>/stat, or None for a process that is gone or a zombie."""
+    fields = _stat_fields(pid)
+    return None if fields is None else int(fields[19])
+
+
+def process_sleeping(pid: int) -> bool | None:
+    """Whether ``pid`` is blocked in the kernel (``S``); None when it is gone or a zombie."""
+    fields = _stat_fields(pid)
+    return None if fields is None else fields[0] == b"S"
+
+
+def _stat_fields(pid: int) -> list[bytes] | None:
+    """/proc/<pid>/stat from field 3 (the state) on; None for a process gone or a zombie."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read()
     except OSError:
         return None
     fields = stat[stat.rfind(b")") + 2 :].split()
-    if fields[0] in (b"Z", b"X"):
-        return None
-    return int(fields[19])
+    return None if fields[0] in (b"Z", b"X") else fields
 
 
 class State:

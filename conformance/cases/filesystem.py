@@ -261,6 +261,21 @@ probe(
     level=SHOULD,
     doc="proc, sysfs, devpts and shm SHOULD be available (the config lists them; the runtime mounts them).",
 )
+def _without_proc(cfg: dict[str, Any], ctx: Context) -> None:
+    cfg["mounts"] = [m for m in cfg["mounts"] if m["destination"] != "/proc"]
+
+
+probe(
+    "default-filesystems.no-proc",
+    CL,
+    "Default Filesystems",
+    "ls -A /proc | wc -l; echo ran",
+    "0\nran",
+    _without_proc,
+    doc="""The default filesystems are the config's to list, not the runtime's to need: a
+    config that mounts no /proc MUST still run, its /proc left as the image has it. runc
+    1.1.5 fails: it opens /proc/self/fd inside the container to close its descriptors.""",
+)
 probe(
     "masked-paths.file",
     CL,

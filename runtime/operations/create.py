@@ -183,7 +183,7 @@ def _create_in(
 
     os.mkfifo(st.fifo, 0o622)
     os.chmod(st.fifo, 0o622)
-    fifo_fd = os.open(st.fifo, os.O_PATH | os.O_CLOEXEC)
+    state_fd = os.open(st.dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     console_sock = None
     try:
         console_sock = console.socket_for(cfg.process, args.console_socket, own_console)
@@ -193,7 +193,7 @@ def _create_in(
             plan,
             caps,
             cgroup.paths,
-            fifo_fd,
+            state_fd,
             bool(args.no_pivot),
             bool(args.no_new_keyring),
             args.preserve_fds or 0,
@@ -205,7 +205,7 @@ def _create_in(
         st.pid, st.pid_start = parent.spawn(launch, cgroup, make_cgroup)
         cgroup.limit_pids(resources)
     finally:
-        os.close(fifo_fd)
+        os.close(state_fd)
         if seccomp_filter is not None:
             seccomp_filter.close()
         if console_sock is not None:

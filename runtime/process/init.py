@@ -22,6 +22,7 @@ from ocirt.runtime import console, hooks, lsm, procattrs, rootfs, seccomp, sysca
 from ocirt.runtime.errors import OcirtError, SpecError
 from ocirt.runtime.process import channel
 from ocirt.runtime.process.launch import describe
+from ocirt.runtime.state import FIFO
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -295,9 +296,11 @@ def _check_executable(path: str) -> None:
 
 def _wait_for_start(launch: Launch) -> None:
     """Opening the fifo for writing blocks until ``ocirt start`` opens it for reading; what we
-    write tells ``start`` whether the ``startContainer`` hooks let the program run."""
-    fd = os.open(f"/proc/self/fd/{launch.fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
-    os.close(launch.fifo_fd)
+    write tells ``start`` whether the ``startContainer`` hooks let the program run. The fifo
+    is opened by name in the state directory held since before pivot_root: the container
+    need not mount a /proc for us to reach it."""
+    fd = os.open(FIFO, os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW, dir_fd=launch.state_fd)
+    os.close(launch.state_fd)
     try:
         state = {**launch.hook_state, "pid": os.getpid(), "status": "created"}
         seccomp.load(launch.seccomp, launch.hook_state, early=False)

@@ -27,7 +27,6 @@ class Launch:
         "cgroup_paths",
         "config",
         "console",
-        "fifo_fd",
         "hook_state",
         "hooks",
         "no_new_keyring",
@@ -35,6 +34,7 @@ class Launch:
         "plan",
         "preserve_fds",
         "seccomp",
+        "state_fd",
     )
 
     def __init__(
@@ -44,7 +44,7 @@ class Launch:
         plan: Plan,
         caps: CapabilitySets | None,
         cgroup_paths: dict[str, str],
-        fifo_fd: int,
+        state_fd: int,
         no_pivot: bool,
         no_new_keyring: bool,
         preserve_fds: int,
@@ -56,7 +56,7 @@ class Launch:
         self.plan = plan
         self.caps = caps
         self.cgroup_paths = cgroup_paths
-        self.fifo_fd = fifo_fd
+        self.state_fd = state_fd
         self.no_pivot = no_pivot
         self.no_new_keyring = no_new_keyring
         self.preserve_fds = preserve_fds

@@ -16,7 +16,7 @@ import time
 
 from ocirt.runtime.errors import OcirtError
 from ocirt.runtime.process import channel
-from ocirt.runtime.state import process_start_time
+from ocirt.runtime.state import process_sleeping, process_start_time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -67,7 +67,7 @@ def spawn(launch: Launch, cgroup: Cgroup, make_cgroup: Callable[[], None]) -> tu
         if channel.READY not in early:
             ours.expect(channel.READY, "container init process")
         start = process_start_time(init_pid)
-        if start is None:
+        if start is None or not _blocks_on_fifo(init_pid):
             raise OcirtError("container init process exited during setup")
         return init_pid, start
     except BaseException:
@@ -91,6 +91,16 @@ def _runtime_hooks(launch: Launch, chan: channel.Channel, init_pid: int, asked: 
     for kind in ("prestart", "createRuntime"):
         hooks.run_all(launch.hooks.get(kind, []), state)
     chan.send(channel.HOOKED)
+
+
+def _blocks_on_fifo(pid: int, timeout: float = 5.0) -> bool:
+    """After ``ready`` init's one step left is to block opening the exec fifo: wait until it
+    sleeps there, so an init that dies on the way is create's failure, not a container that
+    ``start`` finds stopped. A host too slow to see it asleep in time gets the benefit."""
+    deadline = time.monotonic() + timeout
+    while (sleeping := process_sleeping(pid)) is False and time.monotonic() < deadline:
+        time.sleep(0.0002)
+    return sleeping is not None
 
 
 def _reap(pid: int) -> None:
