@@ -41,9 +41,11 @@ PROC_NAMES = {
 
 
 class Plan:
-    """``new``: CLONE flags to unshare (user apart); ``join``: (type, fd) in setns order."""
+    """``new``: CLONE flags to unshare (user apart); ``join``: (type, fd) in setns order,
+    emptied once joined; ``joined``: those types, kept; ``host_joined``: the types whose
+    path is the host's own namespace (pid 1's or ours), where a sysctl would change the host."""
 
-    __slots__ = ("join", "new", "new_user")
+    __slots__ = ("host_joined", "join", "joined", "new", "new_user")
 
     def __init__(self, linux: Linux) -> None:
         self.new_user = False
@@ -63,13 +65,11 @@ class Plan:
                 os.close(fd)
             raise
         self.join = [(kind, opened[kind]) for kind in JOIN_ORDER if kind in opened]
+        self.joined = tuple(opened)
+        self.host_joined = tuple(kind for kind, fd in opened.items() if _is_host_ns(kind, fd))
 
     def has(self, kind: str) -> bool:
-        return (
-            bool(self.new & CLONE_FLAGS[kind])
-            or any(k == kind for k, _ in self.join)
-            or (kind == "user" and self.new_user)
-        )
+        return bool(self.new & CLONE_FLAGS[kind]) or kind in self.joined or (kind == "user" and self.new_user)
 
     def needs_fork(self) -> bool:
         """A new or joined pid or time namespace only applies to children."""
@@ -95,6 +95,18 @@ def _open_ns(path: str, field: str) -> int:
         return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
         raise SpecError(field, f"{path}: {exc.strerror}") from None
+
+
+def _is_host_ns(kind: str, fd: int) -> bool:
+    joined = os.fstat(fd)
+    for pid in ("1", "self"):
+        try:
+            host = os.stat(f"/proc/{pid}/ns/{PROC_NAMES[kind]}")
+        except OSError:
+            continue
+        if (host.st_dev, host.st_ino) == (joined.st_dev, joined.st_ino):
+            return True
+    return False
 
 
 def write_id_maps(pid: int, linux: Linux) -> None:

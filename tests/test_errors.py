@@ -112,6 +112,29 @@ CASES: list[tuple[str, Edit, str]] = [
         "hostname: setting it needs a new uts namespace",
     ),
     (
+        "net sysctl in the host's netns",
+        lambda c: c["linux"].update(
+            namespaces=[
+                *(n for n in c["linux"]["namespaces"] if n["type"] != "network"),
+                {"type": "network", "path": f"/proc/{os.getpid()}/ns/net"},
+            ],
+            sysctl={"net.ipv4.ping_group_range": "0 2147483647"},
+        ),
+        "linux.sysctl.net.ipv4.ping_group_range: linux.namespaces joins the host's network namespace",
+    ),
+    (
+        "kernel.hostname against hostname",
+        lambda c: c["linux"].update(sysctl={"kernel.hostname": "other"}),
+        "linux.sysctl.kernel.hostname: 'other' conflicts with hostname 'ocirt'",
+    ),
+    (
+        "kernel.domainname against domainname",
+        lambda c: c.update(
+            domainname="a.test", linux={**c["linux"], "sysctl": {"kernel.domainname": "b.test"}}
+        ),
+        "linux.sysctl.kernel.domainname: 'b.test' conflicts with domainname 'a.test'",
+    ),
+    (
         "host sysctl",
         lambda c: c["linux"].update(sysctl={"vm.swappiness": "10"}),
         "linux.sysctl.vm.swappiness: not a namespaced sysctl",

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import time
+import uuid
 from typing import Any
 
 import pytest
@@ -93,6 +95,34 @@ def test_sysctl_in_own_network_namespace(rt: Runtime) -> None:
         c["linux"]["sysctl"] = {"net.ipv4.ip_forward": "1"}
 
     assert run_out(rt, "cat /proc/sys/net/ipv4/ip_forward", edit).strip() == "1"
+
+
+def test_net_sysctl_in_a_joined_network_namespace(rt: Runtime) -> None:
+    """podman's stock config: the netns it made, by path, and a net.* sysctl for it."""
+    name = f"ocirt-test-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+
+        def edit(c: dict[str, Any]) -> None:
+            spaces = [n for n in c["linux"]["namespaces"] if n["type"] != "network"]
+            c["linux"]["namespaces"] = [*spaces, {"type": "network", "path": f"/run/netns/{name}"}]
+            c["linux"]["sysctl"] = {"net.ipv4.ping_group_range": "0 2147483647"}
+
+        with open("/proc/sys/net/ipv4/ping_group_range") as f:
+            host_before = f.read()
+        out = run_out(rt, "readlink /proc/self/ns/net; cat /proc/sys/net/ipv4/ping_group_range", edit)
+        seen = subprocess.run(
+            ["ip", "netns", "exec", name, "cat", "/proc/sys/net/ipv4/ping_group_range"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        with open("/proc/sys/net/ipv4/ping_group_range") as f:
+            assert f.read() == host_before, "the host's own value changed"
+        assert out.splitlines()[0] == f"net:[{os.stat(f'/run/netns/{name}').st_ino}]"
+        assert out.splitlines()[1].split() == seen.split() == ["0", "2147483647"]
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=True)
 
 
 def test_masked_and_readonly_paths(rt: Runtime) -> None:

@@ -7,6 +7,7 @@ import os
 from typing import Any
 
 from ocirt.conformance.harness import Context
+from ocirt.conformance.model import MUST, Case, add, expect
 from ocirt.conformance.probe import probe, refused
 
 CFG, CL = "config.md", "config-linux.md"
@@ -77,6 +78,32 @@ probe(
     _linux(sysctl={"net/ipv4/conf/lo/forwarding": "1"}),
     level="SHOULD",
     doc="A sysctl name with slashes (sysctl(8) accepts both) names the same parameter.",
+)
+
+
+def _joined_net_sysctl(ctx: Context) -> None:
+    holder, _ = ctx.create(ctx.config(["sleep", "300"]))
+    path = f"/proc/{ctx.pid(holder)}/ns/net"
+    cfg = ctx.config(["sh", "-c", "readlink /proc/self/ns/net; cat /proc/sys/net/ipv4/ping_group_range"])
+    spaces = [n for n in cfg["linux"]["namespaces"] if n["type"] != "network"]
+    cfg["linux"]["namespaces"] = [*spaces, {"type": "network", "path": path}]
+    cfg["linux"]["sysctl"] = {"net.ipv4.ping_group_range": "0 2147483647"}
+    lines = ctx.output(cfg).split("\n")
+    expect("network namespace of the container", lines[0], os.readlink(path))
+    expect("net.ipv4.ping_group_range in it", lines[1].split(), ["0", "2147483647"])
+
+
+_joined_net_sysctl.__doc__ = """sysctl in a network namespace joined by path (podman passes the
+netns it made, and net.ipv4.ping_group_range): the parameter is set in that namespace."""
+add(Case("sysctl.net-joined", CL, "Sysctl", MUST, _joined_net_sysctl))
+refused(
+    "sysctl.hostname-conflict",
+    CL,
+    "Sysctl",
+    _linux(sysctl={"kernel.hostname": "not-the-hostname"}),
+    doc="kernel.hostname contradicting hostname: no container can have both, so create (or start) "
+    "MUST fail (runtime.md Lifecycle: a runtime unable to create the environment config.json "
+    "specifies MUST generate an error).",
 )
 refused(
     "sysctl.unknown",

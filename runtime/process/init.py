@@ -189,13 +189,25 @@ def _write_sysctls(cfg: Config, launch: Launch) -> None:
             raise SpecError(field, "not a namespaced sysctl: it would change the host")
         if not launch.plan.has(kind):
             raise SpecError(field, f"needs a {kind} namespace of the container's own")
+        if kind in launch.plan.host_joined:
+            raise SpecError(
+                field, f"linux.namespaces joins the host's {kind} namespace: it would change the host"
+            )
         if any(part in ("", ".", "..") for part in path.split("/")):
             raise SpecError(field, "invalid sysctl name")
+        _check_name_sysctl(cfg, field, dotted, value)
         try:
             with open("/proc/sys/" + path, "w") as f:
                 f.write(value)
         except OSError as exc:
             raise SpecError(field, f"cannot write {value!r}: {exc.strerror}") from None
+
+
+def _check_name_sysctl(cfg: Config, field: str, dotted: str, value: str) -> None:
+    """``kernel.hostname`` and ``kernel.domainname`` may only repeat the config's own field."""
+    for name, wanted in (("hostname", cfg.hostname), ("domainname", cfg.domainname)):
+        if dotted == f"kernel.{name}" and wanted is not None and wanted != value:
+            raise SpecError(field, f"{value!r} conflicts with {name} {wanted!r}")
 
 
 def _loopback_up() -> None:
