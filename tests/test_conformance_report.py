@@ -7,10 +7,13 @@ import json
 import os
 import sys
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
-from ocirt.conformance import model, report
+from ocirt.conformance import model, probe, report
+from ocirt.conformance.harness import Proc
 from ocirt.conformance.model import FAIL, MUST, NA, PASS, SHOULD, Case, Outcome
 from ocirt.conformance.runner import load_cases, resolve, select
 
@@ -98,7 +101,71 @@ def test_every_case_names_a_section_level_and_reason() -> None:
     assert len(cases) >= 80
     for c in cases:
         assert c.spec in model.SPEC_FILES and c.heading and c.level in (MUST, SHOULD), c.id
-        assert c.doc, f"{c.id} has no docstring"
+        assert c.doc, f"{c.id} has no docstring giving its reason"
+
+
+def _registered(register: Callable[[], None]) -> model.Case:
+    """The case ``register()`` adds, taken back out of the registry."""
+    before = list(model.REGISTRY)
+    try:
+        register()
+        return model.REGISTRY[-1]
+    finally:
+        model.REGISTRY[:] = before
+
+
+def test_a_case_without_a_written_reason_has_an_empty_doc() -> None:
+    """The docstring check above can fail: the helpers no longer make up a reason."""
+    case = _registered(lambda: probe.probe("unit.nodoc", "config.md", "Hostname", "hostname", "x"))
+    assert case.doc == ""
+    case = _registered(lambda: probe.refused("unit.nodoc", "config.md", "Hostname", lambda c, x: None))
+    assert case.doc == ""
+
+
+class _Runtime:
+    """Answers a refusal case as a runtime would: create, start and state exit codes."""
+
+    def __init__(self, create: int, start: int, state: dict[str, str] | None) -> None:
+        self.create_code, self.start_code, self.left = create, start, state
+        self.started = False
+
+    def config(self, args: list[str], version: str) -> dict[str, object]:
+        return {"process": {"args": args}}
+
+    def create(self, cfg: object, must: bool = True) -> tuple[str, Proc]:
+        return "c1", Proc(["create"], self.create_code, "", "" if self.create_code == 0 else "bad value")
+
+    def cli(self, *args: str) -> Proc:
+        assert args == ("start", "c1")
+        self.started = True
+        return Proc(list(args), self.start_code, "", "")
+
+    def state(self, cid: str) -> dict[str, str] | None:
+        return self.left
+
+
+@pytest.mark.parametrize(
+    ("create", "start", "left", "passes"),
+    [
+        (1, 0, None, True),  # refused at create, nothing left
+        (1, 0, {"status": "created"}, False),  # refused at create, yet a container is there
+        (0, 1, {"status": "stopped"}, True),  # created, refused at start
+        (0, 0, {"status": "running"}, False),  # neither refused it
+    ],
+)
+def test_refused_case_passes_only_on_a_refusal(
+    create: int, start: int, left: dict[str, str] | None, passes: bool
+) -> None:
+    case = _registered(
+        lambda: probe.refused("unit.refused", "config.md", "Hostname", lambda c, x: None, doc="d")
+    )
+    runtime: Any = _Runtime(create, start, left)
+    if passes:
+        case.func(runtime)
+    else:
+        with pytest.raises(model.Fail):
+            case.func(runtime)
+    assert runtime.started is (create == 0)
 
 
 def test_select_by_id_or_spec_file() -> None:
