@@ -226,7 +226,7 @@ def containing_mount(path: str, infos: list[MountInfo]) -> MountInfo | None:
 class Rootfs:
     """What every mount entry needs: the rootfs fd and how the container is isolated."""
 
-    __slots__ = ("bundle", "cgroup_paths", "cgroupns", "root_fd", "userns")
+    __slots__ = ("bind_fds", "bundle", "cgroup_paths", "cgroupns", "root_fd", "userns")
 
     def __init__(
         self, root_fd: int, bundle: str, cgroup_paths: dict[str, str], cgroupns: bool, userns: bool
@@ -236,6 +236,8 @@ class Rootfs:
         self.cgroup_paths = cgroup_paths
         self.cgroupns = cgroupns
         self.userns = userns
+        # mounts index -> O_PATH fd of its bind source, opened by the host's root (bind_sources)
+        self.bind_fds: dict[int, int] = {}
 
 
 def clean(dest: str) -> str:
@@ -251,17 +253,33 @@ def fail(where: str, what: str, exc: OSError) -> OcirtError:
     return OcirtError(f"{where}: {what}: {strerror(exc)}")
 
 
+def is_bind(m: Mount) -> bool:
+    return m.type == "bind" or bool(parse_options(m.options).flags & S.MS_BIND)
+
+
+def host_source(m: Mount, bundle: str) -> str:
+    source = m.source or ""
+    return source if source.startswith("/") else os.path.join(bundle, source)
+
+
+def bind_sources(mounts: list[Mount], bundle: str) -> list[tuple[int, str]]:
+    """(index, path) of every bind source. A container root mapped to an unprivileged host
+    uid may not be able to reach them (a 0700 host directory on the way): as runc does, the
+    host's root opens them in the container's mount namespace and init binds the fds."""
+    return [(i, host_source(m, bundle)) for i, m in enumerate(mounts) if m.source and is_bind(m)]
+
+
 def mount_entry(rfs: Rootfs, index: int, m: Mount) -> None:
     where = f"mounts[{index}] ({m.destination})"
     opts = parse_options(m.options)
     if opts.idmap or m.uid_mappings or m.gid_mappings:
         raise OcirtError(f"{where}: idmapped mounts are not supported by ocirt")
     kind = m.type
-    if kind == "bind" or opts.flags & S.MS_BIND:
+    if is_bind(m):
         if not m.source:
             raise SpecError(f"mounts[{index}].source", "is required for a bind mount")
-        source = m.source if m.source.startswith("/") else os.path.join(rfs.bundle, m.source)
-        bind(rfs, where, m.destination, source, opts, opts.flags | S.MS_BIND)
+        source = host_source(m, rfs.bundle)
+        bind(rfs, where, m.destination, source, opts, opts.flags | S.MS_BIND, rfs.bind_fds.get(index))
     elif not kind:
         raise SpecError(f"mounts[{index}].type", "is required unless options has bind or rbind")
     elif kind == "cgroup":
@@ -272,16 +290,26 @@ def mount_entry(rfs: Rootfs, index: int, m: Mount) -> None:
         filesystem(rfs, where, m.destination, kind, m.source, opts)
 
 
-def bind(rfs: Rootfs, where: str, dest: str, source: str, opts: MountOptions, flags: int) -> None:
-    """A bind ignores every flag but MS_REC; the others need a remount of the new mount."""
+def bind(
+    rfs: Rootfs,
+    where: str,
+    dest: str,
+    source: str,
+    opts: MountOptions,
+    flags: int,
+    source_fd: int | None = None,
+) -> None:
+    """A bind ignores every flag but MS_REC; the others need a remount of the new mount.
+    ``source_fd`` (an ``O_PATH`` fd of ``source``) is bound instead of the path when given."""
+    real = source if source_fd is None else paths.fd_path(source_fd)
     try:
-        is_dir = stat.S_ISDIR(os.stat(source).st_mode)
+        is_dir = stat.S_ISDIR(os.stat(real).st_mode)
     except OSError as exc:
         raise fail(where, f"bind source {source}", exc) from None
     fd = _destination(rfs, where, dest, is_dir)
     try:
         _check_proc(rfs, where, fd, "bind", source)
-        syscalls.mount(source, paths.fd_path(fd), "bind", S.MS_BIND | (flags & S.MS_REC))
+        syscalls.mount(real, paths.fd_path(fd), "bind", S.MS_BIND | (flags & S.MS_REC))
     except OSError as exc:
         raise fail(where, f"mount bind {source}", exc) from None
     finally:

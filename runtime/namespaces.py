@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 
 from ocirt.runtime import syscalls
-from ocirt.runtime.errors import SpecError
+from ocirt.runtime.errors import OcirtError, SpecError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -139,3 +139,32 @@ def write_time_offsets(offsets: dict[str, object]) -> None:
             f.write("".join(lines))
     except OSError as exc:
         raise SpecError("linux.timeOffsets", f"writing timens_offsets failed: {exc.strerror}") from None
+
+
+def open_in_mount_ns(pid: int, paths: list[tuple[str, str]]) -> list[int]:
+    """``O_PATH`` fds of ``(where, path)`` as this process (the host's root) resolves them in
+    the mount namespace of ``pid``: its mounts, our credentials. Only an fd opened there can
+    be bound inside it; the kernel refuses a source from another mount namespace."""
+    own = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+    cwd = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    theirs = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+    fds: list[int] = []
+    try:
+        syscalls.setns(theirs, syscalls.CLONE_NEWNS)
+        try:
+            for where, path in paths:
+                try:
+                    fds.append(os.open(path, os.O_PATH | os.O_CLOEXEC))
+                except OSError as exc:
+                    raise OcirtError(f"{where}: bind source {path}: {exc.strerror}") from None
+        finally:
+            syscalls.setns(own, syscalls.CLONE_NEWNS)  # also resets the root and cwd
+            os.fchdir(cwd)
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+    finally:
+        for fd in (own, cwd, theirs):
+            os.close(fd)
+    return fds

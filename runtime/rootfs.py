@@ -31,11 +31,13 @@ def setup_rootfs(
     cgroupns: bool,
     userns: bool,
     before_pivot: Callable[[], None] | None = None,
+    bind_fds: dict[int, int] | None = None,
 ) -> None:
     """From a fresh mount namespace (cwd anywhere) to chdir("/") in the new root.
 
     ``cgroup_paths`` are the container's host cgroup directories (one per hierarchy);
-    ``userns`` says mknod is not allowed, so device nodes are bound from the host."""
+    ``userns`` says mknod is not allowed, so device nodes are bound from the host;
+    ``bind_fds`` are bind sources the host's root opened (``mounts.bind_sources``)."""
     propagation = config.linux.rootfs_propagation or ""
     if no_pivot and propagation in ("private", "rprivate"):
         # runc's rule: with MS_MOVE the host's mounts stay reachable under the new root
@@ -43,8 +45,9 @@ def setup_rootfs(
     rootfs = rootfs_path(config, bundle)
     _prepare_tree(propagation, rootfs)
     root_fd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    rfs = mounts.Rootfs(root_fd, bundle, cgroup_paths, cgroupns, userns)
+    rfs.bind_fds = bind_fds or {}
     try:
-        rfs = mounts.Rootfs(root_fd, bundle, cgroup_paths, cgroupns, userns)
         for i, m in enumerate(config.mounts):
             mounts.mount_entry(rfs, i, m)
         if devices.needs_dev_setup(config.mounts):
@@ -57,6 +60,9 @@ def setup_rootfs(
             _pivot_root(root_fd, rootfs)
     finally:
         os.close(root_fd)
+        for fd in rfs.bind_fds.values():
+            os.close(fd)
+        rfs.bind_fds.clear()
     if propagation:
         _mount("/", "set linux.rootfsPropagation " + propagation, mounts.PROPAGATION[propagation])
 

@@ -202,6 +202,10 @@ def _create_in(
         )
         launch.console = console_sock
         launch.seccomp = seccomp_filter
+        if plan.has("user") and os.geteuid() == 0:
+            from ocirt.runtime.mounts import bind_sources
+
+            launch.bind_sources = bind_sources(cfg.mounts, bundle)
         st.pid, st.pid_start = parent.spawn(launch, cgroup, make_cgroup)
         cgroup.limit_pids(resources)
     finally:

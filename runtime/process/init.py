@@ -70,6 +70,7 @@ def _prepare(launch: Launch, chan: Channel) -> tuple[str, list[str]]:
             cgroupns=launch.plan.has("cgroup"),
             userns=launch.plan.has("user"),
             before_pivot=before_pivot,
+            bind_fds=launch.bind_fds,
         )
     elif before_pivot is not None:
         before_pivot()

@@ -64,6 +64,10 @@ def _enter_namespaces(launch: Launch, chan: Channel) -> None:
         os.setresuid(0, 0, 0)
     if plan.new & ~syscalls.CLONE_NEWCGROUP:
         syscalls.unshare(plan.new & ~syscalls.CLONE_NEWCGROUP)
+    if launch.bind_sources:
+        chan.send(channel.MOUNTNS)
+        _, fds = chan.expect_fds(channel.SOURCES, "ocirt create", len(launch.bind_sources))
+        launch.bind_fds = {index: fd for (index, _), fd in zip(launch.bind_sources, fds, strict=True)}
     if plan.new & syscalls.CLONE_NEWTIME and linux.time_offsets:
         from ocirt.runtime.namespaces import write_time_offsets
 

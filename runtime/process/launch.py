@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 class Launch:
     __slots__ = (
+        "bind_fds",
+        "bind_sources",
         "bundle",
         "caps",
         "cgroup_paths",
@@ -66,6 +68,10 @@ class Launch:
         self.console: socket | None = None
         # linux.seccomp, built by create; init loads it (see runtime/seccomp.py for when)
         self.seccomp: Filter | None = None
+        # (mounts index, host path) the parent opens in the container's mount namespace
+        # (mounts.bind_sources), and the fds the intermediate receives for init
+        self.bind_sources: list[tuple[int, str]] = []
+        self.bind_fds: dict[int, int] = {}
 
     def needs_create_hooks(self) -> bool:
         """Init stops before pivot_root only when a hook has to run there."""

@@ -53,6 +53,8 @@ def spawn(launch: Launch, cgroup: Cgroup, make_cgroup: Callable[[], None]) -> tu
 
             write_id_maps(child, launch.config.linux)
             ours.send(channel.MAPPED)
+        if launch.bind_sources:
+            _send_bind_sources(launch, ours, child)
         # init shares the channel: on a loaded host its first message can beat the pid
         early: set[str] = set()
         msg = ours.expect(channel.PID, "ocirt intermediate process", also=(channel.HOOKS, channel.READY))
@@ -79,6 +81,20 @@ def spawn(launch: Launch, cgroup: Cgroup, make_cgroup: Callable[[], None]) -> tu
         raise
     finally:
         ours.close()
+
+
+def _send_bind_sources(launch: Launch, chan: channel.Channel, child: int) -> None:
+    from ocirt.runtime.namespaces import open_in_mount_ns
+
+    chan.expect(channel.MOUNTNS, "ocirt intermediate process")
+    mounts = launch.config.mounts
+    wanted = [(f"mounts[{i}] ({mounts[i].destination})", path) for i, path in launch.bind_sources]
+    fds = open_in_mount_ns(child, wanted)
+    try:
+        chan.send_fds(channel.SOURCES, fds)
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 def _runtime_hooks(launch: Launch, chan: channel.Channel, init_pid: int, asked: bool) -> None:
