@@ -7,6 +7,7 @@ standard library already wraps well (``os.setresuid``, ``os.mknod``, ``os.chroot
 
 from __future__ import annotations
 
+import errno
 import os
 
 from ocirt.runtime._syscalls import ffi, lib
@@ -313,3 +314,37 @@ def ioprio_get(pid: int) -> int:
 def personality(persona: int) -> int:
     """Set the execution domain and flags; return the previous ones (0xffffffff only reads)."""
     return _check(lib.personality(persona), "personality")
+
+
+def bpf_device_load(program: bytes, license: str, name: str) -> int:
+    """Load a BPF_PROG_TYPE_CGROUP_DEVICE program (8-byte instructions); return its fd."""
+    insns = ffi.from_buffer(program)
+    rc = lib.ocirt_bpf_device_load(insns, len(program) // 8, license.encode(), name.encode())
+    return _check(rc, "bpf BPF_PROG_LOAD")
+
+
+def bpf_device_attach(cgroup_fd: int, prog_fd: int) -> None:
+    """Attach next to the programs already there (BPF_F_ALLOW_MULTI): all must allow."""
+    _check(lib.ocirt_bpf_device_attach(cgroup_fd, prog_fd), "bpf BPF_PROG_ATTACH")
+
+
+def bpf_device_detach(cgroup_fd: int, prog_fd: int) -> None:
+    _check(lib.ocirt_bpf_device_detach(cgroup_fd, prog_fd), "bpf BPF_PROG_DETACH")
+
+
+def bpf_device_programs(cgroup_fd: int) -> list[int]:
+    """Ids of the device programs attached to this cgroup itself (not inherited ones)."""
+    size = 64  # BPF_CGROUP_MAX_PROGS; ENOSPC reports the real count
+    while True:
+        ids = ffi.new("uint32_t[]", size)
+        count = ffi.new("uint32_t *", size)
+        rc = lib.ocirt_bpf_device_query(cgroup_fd, ids, count)
+        if rc < 0 and ffi.errno == errno.ENOSPC and count[0] > size:
+            size = count[0]
+            continue
+        _check(rc, "bpf BPF_PROG_QUERY")
+        return [ids[i] for i in range(count[0])]
+
+
+def bpf_prog_fd(prog_id: int) -> int:
+    return _check(lib.ocirt_bpf_prog_get_fd_by_id(prog_id), "bpf BPF_PROG_GET_FD_BY_ID")

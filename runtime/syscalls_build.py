@@ -163,6 +163,13 @@ int ocirt_sched_setattr(int pid, uint32_t policy, uint64_t flags, int32_t nice, 
 int ocirt_ioprio_set(int which, int who, int ioprio);
 int ocirt_ioprio_get(int which, int who);
 int personality(unsigned long persona);
+
+int ocirt_bpf_device_load(const void *insns, unsigned int count, const char *license,
+                          const char *name);
+int ocirt_bpf_device_attach(int cgroup_fd, int prog_fd);
+int ocirt_bpf_device_detach(int cgroup_fd, int prog_fd);
+int ocirt_bpf_device_query(int cgroup_fd, uint32_t *ids, uint32_t *count);
+int ocirt_bpf_prog_get_fd_by_id(uint32_t id);
 """
 
 SOURCE = r"""
@@ -297,6 +304,73 @@ static int ocirt_ioprio_set(int which, int who, int ioprio)
 static int ocirt_ioprio_get(int which, int who)
 {
     return (int) syscall(SYS_ioprio_get, which, who);
+}
+
+#include <string.h>
+#include <linux/bpf.h>
+
+/* cgroup v2 device programs: BPF_PROG_LOAD, BPF_PROG_ATTACH/DETACH with BPF_F_ALLOW_MULTI
+   on a cgroup directory fd, BPF_PROG_QUERY of what is attached there directly. */
+static int ocirt_bpf(int cmd, union bpf_attr *attr)
+{
+    return (int) syscall(SYS_bpf, cmd, attr, sizeof(*attr));
+}
+
+static int ocirt_bpf_device_load(const void *insns, unsigned int count, const char *license,
+                                 const char *name)
+{
+    union bpf_attr attr;
+    memset(&attr, 0, sizeof(attr));
+    attr.prog_type = BPF_PROG_TYPE_CGROUP_DEVICE;
+    attr.expected_attach_type = BPF_CGROUP_DEVICE;
+    attr.insns = (uintptr_t) insns;
+    attr.insn_cnt = count;
+    attr.license = (uintptr_t) license;
+    strncpy(attr.prog_name, name, sizeof(attr.prog_name) - 1);
+    return ocirt_bpf(BPF_PROG_LOAD, &attr);
+}
+
+static int ocirt_bpf_device_attach(int cgroup_fd, int prog_fd)
+{
+    union bpf_attr attr;
+    memset(&attr, 0, sizeof(attr));
+    attr.target_fd = cgroup_fd;
+    attr.attach_bpf_fd = prog_fd;
+    attr.attach_type = BPF_CGROUP_DEVICE;
+    attr.attach_flags = BPF_F_ALLOW_MULTI;
+    return ocirt_bpf(BPF_PROG_ATTACH, &attr);
+}
+
+static int ocirt_bpf_device_detach(int cgroup_fd, int prog_fd)
+{
+    union bpf_attr attr;
+    memset(&attr, 0, sizeof(attr));
+    attr.target_fd = cgroup_fd;
+    attr.attach_bpf_fd = prog_fd;
+    attr.attach_type = BPF_CGROUP_DEVICE;
+    return ocirt_bpf(BPF_PROG_DETACH, &attr);
+}
+
+static int ocirt_bpf_device_query(int cgroup_fd, uint32_t *ids, uint32_t *count)
+{
+    union bpf_attr attr;
+    int rc;
+    memset(&attr, 0, sizeof(attr));
+    attr.query.target_fd = cgroup_fd;
+    attr.query.attach_type = BPF_CGROUP_DEVICE;
+    attr.query.prog_ids = (uintptr_t) ids;
+    attr.query.prog_cnt = *count;
+    rc = ocirt_bpf(BPF_PROG_QUERY, &attr);
+    *count = attr.query.prog_cnt;
+    return rc;
+}
+
+static int ocirt_bpf_prog_get_fd_by_id(uint32_t id)
+{
+    union bpf_attr attr;
+    memset(&attr, 0, sizeof(attr));
+    attr.prog_id = id;
+    return ocirt_bpf(BPF_PROG_GET_FD_BY_ID, &attr);
 }
 """
 

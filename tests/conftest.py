@@ -26,12 +26,16 @@ OCIRT = os.path.join(os.path.dirname(sys.executable), "ocirt")
 
 
 class Runtime:
-    """Runs ``ocirt`` with a private root and remembers the containers it made."""
+    """Runs ``ocirt`` with a private root and remembers the containers it made.
+
+    ``command`` is how ``ocirt`` is started: a test may put a wrapper in front of it.
+    """
 
     def __init__(self, root: str, workdir: str) -> None:
         self.root = root
         self.workdir = workdir
         self.ids: list[str] = []
+        self.command = [OCIRT]
 
     def new_id(self) -> str:
         cid = f"ocirt-test-{uuid.uuid4().hex[:10]}"
@@ -45,7 +49,7 @@ class Runtime:
         caller's stdio open, and waiting for end-of-file on a pipe would wait for it."""
         with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
             res = subprocess.run(
-                [OCIRT, "--root", self.root, *args],
+                [*self.command, "--root", self.root, *args],
                 stdout=out,
                 stderr=err,
                 timeout=timeout,

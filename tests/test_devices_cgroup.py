@@ -1,5 +1,5 @@
-"""``linux.resources.devices``: the rules, the v1 devices cgroup, the v2 refusal, and what a
-container can open.
+"""``linux.resources.devices``: the rules, the v1 devices cgroup, and what a container can open
+(cgroup v2: test_devices_ebpf.py).
 
 Block device reads use an unbound loop device (``b 7:0``: empty, harmless to read); nothing
 here opens a block device for writing. Write access is shown on ``/dev/net/tun`` (``c 10:200``),
@@ -19,11 +19,9 @@ from ocirt.runtime import specgen
 from ocirt.runtime.cgroups import devices as d
 from ocirt.runtime.cgroups import remove_tree
 from ocirt.runtime.cgroups.v1 import V1Cgroup
-from ocirt.runtime.cgroups.v2 import V2Cgroup
 from ocirt.runtime.errors import OcirtError, SpecError
 
 DEVICES = "/sys/fs/cgroup/devices"
-UNIFIED = "/sys/fs/cgroup/unified"
 DENY_ALL = {"allow": False, "access": "rwm"}
 ALLOW_ALL = {"allow": True, "access": "rwm"}
 RUNC_DEFAULTS = [
@@ -38,9 +36,6 @@ RUNC_DEFAULTS = [
     "c 136:* rwm",
     "c 5:2 rwm",
 ]
-NEED_EBPF = (
-    "linux.resources.devices: cgroup v2 device rules need an eBPF program, which ocirt does not load yet"
-)
 
 
 def rule(allow: bool, kind: str, major: int, minor: int, access: str) -> dict[str, Any]:
@@ -269,39 +264,6 @@ def test_v1_without_the_devices_controller() -> None:
     with pytest.raises(OcirtError) as exc:
         cg.apply({"devices": [DENY_ALL]})
     assert str(exc.value) == "linux.resources.devices: the devices controller is not mounted on this host"
-
-
-# --- cgroup v2, on the unified hierarchy of this hybrid host --------------------------------
-
-
-@pytest.fixture
-def v2() -> Iterator[V2Cgroup]:
-    if not os.path.exists(f"{UNIFIED}/cgroup.procs"):
-        pytest.skip(f"no cgroup2 hierarchy at {UNIFIED}")
-    cg = V2Cgroup(f"{UNIFIED}/ocirt-test-devices-{uuid.uuid4().hex[:8]}", UNIFIED)
-    cg.create()
-    try:
-        yield cg
-    finally:
-        remove_tree(cg.dir)
-
-
-def test_v2_refuses_rules_it_cannot_enforce(v2: V2Cgroup) -> None:
-    refused: list[dict[str, Any]] = [
-        {"devices": [DENY_ALL]},
-        {"devices": [ALLOW_ALL, rule(False, "b", 8, 0, "rwm")]},
-        {"devices": [DENY_ALL, ALLOW_ALL, rule(False, "c", 10, -1, "r")]},
-        {"devices": [DENY_ALL], "unified": {"cgroup.max.descendants": "3"}},
-    ]
-    for resources in refused:
-        with pytest.raises(OcirtError) as exc:
-            v2.apply(resources)
-        assert str(exc.value) == NEED_EBPF
-    with open(os.path.join(v2.dir, "cgroup.max.descendants")) as f:
-        assert f.read().strip() == "max"  # refused before any write
-    v2.apply(None)
-    v2.apply({"devices": [DENY_ALL, ALLOW_ALL]})
-    v2.apply({"devices": [ALLOW_ALL, rule(False, "c", 1, 3, "rwm")]})  # runc's list re-allows 1:3
 
 
 # --- containers -------------------------------------------------------------------------------

@@ -13,9 +13,9 @@ reset would deny it ``/dev/null`` for a moment, or fail with EINVAL once the con
 made child cgroups. The kernel cannot punch a hole in a wildcard exception (denying
 ``c 4:1`` inside an allowed ``c 4:*`` is silently ignored), so such a rule is an error.
 
-cgroup v2 controls devices with an eBPF program, which ocirt does not load yet: rules that
-restrict anything are refused there. A config that gives no rules at all asks for no
-restriction, so it runs on v2, and on v1 gets runc's default list.
+cgroup v2 controls devices with an eBPF program built from the same ``State`` (see ``bpf``),
+so a config gets the same devices on either version, runc's default list included when it
+gives no rules at all.
 """
 
 from __future__ import annotations

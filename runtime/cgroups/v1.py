@@ -80,11 +80,17 @@ class V1Cgroup(Cgroup):
                 raise _write_error(field, path, value, exc) from None
 
     def _set_devices(self, rules: list[devices.Rule]) -> None:
+        """Without the v1 controller, the unified hierarchy of a hybrid host can still take
+        the eBPF program of cgroup v2 (runc has no such fallback and refuses)."""
         path = self.paths.get("devices")
-        if path is None:
-            devices.require_open(rules, "the devices controller is not mounted on this host")
-        else:
+        if path is not None:
             devices.set_v1(path, rules)
+        elif "unified" in self.paths:
+            from ocirt.runtime.cgroups.bpf import set_v2
+
+            set_v2(self.paths["unified"], rules)
+        else:
+            devices.require_open(rules, "the devices controller is not mounted on this host")
 
     def _file(self, controller: str, name: str, value: str, field: str) -> str | None:
         """The file to write, or None for an optional one this host lacks."""

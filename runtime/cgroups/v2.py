@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     from typing import Any
 
 FREEZE_TIMEOUT = 5.0
-DEVICES_NEED_EBPF = "cgroup v2 device rules need an eBPF program, which ocirt does not load yet"
 
 
 class V2Cgroup(Cgroup):
@@ -52,13 +51,15 @@ class V2Cgroup(Cgroup):
             enable_controllers(level)
 
     def apply(self, resources: dict[str, Any] | None) -> None:
-        devices.require_open(devices.parse(resources), DEVICES_NEED_EBPF)
-        if not resources:
-            return
+        """Device rules apply even without resources, as on v1: runc's default list always
+        does. Everything is checked before the program is attached or a file written."""
+        from ocirt.runtime.cgroups.bpf import set_v2
         from ocirt.runtime.cgroups.resources import optional, v2_writes
 
-        writes = v2_writes(resources)
-        check = (resources.get("memory") or {}).get("checkBeforeUpdate") is True
+        rules = devices.parse(resources)
+        writes = v2_writes(resources or {})
+        set_v2(self.dir, rules)
+        check = ((resources or {}).get("memory") or {}).get("checkBeforeUpdate") is True
         for (name, value), field in zip(writes, writes.fields, strict=True):
             path = os.path.join(self.dir, name)
             if check and name == "memory.max":

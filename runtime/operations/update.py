@@ -4,8 +4,9 @@ The request is a ``linux.resources`` object, from ``--resources FILE`` (``-`` fo
 the other flags are then ignored, as in runc) or built from runc's flags. As runc does, it
 is merged into the resources of earlier updates and the whole is applied again, because
 some values depend on each other (memory+swap against memory, quota against period); the
-merge is recorded in ``state.json`` under ``config.resources``. Device rules cannot be
-updated (runc skips them too).
+merge is recorded in ``state.json`` under ``config.resources``. Every update re-applies the
+device rules as well (on cgroup v2 a new eBPF program replaces the old one); a ``devices``
+list in ``--resources`` replaces the rules (runc ignores one there).
 """
 
 from __future__ import annotations
@@ -133,8 +134,6 @@ def from_file(path: str, log: Log) -> dict[str, Any]:
         raise OcirtError(f"--resources {path}: invalid JSON: {exc}") from None
     if not isinstance(request, dict):
         raise OcirtError(f"--resources {path}: must be a JSON object (linux.resources)")
-    if request.pop("devices", None):
-        log.warning("--resources: device rules cannot be updated; ignored")
     return unlimited_swap(request)
 
 
