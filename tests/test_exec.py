@@ -139,6 +139,16 @@ def test_exec_flags_override_the_config_process(rt: Runtime) -> None:
     assert status["NoNewPrivs"].strip() == "1"
 
 
+def test_exec_process_leads_its_own_session_and_group(rt: Runtime) -> None:
+    """As runc's: pid, process group and session (fields 1, 5, 6 of /proc/self/stat) are
+    the same, not the caller's (0 in the container's pid namespace)."""
+    cid, _ = running(rt)
+    res = rt("exec", cid, "cut", "-d", " ", "-f", "1,5,6", "/proc/self/stat")
+    assert res.returncode == 0, res.stderr
+    pid, pgrp, sid = res.stdout.split()
+    assert pid == pgrp == sid and pid != "0", res.stdout
+
+
 def test_exec_user_keeps_the_config_gid(rt: Runtime) -> None:
     cid, _ = running(rt)
     res = rt("exec", "-u", "1000", cid, "sh", "-c", "id -u; id -g")

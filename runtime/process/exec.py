@@ -118,6 +118,8 @@ def _become(job: _Job, chan: Channel, origin: str, tty: int) -> NoReturn:
         init._set_rlimits(proc)
         if tty >= 0:
             _take_terminal(_socket.socket(fileno=tty), proc)
+        else:
+            os.setsid()  # as runc: a session and process group of its own, not the caller's
         procattrs.apply(job.attrs)
         lsm.apply_labels(proc.raw)
         procattrs.set_affinity(0, job.attrs.affinity_final, "process.execCPUAffinity.final")
