@@ -21,9 +21,11 @@ from ocirt.runtime.cgroups.systemd import expand_slice, systemd_path
 from ocirt.runtime.cgroups.v1 import hierarchies
 from ocirt.runtime.cgroups.v2 import V2Cgroup, open_v2
 from ocirt.runtime.errors import OcirtError, SpecError
+from support import hostfacts
 
 UNIFIED = "/sys/fs/cgroup/unified"
 MiB = 1024 * 1024
+pytestmark = hostfacts.V1_HYBRID
 
 
 class Made:
@@ -471,8 +473,7 @@ def test_clean_path_keeps_paths_inside_their_start() -> None:
 
 
 def test_systemd_driver_needs_systemd() -> None:
-    if os.path.isdir("/run/systemd/system"):
-        pytest.skip("systemd runs on this host; this is the error path for hosts without it")
+    hostfacts.require(not hostfacts.systemd_running(), "systemd runs here (/run/systemd/system)")
     with pytest.raises(OcirtError) as exc:
         open_cgroup("system.slice:ocirt:abc", "abc", True)
     assert str(exc.value) == (

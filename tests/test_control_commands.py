@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from conftest import OCIRT, Runtime
 from ocirt.runtime.errors import OcirtError
+from support import hostfacts
 
 MiB = 1 << 20
 UNIFIED = "/sys/fs/cgroup/unified"
@@ -364,39 +365,115 @@ def test_v2_stats_from_the_unified_hierarchy(unified_cgroup: UnifiedCgroup) -> N
     assert OomWatch.open(cg) is None  # no memory controller, no memory.events
 
 
-def test_features_document(rt: Runtime) -> None:
-    from ocirt.runtime import capabilities, mounts
-    from ocirt.runtime.hooks import KINDS
-    from ocirt.runtime.operations.create import _NOT_YET
-    from ocirt.specs.schema import validate_features
+# The lists runtime-spec 1.3 gives (config.md Hooks, config-linux.md Seccomp).
+SPEC_HOOKS = ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"]
+SPEC_SECCOMP_ACTIONS = [
+    "SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_KILL_THREAD",
+    "SCMP_ACT_LOG", "SCMP_ACT_NOTIFY", "SCMP_ACT_TRACE", "SCMP_ACT_TRAP",
+]  # fmt: skip
+SPEC_SECCOMP_OPERATORS = [
+    "SCMP_CMP_EQ", "SCMP_CMP_GE", "SCMP_CMP_GT", "SCMP_CMP_LE", "SCMP_CMP_LT", "SCMP_CMP_MASKED_EQ",
+    "SCMP_CMP_NE",
+]  # fmt: skip
+SPEC_SECCOMP_FLAGS = [
+    "SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW", "SECCOMP_FILTER_FLAG_TSYNC",
+    "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV",
+]  # fmt: skip
+# runc turns these into MS_POSIXACL and MS_I_VERSION; ocirt hands them to the filesystem as
+# data (as it does any option it has no flag for), so its features document leaves them out.
+RUNC_ONLY_MOUNT_OPTIONS = {"acl", "noacl", "iversion", "noiversion"}
 
-    refused: set[tuple[str, str | None]] = set(_NOT_YET)
 
+def kernel_capabilities() -> list[str]:
+    """Every capability this kernel has (0..cap_last_cap), named by libcap's capsh."""
+    with open("/proc/sys/kernel/cap_last_cap") as f:
+        last = int(f.read())
+    res = subprocess.run(
+        ["capsh", f"--decode={(1 << (last + 1)) - 1:#x}"], capture_output=True, text=True, check=True
+    )
+    return [name.upper() for name in res.stdout.strip().split("=", 1)[1].split(",")]
+
+
+def kernel_namespaces() -> list[str]:
+    """The namespace types of /proc/self/ns, by their runtime-spec names."""
+    spec_name = {"mnt": "mount", "net": "network"}
+    kinds = [n for n in os.listdir("/proc/self/ns") if not n.endswith("_for_children")]
+    return sorted(spec_name.get(n, n) for n in kinds)
+
+
+def runc_features() -> dict[str, Any]:
+    res = subprocess.run(["runc", "features"], capture_output=True, text=True)
+    if res.returncode != 0:
+        pytest.skip(f"not on this host: runc features failed: {res.stderr.strip()}")
+    doc: dict[str, Any] = json.loads(res.stdout)
+    return doc
+
+
+def features(rt: Runtime) -> dict[str, Any]:
     res = rt("features")
     assert res.returncode == 0, res.stderr
     assert res.stdout.startswith('{\n    "ociVersionMin": "1.0.0",\n')
-    doc = json.loads(res.stdout)
+    doc: dict[str, Any] = json.loads(res.stdout)
+    return doc
+
+
+def test_features_document(rt: Runtime) -> None:
+    """Each list against a source outside ocirt: the kernel, libcap, the spec, the host."""
+    from ocirt.specs.schema import validate_features
+
+    doc = features(rt)
     assert validate_features(doc) == []
     assert doc["ociVersionMax"] == "1.3.0"
+    assert doc["hooks"] == SPEC_HOOKS
     linux = doc["linux"]
-    assert linux["namespaces"] == ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"]
-    assert linux["capabilities"] == list(capabilities.NAMES)
+    assert linux["namespaces"] == kernel_namespaces()
+    assert linux["capabilities"] == kernel_capabilities()
     assert linux["cgroup"] == {"v1": True, "v2": True, "systemd": False, "systemdUser": False, "rdma": True}
     seccomp = linux["seccomp"]
-    assert seccomp["enabled"] is (("linux", "seccomp") not in refused)
-    if seccomp["enabled"]:
-        from ocirt.runtime.seccomp import ACTIONS, FLAGS, OPERATORS
-
-        assert seccomp["actions"] == sorted(ACTIONS) and seccomp["operators"] == sorted(OPERATORS)
-        assert seccomp["knownFlags"] == sorted(FLAGS)
-        assert set(seccomp["supportedFlags"]) <= set(FLAGS)
-    assert linux["apparmor"] == linux["selinux"] == {"enabled": False}
+    assert seccomp["enabled"] is True
+    assert (seccomp["actions"], seccomp["operators"]) == (SPEC_SECCOMP_ACTIONS, SPEC_SECCOMP_OPERATORS)
+    assert seccomp["knownFlags"] == SPEC_SECCOMP_FLAGS
+    assert set(seccomp["supportedFlags"]) <= set(SPEC_SECCOMP_FLAGS)
+    assert linux["apparmor"] == {"enabled": hostfacts.apparmor_enabled()}
+    assert linux["selinux"] == {"enabled": hostfacts.selinux_enabled()}
     assert linux["mountExtensions"] == {"idmap": {"enabled": False}}
-    all_hooks_refused = ("hooks", None) in refused
-    assert doc["hooks"] == ([] if all_hooks_refused else [k for k in KINDS if ("hooks", k) not in refused])
     options = doc["mountOptions"]
     assert options == sorted(options)
     assert {"rbind", "rprivate", "rro", "nosymfollow", "tmpcopyup", "defaults"} <= set(options)
-    assert set(mounts.FLAGS) <= set(options)
     assert "idmap" not in options and "ridmap" not in options
     assert "org.opencontainers.runc.checkpoint.enabled" not in doc["annotations"]
+
+
+def test_features_disabled_means_refused(rt: Runtime) -> None:
+    """A section the document reports disabled is one ``create`` refuses, naming it."""
+    linux = features(rt)["linux"]
+    refusals: dict[str, tuple[bool, Callable[[dict[str, Any]], None]]] = {
+        "linux.netDevices": (
+            linux["netDevices"]["enabled"],
+            lambda c: c["linux"].update(netDevices={"ocirt-nd0": {}}),
+        ),
+        "mounts[].options idmap": (
+            linux["mountExtensions"]["idmap"]["enabled"],
+            lambda c: c["mounts"].append(
+                {"destination": "/mnt", "type": "bind", "source": "/tmp", "options": ["bind", "idmap"]}
+            ),
+        ),
+    }
+    disabled = [name for name, (enabled, _) in refusals.items() if not enabled]
+    assert disabled, "nothing reported disabled: this test checks nothing"
+    for name in disabled:
+        cid = rt.new_id()
+        res = rt("create", "--bundle", rt.bundle(["true"], refusals[name][1]), cid)
+        assert res.returncode == 1, f"{name} is reported disabled, yet create accepted it"
+        assert rt("state", cid).returncode == 1
+
+
+def test_features_match_runc(rt: Runtime) -> None:
+    """Where runc's own ``runc features`` covers the same ground, the lists agree."""
+    ours, runc = features(rt), runc_features()
+    assert ours["hooks"] == runc["hooks"]
+    assert ours["mountOptions"] == sorted(set(runc["mountOptions"]) - RUNC_ONLY_MOUNT_OPTIONS)
+    seccomp, runc_seccomp = ours["linux"]["seccomp"], runc["linux"]["seccomp"]
+    assert (seccomp["actions"], seccomp["operators"]) == (runc_seccomp["actions"], runc_seccomp["operators"])
+    if len(runc["linux"]["capabilities"]) == len(kernel_capabilities()):
+        assert ours["linux"]["capabilities"] == runc["linux"]["capabilities"]

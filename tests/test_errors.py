@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from conftest import Runtime, cgroup_dirs
+from support import hostfacts
 
 
 def processes_in(path: str) -> list[int]:
@@ -150,6 +151,11 @@ CASES: list[tuple[str, Edit, str]] = [
 
 @pytest.mark.parametrize(("edit", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_bad_config(rt: Runtime, edit: Edit, expected: str) -> None:
+    if "CAP_SYS_RESOURCE" in expected:
+        hostfacts.require(
+            not hostfacts.in_bounding_set(hostfacts.CAP_SYS_RESOURCE),
+            "the runtime holds CAP_SYS_RESOURCE, which allows raising a hard rlimit",
+        )
     bundle = rt.bundle(["true"], edit)
     fails_cleanly(rt, bundle, expected)
 
@@ -178,6 +184,7 @@ def test_missing_rootfs(rt: Runtime) -> None:
 
 
 def test_systemd_cgroup_without_systemd(rt: Runtime) -> None:
+    hostfacts.require(not hostfacts.systemd_running(), "systemd runs here (/run/systemd/system)")
     bundle = rt.bundle(["true"], lambda c: c["linux"].update(cgroupsPath="system.slice:ocirt:x"))
     fails_cleanly(rt, bundle, "--systemd-cgroup: systemd is not running", "--systemd-cgroup")
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from conftest import Runtime, cgroup_dirs
+from support import hostfacts
 
 
 def run_out(rt: Runtime, args: list[str], edit: Any) -> str:
@@ -152,8 +153,6 @@ def _set(path: str, value: Any) -> Any:
     return edit
 
 
-LABELS_ABSENT = not os.path.isdir("/sys/kernel/security/apparmor") and not os.path.exists("/sys/fs/selinux")
-
 BAD = [
     (
         _set("process.scheduler", {"policy": "SCHED_NOPE"}),
@@ -206,28 +205,38 @@ BAD = [
         "linux.intelRdt: Intel RDT is unavailable: no resctrl mounted at /sys/fs/resctrl",
     ),
 ]
-if LABELS_ABSENT:
-    BAD += [
-        (
-            _set("process.apparmorProfile", "docker-default"),
-            "process.apparmorProfile: AppArmor is not enabled on this host",
-        ),
-        (
-            _set("process.selinuxLabel", "system_u:system_r:container_t:s0"),
-            "process.selinuxLabel: SELinux is not enabled on this host",
-        ),
-        (
-            _set("linux.mountLabel", "system_u:object_r:container_file_t:s0"),
-            "linux.mountLabel: SELinux is not enabled on this host",
-        ),
-    ]
+BAD += [
+    (
+        _set("process.apparmorProfile", "docker-default"),
+        "process.apparmorProfile: AppArmor is not enabled on this host",
+    ),
+    (
+        _set("process.selinuxLabel", "system_u:system_r:container_t:s0"),
+        "process.selinuxLabel: SELinux is not enabled on this host",
+    ),
+    (
+        _set("linux.mountLabel", "system_u:object_r:container_file_t:s0"),
+        "linux.mountLabel: SELinux is not enabled on this host",
+    ),
+]
+# The refusals above that only a host without the feature makes.
+HOST_HAS = {
+    "linux.intelRdt": (hostfacts.resctrl_mounted(), "resctrl is mounted"),
+    "process.apparmorProfile": (hostfacts.apparmor_enabled(), "AppArmor is enabled"),
+    "process.selinuxLabel": (hostfacts.selinux_enabled(), "SELinux is enabled"),
+    "linux.mountLabel": (hostfacts.selinux_enabled(), "SELinux is enabled"),
+}
 
 
-@pytest.mark.parametrize(
-    ("edit", "message"), BAD, ids=[m.split(":")[0] + "-" + str(i) for i, (_, m) in enumerate(BAD)]
-)
+def _bad_param(i: int, edit: Any, message: str) -> Any:
+    field = message.split(":")[0]
+    has, what = HOST_HAS.get(field, (False, ""))
+    marks = pytest.mark.skipif(has, reason=f"not on this host: {what}, so {field} is applied")
+    return pytest.param(edit, message, marks=marks, id=f"{field}-{i}")
+
+
+@pytest.mark.parametrize(("edit", "message"), [_bad_param(i, e, m) for i, (e, m) in enumerate(BAD)])
 def test_bad_values_fail_create_in_one_line(rt: Runtime, edit: Any, message: str) -> None:
-    assert not os.path.exists("/sys/fs/resctrl/schemata"), "this host has resctrl: the intelRdt case is wrong"
     cid = rt.new_id()
     res = rt("create", "--bundle", rt.bundle(["true"], edit), cid)
     assert res.returncode == 1
@@ -262,9 +271,15 @@ def test_bad_values_fail_exec_in_one_line(rt: Runtime) -> None:
             f"process.execCPUAffinity.final: cannot run on CPUs {missing}",
         ),
     ]
-    if LABELS_ABSENT:
-        cases.append(({"apparmorProfile": "p"}, "process.apparmorProfile: AppArmor is not enabled"))
-        cases.append(({"selinuxLabel": "l"}, "process.selinuxLabel: SELinux is not enabled"))
+    unchecked = []
+    for key, lsm, enabled in (
+        ("apparmorProfile", "AppArmor", hostfacts.apparmor_enabled()),
+        ("selinuxLabel", "SELinux", hostfacts.selinux_enabled()),
+    ):
+        if enabled:
+            unchecked.append(f"{lsm} is enabled, so process.{key} is not refused")
+        else:
+            cases.append(({key: "p"}, f"process.{key}: {lsm} is not enabled"))
     for extra, message in cases:
         with open(process, "w") as f:
             json.dump({**base, "args": ["true"], **extra}, f)
@@ -275,3 +290,4 @@ def test_bad_values_fail_exec_in_one_line(rt: Runtime) -> None:
         for d in cgroup_dirs(cid):
             with open(os.path.join(d, "cgroup.procs")) as f:
                 assert f.read().split() == [str(init)], f"a failed exec left a process in {d}"
+    hostfacts.require(not unchecked, "; ".join(unchecked))
