@@ -124,6 +124,7 @@ def _become(job: _Job, chan: Channel, origin: str, tty: int) -> NoReturn:
         lsm.apply_labels(proc.raw)
         procattrs.set_affinity(0, job.attrs.affinity_final, "process.execCPUAffinity.final")
         seccomp.load(job.filter, job.state, early=True)
+        proc.env = init.with_home(proc.env, proc.user.uid)
         init._switch_user(job.caps, proc)
         init.enter_cwd(proc.cwd)
         path = init.find_program(proc.args[0], proc.env)

@@ -16,9 +16,10 @@ import errno
 import fcntl
 import os
 import resource
+import stat
 import struct
 
-from ocirt.runtime import console, hooks, lsm, procattrs, rootfs, seccomp, syscalls
+from ocirt.runtime import console, hooks, lsm, paths, procattrs, rootfs, seccomp, syscalls
 from ocirt.runtime.errors import OcirtError, SpecError
 from ocirt.runtime.process import channel
 from ocirt.runtime.process.launch import describe
@@ -91,8 +92,8 @@ def _prepare(launch: Launch, chan: Channel) -> tuple[str, list[str]]:
     procattrs.apply(procattrs.parse(proc.raw, cfg.linux.raw.get("personality")))
     lsm.apply_labels(proc.raw)
     seccomp.load(launch.seccomp, launch.hook_state, early=True)
+    env = with_home(proc.env, proc.user.uid)
     _switch_user(launch.caps, proc)
-    env = proc.env
     path = find_program(proc.args[0], env)
     enter_cwd(proc.cwd)
     return path, env
@@ -282,6 +283,35 @@ def _setgroups_denied() -> bool:
             return f.read().strip() == "deny"
     except OSError:
         return False
+
+
+def with_home(env: list[str], uid: int) -> list[str]:
+    """As runc: without ``HOME`` in the env, the uid's home from the container's own
+    ``/etc/passwd``, else ``/``. Called with ``/`` the container's root, before the user
+    switch; the file is opened in that root and never through a /proc magic link."""
+    if any(e.startswith("HOME=") for e in env):
+        return env
+    home = "/"
+    for line in _passwd_text().splitlines():
+        fields = line.split(":")
+        if len(fields) >= 6 and fields[2] == str(uid):  # an empty home field too, as runc
+            home = fields[5]
+            break
+    return [*env, f"HOME={home}"]
+
+
+def _passwd_text() -> str:
+    """A FIFO or device planted at /etc/passwd must not block or feed us: regular files only."""
+    try:
+        root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            fd = paths.open_in_root(root, "/etc/passwd", os.O_RDONLY | os.O_NONBLOCK)
+        finally:
+            os.close(root)
+    except OSError:
+        return ""
+    with open(fd, encoding="utf-8", errors="replace") as f:
+        return f.read(4 << 20) if stat.S_ISREG(os.fstat(fd).st_mode) else ""
 
 
 def find_program(name: str, env: list[str]) -> str:
