@@ -16,3 +16,11 @@ class SpecError(OcirtError):
     def __init__(self, field: str, problem: str, source: str = "config.json") -> None:
         super().__init__(f"{source}: {field}: {problem}" if source else f"{field}: {problem}")
         self.field = field
+
+
+def clip(text: str, limit: int = 4096) -> str:
+    """An error may echo a hostile input of any size (a 70 000-character mount type, a
+    5000-character path): keep one line readable, and a channel message within its size."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit} more characters)"

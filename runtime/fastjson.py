@@ -39,6 +39,9 @@ def loads(text: str) -> Any:
         value, end = _scan(text, start)
     except StopIteration as exc:
         raise ValueError(f"expecting a JSON value at offset {exc.value}") from None
+    except RecursionError:
+        # the scanner recurses once per level: a hostile [[[[...]]]] must not become a traceback
+        raise ValueError("arrays or objects nested too deeply") from None
     except SystemError:
         # _json reports most syntax errors through json.decoder, which it finds only when
         # already imported; on this error path the import is affordable.

@@ -85,8 +85,7 @@ def run_one(hook: Hook, payload: bytes) -> None:
     os.close(stdin_r)
     os.close(out_w)
     try:
-        _feed(stdin_w, payload)
-        status, output = _wait(pid, out_r, hook.timeout)
+        status, output = _wait(pid, out_r, stdin_w, payload, hook.timeout)
     finally:
         os.close(out_r)
     if status is None:
@@ -109,34 +108,52 @@ def _child(hook: Hook, stdin_r: int, out_w: int) -> None:
         os._exit(127)
 
 
-def _feed(fd: int, payload: bytes) -> None:
-    """A hook may exit without reading its stdin: that is not our failure."""
-    try:
-        os.write(fd, payload)
-    except BrokenPipeError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _wait(pid: int, out_r: int, timeout: int | None) -> tuple[int | None, bytes]:
+def _wait(
+    pid: int, out_r: int, stdin_w: int, payload: bytes, timeout: int | None
+) -> tuple[int | None, bytes]:
+    """The state is fed to stdin within the timed wait: it can be more than a pipe holds
+    (large annotations), and a hook that never reads it must still time out."""
     deadline = None if timeout is None else time.monotonic() + timeout
     poller = select.poll()
     poller.register(out_r, select.POLLIN | select.POLLHUP)
+    os.set_blocking(stdin_w, False)
+    poller.register(stdin_w, select.POLLOUT)
+    pending = memoryview(payload)
     output = b""
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status), output + _drain(out_r)
-        if deadline is not None and time.monotonic() > deadline:
-            os.kill(pid, 9)
-            os.waitpid(pid, 0)
-            return None, output
-        if poller.poll(10):
-            chunk = os.read(out_r, 65536)
-            output = (output + chunk)[-_OUTPUT_LIMIT:]
-            if not chunk:
-                poller.unregister(out_r)
+    try:
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return os.waitstatus_to_exitcode(status), output + _drain(out_r)
+            if deadline is not None and time.monotonic() > deadline:
+                os.kill(pid, 9)
+                os.waitpid(pid, 0)
+                return None, output
+            for fd, _ in poller.poll(10):
+                if fd == stdin_w:
+                    pending = _feed(stdin_w, pending)
+                    if not pending:
+                        poller.unregister(stdin_w)
+                        os.close(stdin_w)
+                        stdin_w = -1
+                    continue
+                chunk = os.read(out_r, 65536)
+                output = (output + chunk)[-_OUTPUT_LIMIT:]
+                if not chunk:
+                    poller.unregister(out_r)
+    finally:
+        if stdin_w >= 0:
+            os.close(stdin_w)
+
+
+def _feed(fd: int, pending: memoryview) -> memoryview:
+    """What is left to write; a hook may exit without reading its stdin: not our failure."""
+    try:
+        return pending[os.write(fd, pending) :]
+    except BlockingIOError:
+        return pending
+    except BrokenPipeError:
+        return pending[:0]
 
 
 def _drain(fd: int) -> bytes:

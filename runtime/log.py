@@ -13,6 +13,7 @@ import sys
 import time
 
 from ocirt.runtime import fastjson
+from ocirt.runtime.errors import clip
 
 
 class Log:
@@ -24,6 +25,7 @@ class Log:
         self.debug_enabled = debug
 
     def _write(self, level: str, msg: str) -> None:
+        msg = printable(msg)
         now = time.time()
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e9):09d}Z"
         if self.json:
@@ -46,5 +48,15 @@ class Log:
         """Errors always reach stderr as ``ocirt: msg``; the log copy is for managers."""
         if self.fd >= 0:
             self._write("error", msg)
-        sys.stderr.write(f"ocirt: {msg}\n")
+        sys.stderr.write(f"ocirt: {printable(msg)}\n")
         sys.stderr.flush()
+
+
+def printable(msg: str) -> str:
+    """Messages echo their input: a newline in a mount option must not print a second
+    ``ocirt:`` line of the config author's choosing, nor an escape sequence reach a terminal.
+    Every character Python would not print is written as its escape, as ``repr`` does."""
+    msg = clip(msg)
+    if msg.isprintable():
+        return msg
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in msg)

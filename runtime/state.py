@@ -149,6 +149,37 @@ class State:
         }
 
 
+_held = -1  # the fd of the container lock this process holds
+
+
+def lock(path: str) -> bool:
+    """Take the container's lock, an flock on its state directory; False if it is gone.
+
+    ``create`` holds it until the container is made (or undone), so a ``delete`` meanwhile
+    waits and then removes the whole container, instead of removing the directory under a
+    create that then makes a container no state describes. A killed holder releases it.
+    """
+    global _held
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    _held = fd
+    return True
+
+
+def unlock() -> None:
+    """Release the lock; in a forked child, drop only the inherited copy, and the lock stays
+    with the parent (a forked init must not hold it for as long as it lives)."""
+    global _held
+    if _held >= 0:
+        os.close(_held)
+        _held = -1
+
+
 def state_dir(root: str, container_id: str) -> str:
     check_id(container_id)
     return os.path.join(root, container_id)

@@ -20,6 +20,55 @@ SPEC_VERSION = "1.3.0"
 NAMESPACE_TYPES = ("pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time")
 
 
+# The kernel's ranges: ids are 32 bits (all ones means "unchanged" to setresuid), rlimits and
+# anything else numeric at most 64; a dev_t holds a 12-bit major and a 20-bit minor.
+ID_MAX = 2**32 - 2
+U16_MAX, U32_MAX, U64_MAX = 2**16 - 1, 2**32 - 1, 2**64 - 1
+I64_MIN = -(2**63)
+MAJOR_MAX, MINOR_MAX = 2**12 - 1, 2**20 - 1
+
+
+def check_document(raw: Any, path: str = "") -> None:
+    """Every string and number in the document, the raw sections included, before any use.
+
+    A NUL cannot cross a syscall, a lone surrogate (JSON's ``"\\ud800"``) cannot be encoded
+    for one or for state.json, and no integer outside 64 bits fits a kernel field: each
+    would otherwise fail deep inside create (or delete) instead of naming its field here.
+    Iterative, so that nesting as deep as the JSON scanner allows cannot exhaust the stack.
+    """
+    stack: list[tuple[str, Any]] = [(path, raw)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, str):
+            _check_text(value, path)
+        elif isinstance(value, int) and not isinstance(value, bool):
+            if not I64_MIN <= value <= U64_MAX:
+                raise SpecError(path, f"{value} is out of range for any kernel value")
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                where = f"{path}.{key}" if path else key
+                _check_text(key, where)
+                stack.append((where, item))
+        elif isinstance(value, list):
+            stack += [(f"{path}[{i}]", item) for i, item in enumerate(value)]
+
+
+def _check_text(value: str, path: str) -> None:
+    if "\0" in value:
+        raise SpecError(path, "must not contain a NUL character")
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError as exc:
+            raise SpecError(path, f"is not valid Unicode: lone surrogate {value[exc.start]!r}") from None
+
+
+def _ranged(value: int | None, path: str, hi: int, lo: int = 0) -> int | None:
+    if value is not None and not lo <= value <= hi:
+        raise SpecError(path, f"must be between {lo} and {hi}, got {value}")
+    return value
+
+
 def _obj(parent: dict[str, Any], key: str, path: str) -> dict[str, Any] | None:
     value = parent.get(key)
     if value is None:
@@ -43,15 +92,18 @@ def _req_str(parent: dict[str, Any], key: str, path: str) -> str:
     return value
 
 
-def _int(parent: dict[str, Any], key: str, path: str, default: int | None = None) -> int | None:
+def _int(
+    parent: dict[str, Any], key: str, path: str, default: int | None = None, hi: int | None = None
+) -> int | None:
+    """``hi``: the kernel's largest value for the field, which then cannot be negative either."""
     value = parent.get(key, default)
     if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
         raise SpecError(path, "must be an integer")
-    return value
+    return value if hi is None else _ranged(value, path, hi)
 
 
-def _req_int(parent: dict[str, Any], key: str, path: str) -> int:
-    value = _int(parent, key, path)
+def _req_int(parent: dict[str, Any], key: str, path: str, hi: int | None = None) -> int:
+    value = _int(parent, key, path, hi=hi)
     if value is None:
         raise SpecError(path, "is required")
     return value
@@ -168,8 +220,8 @@ class Process:
             None
             if size is None
             else (
-                _req_int(size, "height", f"{path}.consoleSize.height"),
-                _req_int(size, "width", f"{path}.consoleSize.width"),
+                _req_int(size, "height", f"{path}.consoleSize.height", U16_MAX),
+                _req_int(size, "width", f"{path}.consoleSize.width", U16_MAX),
             )
         )
         self.args = _str_list(raw, "args", f"{path}.args")
@@ -206,10 +258,12 @@ def _parse_user(raw: dict[str, Any], path: str) -> User:
     for i, gid in enumerate(gids):
         if not isinstance(gid, int) or isinstance(gid, bool) or gid < 0:
             raise SpecError(f"{path}.additionalGids[{i}]", "must be a non-negative integer")
+        _ranged(gid, f"{path}.additionalGids[{i}]", ID_MAX)
     uid, gid = _int(raw, "uid", f"{path}.uid", 0), _int(raw, "gid", f"{path}.gid", 0)
     for field, value in (("uid", uid), ("gid", gid)):
         if value is None or value < 0:
             raise SpecError(f"{path}.{field}", "must be a non-negative integer")
+        _ranged(value, f"{path}.{field}", ID_MAX)
     umask = _int(raw, "umask", f"{path}.umask")
     if umask is not None and not 0 <= umask <= 0o7777:
         raise SpecError(f"{path}.umask", "must be between 0 and 0o7777")
@@ -228,7 +282,10 @@ def _parse_rlimits(raw: dict[str, Any], path: str) -> list[Rlimit]:
         if kind in seen:
             raise SpecError(f"{where}.type", f"{kind} is given twice")
         seen.add(kind)
-        hard, soft = _req_int(item, "hard", f"{where}.hard"), _req_int(item, "soft", f"{where}.soft")
+        hard, soft = (
+            _req_int(item, "hard", f"{where}.hard", U64_MAX),
+            _req_int(item, "soft", f"{where}.soft", U64_MAX),
+        )
         if soft > hard:
             raise SpecError(where, f"soft limit {soft} is above hard limit {hard}")
         limits.append(Rlimit(kind, hard, soft))
@@ -241,13 +298,8 @@ def _parse_mappings(parent: dict[str, Any], key: str, path: str) -> list[IDMappi
         where = f"{path}[{i}]"
         if not isinstance(item, dict):
             raise SpecError(where, "must be an object")
-        out.append(
-            IDMapping(
-                _req_int(item, "containerID", f"{where}.containerID"),
-                _req_int(item, "hostID", f"{where}.hostID"),
-                _req_int(item, "size", f"{where}.size"),
-            )
-        )
+        ids = [_req_int(item, key, f"{where}.{key}", U32_MAX) for key in ("containerID", "hostID", "size")]
+        out.append(IDMapping(*ids))
     return out
 
 
@@ -306,8 +358,8 @@ def _parse_device(item: Any, where: str) -> Device:
     kind = _req_str(item, "type", f"{where}.type")
     if kind not in ("c", "u", "b", "p"):
         raise SpecError(f"{where}.type", f"must be one of c, u, b, p, got {kind!r}")
-    major = _int(item, "major", f"{where}.major", 0) or 0
-    minor = _int(item, "minor", f"{where}.minor", 0) or 0
+    major = _int(item, "major", f"{where}.major", 0, MAJOR_MAX) or 0
+    minor = _int(item, "minor", f"{where}.minor", 0, MINOR_MAX) or 0
     if kind != "p" and ("major" not in item or "minor" not in item):
         raise SpecError(where, "major and minor are required for c, u and b devices")
     return Device(
@@ -315,9 +367,9 @@ def _parse_device(item: Any, where: str) -> Device:
         kind,
         major,
         minor,
-        _int(item, "fileMode", f"{where}.fileMode"),
-        _int(item, "uid", f"{where}.uid"),
-        _int(item, "gid", f"{where}.gid"),
+        _int(item, "fileMode", f"{where}.fileMode", hi=U32_MAX),
+        _int(item, "uid", f"{where}.uid", hi=ID_MAX),
+        _int(item, "gid", f"{where}.gid", hi=ID_MAX),
     )
 
 
@@ -415,6 +467,7 @@ class Config:
     def __init__(self, raw: Any) -> None:
         if not isinstance(raw, dict):
             raise SpecError("(document)", "must be a JSON object")
+        check_document(raw)
         self.raw = raw
         self.oci_version = _req_str(raw, "ociVersion", "ociVersion")
         if self.oci_version.split(".", 1)[0] != SUPPORTED_MAJOR:

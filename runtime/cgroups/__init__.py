@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 ROOT = "/sys/fs/cgroup"
 SIGKILL = 9  # the same on every Linux architecture; ``signal`` would import enum
+_PATH_MAX, _NAME_MAX = 4096, 255
 
 
 class Cgroup:
@@ -141,10 +142,23 @@ def open_cgroup(cgroups_path: str | None, container_id: str, systemd: bool) -> C
     if os.path.exists(f"{ROOT}/cgroup.controllers"):
         from ocirt.runtime.cgroups.v2 import open_v2
 
-        return open_v2(inner)
+        return _fits(open_v2(inner))
     from ocirt.runtime.cgroups.v1 import open_v1
 
-    return open_v1(inner)
+    return _fits(open_v1(inner))
+
+
+def _fits(cgroup: Cgroup) -> Cgroup:
+    """A directory the kernel cannot name would be made in part and then never removed:
+    refuse it before anything exists (PATH_MAX, less room for the files inside; NAME_MAX)."""
+    for path in cgroup.dirs():
+        size = len(path.encode())
+        if size > _PATH_MAX - 64:
+            raise SpecError("linux.cgroupsPath", f"the cgroup's path would be {size} bytes long, too long")
+        longest = max(len(part.encode()) for part in path.split("/"))
+        if longest > _NAME_MAX:
+            raise SpecError("linux.cgroupsPath", f"a name of {longest} bytes, the kernel allows {_NAME_MAX}")
+    return cgroup
 
 
 def load_cgroup(saved: dict[str, Any]) -> Cgroup:

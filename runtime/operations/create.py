@@ -134,12 +134,15 @@ def _create(opts: Args, args: Args, log: Log, own_console: OwnConsole | None) ->
         plan.close()
         raise
     st = statemod.State(sdir, container_id)
+    statemod.lock(sdir)
     try:
         _create_in(st, cfg, bundle, caps, plan, hook_table, opts, args, log, own_console, seccomp_filter)
     except BaseException:
         log.debug(f"create {container_id} failed; cleaning up")
         remove_container(st, log)
         raise
+    finally:
+        statemod.unlock()
     return st
 
 
@@ -250,14 +253,35 @@ def remove_container(st: statemod.State, log: Log) -> None:
         from ocirt.runtime.cgroups import load_cgroup
 
         cgroup = load_cgroup(st.cgroup)
+    if cgroup is not None and cgroup.frozen():
+        cgroup.kill_all(9)  # a frozen init dies only once thawed, which this does
     if st.pid and statemod.init_alive(st):
         from ocirt.runtime.process.parent import kill_and_wait
 
         kill_and_wait(st.pid)
+    failure = None
     if cgroup is not None:
-        if not st.config.get("own_pid_ns", False) or cgroup.pids():
-            cgroup.kill_all(9)
-        cgroup.destroy()
+        try:
+            if not st.config.get("own_pid_ns", False) or cgroup.pids():
+                cgroup.kill_all(9)
+            cgroup.destroy()
+        except OcirtError as exc:
+            # as runc: the state goes anyway, or a cgroup that cannot go keeps the container
+            # undeletable forever; the error is still reported
+            failure = exc
+    _remove_state_dir(st)
+    poststop = st.config.get("hooks", {}).get("poststop")
+    if poststop:
+        from ocirt.runtime import hooks
+
+        hooks.warn_all(
+            hooks.parse({"poststop": poststop})["poststop"], hook_state(st, statemod.STOPPED), log.warning
+        )
+    if failure is not None:
+        raise failure
+
+
+def _remove_state_dir(st: statemod.State) -> None:
     for name in (statemod.FIFO, statemod.STATE_FILE, f".{statemod.STATE_FILE}.tmp"):
         try:
             os.unlink(os.path.join(st.dir, name))
@@ -267,10 +291,3 @@ def remove_container(st: statemod.State, log: Log) -> None:
         os.rmdir(st.dir)
     except FileNotFoundError:
         pass
-    poststop = st.config.get("hooks", {}).get("poststop")
-    if poststop:
-        from ocirt.runtime import hooks
-
-        hooks.warn_all(
-            hooks.parse({"poststop": poststop})["poststop"], hook_state(st, statemod.STOPPED), log.warning
-        )

@@ -14,6 +14,8 @@ if TYPE_CHECKING:
 
 def main(opts: Args, args: Args, log: Log) -> int:
     root = opts.root or statemod.DEFAULT_ROOT
+    # a create in progress finishes (or fails) first; then its whole container goes
+    statemod.lock(statemod.state_dir(root, args.positional[0]))
     try:
         st = statemod.load(root, args.positional[0])
     except OcirtError:

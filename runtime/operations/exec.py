@@ -222,7 +222,7 @@ def _container_config(st: statemod.State) -> Config:
 def _process(cfg: Config, args: Args) -> tuple[Process, dict[str, Any], str]:
     """The process to run, checked as the child will read it (``raw``, with its env merged),
     and how errors name its origin."""
-    from ocirt.specs.config import Process
+    from ocirt.specs.config import Process, check_document
 
     if args.process:
         origin = f"--process {args.process}"
@@ -233,6 +233,7 @@ def _process(cfg: Config, args: Args) -> tuple[Process, dict[str, Any], str]:
         origin = "exec"
         raw = _overridden(cfg.process.raw, args)
     try:
+        check_document(raw, "process")
         proc = Process(raw)
     except SpecError as exc:
         raise OcirtError(f"{origin}: {str(exc).removeprefix('config.json: ')}") from None

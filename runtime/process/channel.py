@@ -12,7 +12,7 @@ import os
 import struct
 
 from ocirt.runtime import fastjson
-from ocirt.runtime.errors import OcirtError
+from ocirt.runtime.errors import OcirtError, clip
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -40,7 +40,12 @@ class Channel:
         self.sock = sock
 
     def send(self, kind: str, **fields: Any) -> None:
-        self.sock.send(fastjson.dumps({"type": kind, **fields}).encode())
+        """An error's ``msg`` may echo a huge input: it is clipped so the message fits one
+        datagram (a longer one would be cut by ``recv``). surrogateescape'd file names from
+        the kernel travel as they are."""
+        if "msg" in fields:
+            fields["msg"] = clip(fields["msg"])
+        self.sock.send(fastjson.dumps({"type": kind, **fields}).encode(errors="surrogatepass"))
 
     def send_fds(self, kind: str, fds: list[int], **fields: Any) -> None:
         data = fastjson.dumps({"type": kind, **fields}).encode()
@@ -69,7 +74,13 @@ class Channel:
     def recv(self) -> dict[str, Any] | None:
         """The next message, or None when every peer has closed its end."""
         data = self.sock.recv(_MAX)
-        return fastjson.loads(data.decode()) if data else None
+        if not data:
+            return None
+        try:
+            msg: dict[str, Any] = fastjson.loads(data.decode(errors="surrogatepass"))
+        except ValueError:
+            raise OcirtError(f"garbled message on the setup channel ({len(data)} bytes)") from None
+        return msg
 
     def expect(self, kind: str, who: str, also: tuple[str, ...] = ()) -> dict[str, Any]:
         """Wait for ``kind`` (or one of ``also``); an ``error`` message or a dead peer becomes

@@ -16,7 +16,7 @@ import time
 
 from ocirt.runtime.errors import OcirtError
 from ocirt.runtime.process import channel
-from ocirt.runtime.state import process_sleeping, process_start_time
+from ocirt.runtime.state import process_sleeping, process_start_time, unlock
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -37,6 +37,7 @@ def spawn(launch: Launch, cgroup: Cgroup, make_cgroup: Callable[[], None]) -> tu
     child = os.fork()
     if child == 0:
         ours.close()
+        unlock()
         from ocirt.runtime.process import intermediate
 
         intermediate.run(launch, theirs)
