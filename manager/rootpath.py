@@ -38,8 +38,3 @@ def resolve(root: str, path: str, follow_last: bool = True) -> str:
             continue
         done.append(part)
     return os.path.join(root, *done)
-
-
-def inside(root: str, host_path: str) -> bool:
-    root = os.path.realpath(root)
-    return host_path == root or host_path.startswith(root.rstrip("/") + "/")

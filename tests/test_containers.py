@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import time
 from collections.abc import Iterator
 
@@ -282,6 +283,76 @@ def test_cp_both_ways_stays_inside_the_rootfs(ctl: Manager, tmp_path: object) ->
     ctl("cp", "cpbox:/srv", back)
     with open(os.path.join(back, "sub", "f")) as f:
         assert f.read() == "deep\n"
+
+
+def test_cp_through_binds_links_and_contents(ctl: Manager, tmp_path: object) -> None:
+    """docker cp's rules: a bind mount's path is its host source, ``SRC/.`` copies the
+    contents, a symlink inside a copied tree stays a link, mode and mtime are kept."""
+    bind = os.path.join(str(tmp_path), "bind")
+    os.mkdir(bind)
+    script = "mkdir -p /opt/t && echo x > /opt/t/x && ln -s x /opt/t/l && chmod 0751 /opt/t/x; sleep 600"
+    ctl("run", "-d", "--name", "cpbind", "-v", f"{bind}:/mnt", ctl.httpd, "sh", "-c", script)
+    wait_for(lambda: ctl("exec", "cpbind", "test", "-L", "/opt/t/l", check=False).returncode == 0)
+    tree = os.path.join(str(tmp_path), "tree")
+    os.mkdir(tree)
+    with open(os.path.join(tree, "a"), "w") as f:
+        f.write("a\n")
+    os.utime(os.path.join(tree, "a"), (1000000000, 1000000000))
+    ctl("cp", f"{tree}/.", "cpbind:/mnt")
+    with open(os.path.join(bind, "a")) as f:
+        assert f.read() == "a\n"
+    assert os.stat(os.path.join(bind, "a")).st_mtime == 1000000000
+    back = os.path.join(str(tmp_path), "back")
+    ctl("cp", "cpbind:/opt/t", back)
+    assert os.readlink(os.path.join(back, "l")) == "x"
+    assert stat.S_IMODE(os.stat(os.path.join(back, "x")).st_mode) == 0o751
+    hosts = os.path.join(str(tmp_path), "hosts")
+    ctl("cp", "cpbind:/etc/hosts", hosts)
+    with open(hosts) as f:
+        assert "localhost" in f.read()
+    missing = ctl("cp", "cpbind:/no/such", back, check=False)
+    assert missing.returncode != 0
+    assert missing.stderr.count("\n") == 1 and "/no/such" in missing.stderr, missing.stderr
+
+
+# The container swaps /tmp/d between a directory of its own and a symlink to a host
+# directory (its absolute host path means nothing inside), as fast as it can.
+SWAPPER = """
+mkdir /tmp/real && echo container > /tmp/real/f && mv /tmp/real /tmp/d && touch /tmp/ready
+while :; do mv /tmp/d /tmp/real; ln -s {host} /tmp/d; rm /tmp/d; mv /tmp/real /tmp/d; done
+"""
+
+
+def test_cp_never_reaches_the_host_while_the_container_swaps_a_component(
+    ctl: Manager, tmp_path: object
+) -> None:
+    """CVE-2018-15664 class: a path component the container swaps for a symlink between the
+    manager's resolution and its open must not redirect ``cp`` to the host, either way."""
+    host = os.path.join(str(tmp_path), "host")
+    os.mkdir(host)
+    with open(os.path.join(host, "f"), "w") as f:
+        f.write("host secret\n")
+    script = SWAPPER.format(host=host)
+    ctl("run", "-d", "--name", "swapper", "--network", "none", ctl.httpd, "sh", "-c", script)
+    wait_for(lambda: ctl("exec", "swapper", "test", "-e", "/tmp/ready", check=False).returncode == 0)
+    src = os.path.join(str(tmp_path), "planted")
+    with open(src, "w") as f:
+        f.write("from the host\n")
+    out = os.path.join(str(tmp_path), "out")
+    read, written = [], []
+    for n in range(40):
+        if ctl("cp", "swapper:/tmp/d/f", out, check=False).returncode == 0:
+            with open(out) as f:
+                read.append(f.read())
+            os.unlink(out)
+        if ctl("cp", src, f"swapper:/tmp/d/planted{n}", check=False).returncode == 0:
+            written.append(n)
+    stolen = read.count("host secret\n")
+    leaked = sorted(set(os.listdir(host)) - {"f"})
+    assert (stolen, leaked) == (0, []), (
+        f"of 40 rounds, cp out read the host file {stolen} times, cp in wrote {leaked}"
+    )
+    assert read and written, "no round found /tmp/d a directory: the race proved nothing"
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -321,19 +320,10 @@ def cmd_cp(args: argparse.Namespace) -> int:
     if (src_ref is None) == (dst_ref is None):
         raise ManagerError("cp: exactly one of SOURCE and DEST must be CONTAINER:PATH")
     if src_ref is not None:
-        c = _get(ctx, src_ref)
-        host = copy.host_path(ctx.root, c.plan["rootfs"], c.plan.get("mounts", []), src)
-        copy.copy_out(host, dst, src.endswith("/."))
+        copy.copy_out(ctx.root, _get(ctx, src_ref), src, dst)
     else:
         assert dst_ref is not None
-        c = _get(ctx, dst_ref)
-        host = copy.host_path(ctx.root, c.plan["rootfs"], c.plan.get("mounts", []), dst)
-        copy.copy_in(
-            src,
-            host,
-            c.plan["rootfs"] if host.startswith(c.plan["rootfs"]) else os.path.dirname(host),
-            src.endswith("/."),
-        )
+        copy.copy_in(src, ctx.root, _get(ctx, dst_ref), dst)
     return 0
 
 
