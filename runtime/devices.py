@@ -106,6 +106,7 @@ def create(root_fd: int, node: Node, userns: bool) -> None:
         try:
             os.mknod(name, kind | (node.mode & 0o7777), rdev, dir_fd=parent)
         except FileExistsError:
+            _check_existing(parent, name, node, kind, rdev)
             return
         except PermissionError:
             bind_host_node(root_fd, node)
@@ -118,6 +119,29 @@ def create(root_fd: int, node: Node, userns: bool) -> None:
             raise _fail(node, f"chown {node.uid}:{node.gid}", exc) from None
     finally:
         os.close(parent)
+
+
+def _check_existing(parent: int, name: str, node: Node, kind: int, rdev: int) -> None:
+    """The image's own node is kept when it is the device asked for; anything else at the
+    path is an error (config-linux.md: "MUST generate an error")."""
+    st = os.stat(name, dir_fd=parent, follow_symlinks=False)
+    if stat.S_IFMT(st.st_mode) == kind and (kind == stat.S_IFIFO or st.st_rdev == rdev):
+        return
+    if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+        found = f"device {os.major(st.st_rdev)}:{os.minor(st.st_rdev)}"
+    else:
+        found = _KINDS.get(stat.S_IFMT(st.st_mode), "file")
+    wanted = "a fifo" if kind == stat.S_IFIFO else f"{node.type} {node.major}:{node.minor}"
+    raise OcirtError(f"{node.where}: a {found} exists there, not {wanted}")
+
+
+_KINDS = {
+    stat.S_IFREG: "regular file",
+    stat.S_IFDIR: "directory",
+    stat.S_IFLNK: "symlink",
+    stat.S_IFIFO: "fifo",
+    stat.S_IFSOCK: "socket",
+}
 
 
 def bind_host_node(root_fd: int, node: Node) -> None:

@@ -325,13 +325,14 @@ def filesystem(rfs: Rootfs, where: str, dest: str, kind: str, source: str | None
         _check_plain_dir(rfs, where, dest, kind)
     readonly_later = opts.flags & S.MS_RDONLY and (kind == "tmpfs" or clean(dest) == "/dev")
     flags = opts.flags & ~S.MS_RDONLY if readonly_later else opts.flags
+    data = _tmpfs_mode(rfs, dest, opts.data) if kind == "tmpfs" else opts.data
     fd = _destination(rfs, where, dest, True)
     try:
         _check_proc(rfs, where, fd, kind, None)
         if opts.copyup and kind == "tmpfs":
-            _copy_up(rfs, dest, fd, flags, opts.data)
+            _copy_up(rfs, dest, fd, flags, data)
         else:
-            syscalls.mount(source or kind, paths.fd_path(fd), kind, flags, opts.data or None)
+            syscalls.mount(source or kind, paths.fd_path(fd), kind, flags, data or None)
         error = None
     except OSError as exc:
         error = exc
@@ -342,6 +343,22 @@ def filesystem(rfs: Rootfs, where: str, dest: str, kind: str, source: str | None
         return
     remount = opts.flags | S.MS_REMOUNT if readonly_later and clean(dest) != "/dev" else 0
     after_mount(rfs, where, dest, opts, remount)
+
+
+def _tmpfs_mode(rfs: Rootfs, dest: str, data: str) -> str:
+    """Without a ``mode`` option a tmpfs takes the mode of the directory it covers, as with
+    runc and crun; one the runtime creates leaves tmpfs's default (1777)."""
+    if any(o.startswith("mode=") for o in data.split(",")):
+        return data
+    try:
+        fd = paths.open_in_root(rfs.root_fd, dest)
+    except OSError:
+        return data
+    try:
+        mode = stat.S_IMODE(os.fstat(fd).st_mode)
+    finally:
+        os.close(fd)
+    return f"mode={mode:o}" + ("," + data if data else "")
 
 
 # Without its own network (sysfs) or ipc (mqueue) namespace, a user namespace may not mount

@@ -349,12 +349,22 @@ class Device:
         self.gid = gid
 
 
+def _device_path(path: str, where: str) -> str:
+    """Anywhere in the container, "notably outside of /dev" (config-linux.md), cleaned as
+    runc cleans it: ``/dev/fuse/`` is ``/dev/fuse``; ``..`` is left for the lookup inside
+    the rootfs."""
+    if not path.startswith("/"):
+        raise SpecError(where, f"must be an absolute path, got {path!r}")
+    clean = "/" + "/".join(p for p in path.split("/") if p and p != ".")
+    if clean == "/":
+        raise SpecError(where, f"must name a file, got {path!r}")
+    return clean
+
+
 def _parse_device(item: Any, where: str) -> Device:
     if not isinstance(item, dict):
         raise SpecError(where, "must be an object")
-    path = _req_str(item, "path", f"{where}.path")
-    if not path.startswith("/dev/"):
-        raise SpecError(f"{where}.path", f"must be under /dev, got {path!r}")
+    path = _device_path(_req_str(item, "path", f"{where}.path"), f"{where}.path")
     kind = _req_str(item, "type", f"{where}.type")
     if kind not in ("c", "u", "b", "p"):
         raise SpecError(f"{where}.type", f"must be one of c, u, b, p, got {kind!r}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from conftest import Runtime
@@ -36,3 +37,56 @@ def test_a_config_without_proc_runs(rt: Runtime) -> None:
     assert rt.state(cid)["status"] == "created"
     res = rt("start", cid)
     assert res.returncode == 0, res.stderr
+
+
+def test_devices_outside_dev_and_with_a_trailing_slash(rt: Runtime) -> None:
+    """config-linux.md: a device path MAY be anywhere, notably outside of /dev; runc cleans
+    a trailing slash away. Both become nodes with their numbers and mode."""
+
+    def edit(c: dict[str, Any]) -> None:
+        c["linux"]["devices"] = [
+            {"path": "/opt/devs/null2", "type": "c", "major": 1, "minor": 3, "fileMode": 0o666},
+            {"path": "/dev/zero2/", "type": "c", "major": 1, "minor": 5, "fileMode": 0o640},
+        ]
+        c["linux"]["resources"] = {"devices": [{"allow": True, "type": "c", "major": 1, "access": "rwm"}]}
+
+    script = "stat -c '%F %t:%T %a' /opt/devs/null2 /dev/zero2; echo x > /opt/devs/null2 && echo wrote"
+    res = rt("run", "--bundle", rt.bundle(["sh", "-c", script], edit), rt.new_id())
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == [
+        "character special file 1:3 666",
+        "character special file 1:5 640",
+        "wrote",
+    ]
+
+
+def test_a_device_path_holding_another_file_is_an_error(rt: Runtime) -> None:
+    """Once any path is allowed, a device over an existing file that is not that device must
+    fail create (config-linux.md: MUST generate an error), leaving nothing behind."""
+
+    def edit(c: dict[str, Any]) -> None:
+        c["linux"]["devices"] = [{"path": "/etc/passwd", "type": "c", "major": 1, "minor": 5}]
+
+    cid = rt.new_id()
+    res = rt("create", "--bundle", rt.bundle(["true"], edit), cid)
+    assert res.returncode == 1
+    assert res.stderr == "ocirt: linux.devices[0] (/etc/passwd): a regular file exists there, not c 1:5\n"
+
+
+def test_tmpfs_without_mode_keeps_the_mode_of_the_directory_it_covers(rt: Runtime) -> None:
+    """runc and crun: the covered directory's mode unless ``mode=`` is given; a directory the
+    runtime makes gets tmpfs's 1777."""
+
+    def edit(c: dict[str, Any]) -> None:
+        c["mounts"] += [
+            {"destination": "/kept", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "ro"]},
+            {"destination": "/given", "type": "tmpfs", "source": "tmpfs", "options": ["mode=700"]},
+            {"destination": "/fresh", "type": "tmpfs", "source": "tmpfs"},
+        ]
+
+    bundle = rt.bundle(["stat", "-c", "%a", "/kept", "/given", "/fresh"], edit)
+    for name in ("kept", "given"):
+        os.mkdir(os.path.join(bundle, "rootfs", name))
+        os.chmod(os.path.join(bundle, "rootfs", name), 0o1750)
+    res = rt("run", "--bundle", bundle, rt.new_id())
+    assert (res.returncode, res.stdout.split()) == (0, ["1750", "700", "1777"]), res.stderr

@@ -89,6 +89,24 @@ probe(
     doc="A device in a subdirectory of /dev gets its parents made.",
 )
 probe(
+    "devices.outside-dev",
+    CL,
+    "Devices",
+    "stat -c '%F %t:%T' /opt/devs/mine",
+    "character special file 1:3",
+    _dev(path="/opt/devs/mine"),
+    doc="The path MAY be anywhere in the container filesystem, notably outside of /dev.",
+)
+probe(
+    "devices.trailing-slash",
+    CL,
+    "Devices",
+    "stat -c '%F %t:%T' /dev/mine",
+    "character special file 1:3",
+    _dev(path="/dev/mine/"),
+    doc="A path with a trailing slash names the same device (runc cleans the path).",
+)
+probe(
     "devices.fifo",
     CL,
     "Devices",

@@ -9,7 +9,7 @@ import subprocess
 from typing import Any
 
 from ocirt.conformance.harness import Context
-from ocirt.conformance.model import MUST, SHOULD, Case, add, expect
+from ocirt.conformance.model import MUST, SHOULD, Case, Fail, add, expect
 from ocirt.conformance.probe import probe
 
 CFG, CL, RL = "config.md", "config-linux.md", "runtime-linux.md"
@@ -251,6 +251,57 @@ add(
     Case("rootfs-propagation.private", CL, "Rootfs Mount Propagation", MUST, _host_event("private", "absent"))
 )
 
+
+def _run_prepared(ctx: Context, cfg: dict[str, Any], prepare: Any) -> str:
+    """Stdout of a container run after ``prepare(rootfs)`` changed its fresh rootfs."""
+    cid, bundle = ctx.prepare(cfg)
+    prepare(os.path.join(bundle, "rootfs"))
+    res = ctx.cli("run", "--bundle", bundle, cid, out=ctx.path(cid))
+    if not res.ok:
+        raise Fail("container run", res.brief(), "exit 0")
+    return res.out.strip()
+
+
+def _dangling(ctx: Context) -> None:
+    cfg = ctx.config(["sh", "-c", "cat /abs/hello /rel/hello; ls -d /inside/made /up/made"])
+    src = _host_dir(ctx)
+    cfg["mounts"] += [
+        {"destination": "/abs", "type": "bind", "source": src, "options": ["bind"]},
+        {"destination": "/rel", "type": "bind", "source": src, "options": ["bind"]},
+    ]
+
+    def links(rootfs: str) -> None:
+        os.symlink("/inside/made", os.path.join(rootfs, "abs"))
+        os.symlink("../../../../../../up/made", os.path.join(rootfs, "rel"))
+
+    out = _run_prepared(ctx, cfg, links)
+    expect("container output", out, "from the host\nfrom the host\n/inside/made\n/up/made")
+    expect("made on the host outside the rootfs", os.path.lexists("/up/made"), False)
+
+
+_dangling.__doc__ = """A mount destination that is a dangling symlink is mounted where the link
+points, resolved inside the rootfs (a target above the root stays in it), as runc does."""
+add(Case("mounts.dangling-symlink", CFG, "Mounts", MUST, _dangling))
+
+
+def _tmpfs_mode(ctx: Context) -> None:
+    cfg = ctx.config(["stat", "-c", "%a", "/data", "/fresh"])
+    cfg["mounts"] += [
+        {"destination": "/data", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid"]},
+        {"destination": "/fresh", "type": "tmpfs", "source": "tmpfs"},
+    ]
+
+    def directory(rootfs: str) -> None:
+        os.mkdir(os.path.join(rootfs, "data"))
+        os.chmod(os.path.join(rootfs, "data"), 0o1750)
+
+    expect("modes of the tmpfs mounts", _run_prepared(ctx, cfg, directory).split(), ["1750", "1777"])
+
+
+_tmpfs_mode.__doc__ = """A tmpfs mounted without a mode option keeps the mode of the directory it
+covers (runc and crun); over a directory the runtime creates, tmpfs's own 1777."""
+add(Case("mounts.tmpfs-keeps-mode", CFG, "Mounts", SHOULD, _tmpfs_mode))
+
 probe(
     "default-filesystems",
     CL,
@@ -261,6 +312,8 @@ probe(
     level=SHOULD,
     doc="proc, sysfs, devpts and shm SHOULD be available (the config lists them; the runtime mounts them).",
 )
+
+
 def _without_proc(cfg: dict[str, Any], ctx: Context) -> None:
     cfg["mounts"] = [m for m in cfg["mounts"] if m["destination"] != "/proc"]
 
