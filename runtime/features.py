@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 OCI_VERSION_MIN = "1.0.0"
 # Handled inline by mounts.parse_options rather than through one of its tables.
-_OTHER_OPTIONS = ("defaults", "tmpcopyup")
+_OTHER_OPTIONS = ("defaults", "tmpcopyup", "idmap", "ridmap")
 
 
 def build() -> dict[str, Any]:
@@ -36,8 +36,8 @@ def build() -> dict[str, Any]:
             "apparmor": {"enabled": lsm.apparmor_enabled()},
             "selinux": {"enabled": lsm.selinux_enabled()},
             "intelRdt": {"enabled": False},  # refused, naming resctrl when it is missing
-            # mounts.mount_entry refuses idmap/ridmap and uidMappings on mounts
-            "mountExtensions": {"idmap": {"enabled": False}},
+            # bind mounts only: mounts.idmapped_trees
+            "mountExtensions": {"idmap": {"enabled": True}},
             "netDevices": {"enabled": supported("linux", "netDevices")},
         },
         "annotations": {},

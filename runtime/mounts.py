@@ -20,7 +20,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from ocirt.specs.config import Mount
+    from ocirt.specs.config import IDMapping, Linux, Mount
 
 S = syscalls
 # name: (clears the flag, flag)
@@ -114,7 +114,7 @@ class MountOptions:
     """``flags`` to set and ``clear`` (for mount(2)), ``propagation`` changes in order,
     recursive ``attr_set``/``attr_clr`` for mount_setattr(2), filesystem ``data``."""
 
-    __slots__ = ("attr_clr", "attr_set", "clear", "copyup", "data", "flags", "idmap", "propagation")
+    __slots__ = ("attr_clr", "attr_set", "clear", "copyup", "data", "flags", "idmap", "propagation", "ridmap")
 
     def __init__(self) -> None:
         self.flags = 0
@@ -125,6 +125,7 @@ class MountOptions:
         self.data = ""
         self.copyup = False
         self.idmap = False
+        self.ridmap = False  # the idmapping reaches every mount of an rbind, not the top one
 
 
 def parse_options(options: list[str]) -> MountOptions:
@@ -148,6 +149,7 @@ def parse_options(options: list[str]) -> MountOptions:
             out.copyup = True
         elif opt in ("idmap", "ridmap"):
             out.idmap = True
+            out.ridmap = opt == "ridmap"
         elif opt != "defaults":
             data.append(opt)
     out.data = ",".join(data)
@@ -226,7 +228,7 @@ def containing_mount(path: str, infos: list[MountInfo]) -> MountInfo | None:
 class Rootfs:
     """What every mount entry needs: the rootfs fd and how the container is isolated."""
 
-    __slots__ = ("bind_fds", "bundle", "cgroup_paths", "cgroupns", "root_fd", "userns")
+    __slots__ = ("bind_fds", "bundle", "cgroup_paths", "cgroupns", "idmap_fds", "root_fd", "userns")
 
     def __init__(
         self, root_fd: int, bundle: str, cgroup_paths: dict[str, str], cgroupns: bool, userns: bool
@@ -238,6 +240,8 @@ class Rootfs:
         self.userns = userns
         # mounts index -> O_PATH fd of its bind source, opened by the host's root (bind_sources)
         self.bind_fds: dict[int, int] = {}
+        # mounts index -> detached idmapped tree the parent made (idmapped_trees)
+        self.idmap_fds: dict[int, int] = {}
 
 
 def clean(dest: str) -> str:
@@ -266,16 +270,89 @@ def bind_sources(mounts: list[Mount], bundle: str) -> list[tuple[int, str]]:
     """(index, path) of every bind source. A container root mapped to an unprivileged host
     uid may not be able to reach them (a 0700 host directory on the way): as runc does, the
     host's root opens them in the container's mount namespace and init binds the fds."""
-    return [(i, host_source(m, bundle)) for i, m in enumerate(mounts) if m.source and is_bind(m)]
+    return [
+        (i, host_source(m, bundle))
+        for i, m in enumerate(mounts)
+        if m.source and is_bind(m) and not m.idmapped()
+    ]
+
+
+def idmapped_trees(mounts: list[Mount], bundle: str, linux: Linux) -> dict[int, int]:
+    """mounts index -> a detached copy of the source with its owners mapped, for init to
+    attach. Made here, by the host's root: an idmapping needs CAP_SYS_ADMIN over the
+    filesystem, and only a mount not yet attached anywhere may take one."""
+    from ocirt.runtime.namespaces import mapped_userns
+
+    trees: dict[int, int] = {}
+    users: dict[str, int] = {}
+    try:
+        for i, m in enumerate(mounts):
+            if not m.idmapped():
+                continue
+            uids, gids = _idmappings(i, m, linux)
+            key = f"{_map_key(uids)}/{_map_key(gids)}"
+            if key not in users:
+                users[key] = mapped_userns(uids, gids, f"mounts[{i}]")
+            trees[i] = _idmapped_tree(i, m, host_source(m, bundle), users[key])
+    except BaseException:
+        for fd in trees.values():
+            os.close(fd)
+        raise
+    finally:
+        for fd in users.values():
+            os.close(fd)
+    return trees
+
+
+def _map_key(maps: list[IDMapping]) -> str:
+    return " ".join(f"{m.container_id}:{m.host_id}:{m.size}" for m in maps)
+
+
+def _idmappings(index: int, m: Mount, linux: Linux) -> tuple[list[IDMapping], list[IDMapping]]:
+    """runtime-spec 1.2: ``idmap`` without mappings of its own takes the container's."""
+    if not is_bind(m):
+        raise SpecError(f"mounts[{index}].options", "an idmapped mount must be a bind mount")
+    uids = m.uid_mappings or linux.uid_mappings
+    gids = m.gid_mappings or linux.gid_mappings
+    if not (uids and gids):
+        raise SpecError(
+            f"mounts[{index}].uidMappings",
+            "an idmapped mount needs uidMappings and gidMappings (its own or the container's)",
+        )
+    return uids, gids
+
+
+def _idmapped_tree(index: int, m: Mount, source: str, userns_fd: int) -> int:
+    where = f"mounts[{index}] ({m.destination})"
+    opts = parse_options(m.options)
+    flags = S.OPEN_TREE_CLONE | S.OPEN_TREE_CLOEXEC | (S.AT_RECURSIVE if opts.flags & S.MS_REC else 0)
+    try:
+        tree = syscalls.open_tree(S.AT_FDCWD, source, flags)
+    except OSError as exc:
+        raise fail(where, f"bind source {source}", exc) from None
+    try:
+        # a copy of a shared host mount is its peer: mounts under it would reach the host
+        syscalls.mount_setattr(tree, "", S.AT_EMPTY_PATH | S.AT_RECURSIVE, 0, 0, S.MS_SLAVE)
+        recursive = S.AT_RECURSIVE if opts.ridmap else 0
+        syscalls.mount_setattr(tree, "", S.AT_EMPTY_PATH | recursive, S.MOUNT_ATTR_IDMAP, 0, 0, userns_fd)
+    except OSError as exc:
+        os.close(tree)
+        hint = ""
+        if exc.errno == errno.EINVAL:
+            info = containing_mount(os.path.realpath(source), read_mountinfo())
+            fstype = info.fstype if info is not None else "its"
+            hint = f" (the {fstype} filesystem does not support idmapped mounts)"
+        raise OcirtError(f"{where}: idmap {source}: {strerror(exc)}{hint}") from None
+    return tree
 
 
 def mount_entry(rfs: Rootfs, index: int, m: Mount) -> None:
     where = f"mounts[{index}] ({m.destination})"
     opts = parse_options(m.options)
-    if opts.idmap or m.uid_mappings or m.gid_mappings:
-        raise OcirtError(f"{where}: idmapped mounts are not supported by ocirt")
     kind = m.type
-    if is_bind(m):
+    if index in rfs.idmap_fds:
+        _attach(rfs, where, m.destination, rfs.idmap_fds[index], opts)
+    elif is_bind(m):
         if not m.source:
             raise SpecError(f"mounts[{index}].source", "is required for a bind mount")
         source = host_source(m, rfs.bundle)
@@ -315,6 +392,21 @@ def bind(
     finally:
         os.close(fd)
     remount = flags & _NOT_BIND_FLAGS & ~S.MS_REC
+    after_mount(rfs, where, dest, opts, remount | S.MS_BIND if remount else 0)
+
+
+def _attach(rfs: Rootfs, where: str, dest: str, tree: int, opts: MountOptions) -> None:
+    """Put a detached tree (``idmapped_trees``) at ``dest``; flags as for a bind."""
+    fd = _destination(rfs, where, dest, stat.S_ISDIR(os.fstat(tree).st_mode))
+    try:
+        _check_proc(rfs, where, fd, "bind", None)
+        empty = S.MOVE_MOUNT_F_EMPTY_PATH | S.MOVE_MOUNT_T_EMPTY_PATH
+        syscalls.move_mount(tree, "", fd, "", empty)
+    except OSError as exc:
+        raise fail(where, "attach the idmapped mount", exc) from None
+    finally:
+        os.close(fd)
+    remount = opts.flags & _NOT_BIND_FLAGS & ~S.MS_REC
     after_mount(rfs, where, dest, opts, remount | S.MS_BIND if remount else 0)
 
 

@@ -15,7 +15,7 @@ from ocirt.runtime.errors import OcirtError, SpecError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from ocirt.specs.config import Linux
+    from ocirt.specs.config import IDMapping, Linux
 
 CLONE_FLAGS = {
     "user": syscalls.CLONE_NEWUSER,
@@ -111,14 +111,48 @@ def _is_host_ns(kind: str, fd: int) -> bool:
 
 def write_id_maps(pid: int, linux: Linux) -> None:
     """The parent writes the maps: only a process outside the namespace may map host ids."""
-    for name, maps in (("uid_map", linux.uid_mappings), ("gid_map", linux.gid_mappings)):
+    write_maps(pid, linux.uid_mappings, linux.gid_mappings, "linux.uidMappings", "linux.gidMappings")
+
+
+def write_maps(
+    pid: int, uids: list[IDMapping], gids: list[IDMapping], uid_field: str, gid_field: str
+) -> None:
+    for name, maps, field in (("uid_map", uids, uid_field), ("gid_map", gids, gid_field)):
         text = "".join(f"{m.container_id} {m.host_id} {m.size}\n" for m in maps)
         try:
             with open(f"/proc/{pid}/{name}", "w") as f:
                 f.write(text)
         except OSError as exc:
-            field = "linux.uidMappings" if name == "uid_map" else "linux.gidMappings"
             raise SpecError(field, f"writing {name} failed: {exc.strerror}") from None
+
+
+def mapped_userns(uids: list[IDMapping], gids: list[IDMapping], where: str) -> int:
+    """An fd of a new user namespace with these maps, owned by nobody once it is returned: a
+    child makes it and waits while we write its maps, then exits. An idmapped mount takes
+    its mapping from such an fd."""
+    ready_r, ready_w = os.pipe()
+    done_r, done_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(ready_r)
+        os.close(done_w)
+        try:
+            syscalls.unshare(syscalls.CLONE_NEWUSER)
+            os.write(ready_w, b"1")
+            os.read(done_r, 1)
+        finally:
+            os._exit(0)
+    os.close(ready_w)
+    os.close(done_r)
+    try:
+        if os.read(ready_r, 1) != b"1":
+            raise OcirtError(f"{where}: cannot make a user namespace for the idmapping")
+        write_maps(pid, uids, gids, f"{where}.uidMappings", f"{where}.gidMappings")
+        return os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+    finally:
+        os.close(ready_r)
+        os.close(done_w)
+        os.waitpid(pid, 0)
 
 
 def write_time_offsets(offsets: dict[str, object]) -> None:

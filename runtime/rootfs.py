@@ -32,12 +32,14 @@ def setup_rootfs(
     userns: bool,
     before_pivot: Callable[[], None] | None = None,
     bind_fds: dict[int, int] | None = None,
+    idmap_fds: dict[int, int] | None = None,
 ) -> None:
     """From a fresh mount namespace (cwd anywhere) to chdir("/") in the new root.
 
     ``cgroup_paths`` are the container's host cgroup directories (one per hierarchy);
     ``userns`` says mknod is not allowed, so device nodes are bound from the host;
-    ``bind_fds`` are bind sources the host's root opened (``mounts.bind_sources``)."""
+    ``bind_fds`` are bind sources the host's root opened (``mounts.bind_sources``),
+    ``idmap_fds`` the idmapped trees it made (``mounts.idmapped_trees``)."""
     propagation = config.linux.rootfs_propagation or ""
     if no_pivot and propagation in ("private", "rprivate"):
         # runc's rule: with MS_MOVE the host's mounts stay reachable under the new root
@@ -47,6 +49,7 @@ def setup_rootfs(
     root_fd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     rfs = mounts.Rootfs(root_fd, bundle, cgroup_paths, cgroupns, userns)
     rfs.bind_fds = bind_fds or {}
+    rfs.idmap_fds = idmap_fds or {}
     try:
         for i, m in enumerate(config.mounts):
             mounts.mount_entry(rfs, i, m)
@@ -60,9 +63,10 @@ def setup_rootfs(
             _pivot_root(root_fd, rootfs)
     finally:
         os.close(root_fd)
-        for fd in rfs.bind_fds.values():
+        for fd in (*rfs.bind_fds.values(), *rfs.idmap_fds.values()):
             os.close(fd)
         rfs.bind_fds.clear()
+        rfs.idmap_fds.clear()
     if propagation:
         _mount("/", "set linux.rootfsPropagation " + propagation, mounts.PROPAGATION[propagation])
 

@@ -68,6 +68,7 @@ RESOLVE_NO_SYMLINKS: int = lib.RESOLVE_NO_SYMLINKS
 RESOLVE_BENEATH: int = lib.RESOLVE_BENEATH
 RESOLVE_IN_ROOT: int = lib.RESOLVE_IN_ROOT
 
+AT_FDCWD: int = lib.AT_FDCWD
 AT_EMPTY_PATH: int = lib.AT_EMPTY_PATH
 AT_RECURSIVE: int = lib.AT_RECURSIVE
 MOUNT_ATTR_RDONLY: int = lib.MOUNT_ATTR_RDONLY
@@ -80,6 +81,11 @@ MOUNT_ATTR_NOATIME: int = lib.MOUNT_ATTR_NOATIME
 MOUNT_ATTR_STRICTATIME: int = lib.MOUNT_ATTR_STRICTATIME
 MOUNT_ATTR_NODIRATIME: int = lib.MOUNT_ATTR_NODIRATIME
 MOUNT_ATTR_NOSYMFOLLOW: int = lib.MOUNT_ATTR_NOSYMFOLLOW
+MOUNT_ATTR_IDMAP: int = lib.MOUNT_ATTR_IDMAP
+OPEN_TREE_CLONE: int = lib.OPEN_TREE_CLONE
+OPEN_TREE_CLOEXEC: int = lib.OPEN_TREE_CLOEXEC
+MOVE_MOUNT_F_EMPTY_PATH: int = lib.MOVE_MOUNT_F_EMPTY_PATH
+MOVE_MOUNT_T_EMPTY_PATH: int = lib.MOVE_MOUNT_T_EMPTY_PATH
 
 SCMP_ACT_KILL_PROCESS: int = lib.SCMP_ACT_KILL_PROCESS
 SCMP_ACT_KILL_THREAD: int = lib.SCMP_ACT_KILL_THREAD
@@ -167,11 +173,28 @@ def openat2(dirfd: int, path: str, flags: int, resolve: int, mode: int = 0) -> i
 
 
 def mount_setattr(
-    dirfd: int, path: str, flags: int, attr_set: int, attr_clr: int, propagation: int = 0
+    dirfd: int,
+    path: str,
+    flags: int,
+    attr_set: int,
+    attr_clr: int,
+    propagation: int = 0,
+    userns_fd: int = 0,
 ) -> None:
-    """Change mount attributes, recursively with ``AT_RECURSIVE`` (what MS_REMOUNT cannot)."""
-    rc = lib.ocirt_mount_setattr(dirfd, path.encode(), flags, attr_set, attr_clr, propagation)
+    """Change mount attributes, recursively with ``AT_RECURSIVE`` (what MS_REMOUNT cannot);
+    ``userns_fd`` is the idmapping of ``MOUNT_ATTR_IDMAP``."""
+    rc = lib.ocirt_mount_setattr(dirfd, path.encode(), flags, attr_set, attr_clr, propagation, userns_fd)
     _check(rc, f"mount_setattr {path}", path)
+
+
+def open_tree(dirfd: int, path: str, flags: int) -> int:
+    """A mount (or with OPEN_TREE_CLONE a detached copy of the tree) as an fd."""
+    return _check(lib.ocirt_open_tree(dirfd, path.encode(), flags), f"open_tree {path}", path)
+
+
+def move_mount(from_dfd: int, from_path: str, to_dfd: int, to_path: str, flags: int) -> None:
+    rc = lib.ocirt_move_mount(from_dfd, from_path.encode(), to_dfd, to_path.encode(), flags)
+    _check(rc, f"move_mount {to_path}", to_path)
 
 
 def capget(pid: int = 0) -> tuple[int, int, int]:

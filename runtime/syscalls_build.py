@@ -63,6 +63,7 @@ CDEF = """
 #define RESOLVE_BENEATH ...
 #define RESOLVE_IN_ROOT ...
 
+#define AT_FDCWD ...
 #define AT_EMPTY_PATH ...
 #define AT_RECURSIVE ...
 #define MOUNT_ATTR_RDONLY ...
@@ -75,6 +76,11 @@ CDEF = """
 #define MOUNT_ATTR_STRICTATIME ...
 #define MOUNT_ATTR_NODIRATIME ...
 #define MOUNT_ATTR_NOSYMFOLLOW ...
+#define MOUNT_ATTR_IDMAP ...
+#define OPEN_TREE_CLONE ...
+#define OPEN_TREE_CLOEXEC ...
+#define MOVE_MOUNT_F_EMPTY_PATH ...
+#define MOVE_MOUNT_T_EMPTY_PATH ...
 
 int unshare(int flags);
 int setns(int fd, int nstype);
@@ -92,7 +98,10 @@ int ocirt_openat2(int dirfd, const char *path, unsigned long long flags,
                   unsigned long long mode, unsigned long long resolve);
 int ocirt_capget(int pid, uint32_t data[6]);
 int ocirt_mount_setattr(int dfd, const char *path, unsigned int flags, uint64_t attr_set,
-                        uint64_t attr_clr, uint64_t propagation);
+                        uint64_t attr_clr, uint64_t propagation, uint64_t userns_fd);
+int ocirt_open_tree(int dfd, const char *path, unsigned int flags);
+int ocirt_move_mount(int from_dfd, const char *from_path, int to_dfd, const char *to_path,
+                     unsigned int flags);
 int ocirt_capset(int pid, const uint32_t data[6]);
 
 typedef void *scmp_filter_ctx;
@@ -235,11 +244,22 @@ static int ocirt_openat2(int dirfd, const char *path, unsigned long long flags,
 }
 
 static int ocirt_mount_setattr(int dfd, const char *path, unsigned int flags, uint64_t attr_set,
-                               uint64_t attr_clr, uint64_t propagation)
+                               uint64_t attr_clr, uint64_t propagation, uint64_t userns_fd)
 {
     struct mount_attr attr = { .attr_set = attr_set, .attr_clr = attr_clr,
-                               .propagation = propagation };
+                               .propagation = propagation, .userns_fd = userns_fd };
     return (int) syscall(SYS_mount_setattr, dfd, path, flags, &attr, sizeof(attr));
+}
+
+static int ocirt_open_tree(int dfd, const char *path, unsigned int flags)
+{
+    return (int) syscall(SYS_open_tree, dfd, path, flags);
+}
+
+static int ocirt_move_mount(int from_dfd, const char *from_path, int to_dfd, const char *to_path,
+                            unsigned int flags)
+{
+    return (int) syscall(SYS_move_mount, from_dfd, from_path, to_dfd, to_path, flags);
 }
 
 /* data[0..2] is the low 32 bits of effective, permitted, inheritable; data[3..5] the high. */

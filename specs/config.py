@@ -177,6 +177,12 @@ class Mount:
         self.uid_mappings = uid_mappings
         self.gid_mappings = gid_mappings
 
+    def idmapped(self) -> bool:
+        """runtime-spec 1.2: an ``idmap``/``ridmap`` option or mappings of its own."""
+        return bool(self.uid_mappings or self.gid_mappings) or any(
+            o in ("idmap", "ridmap") for o in self.options
+        )
+
 
 class User:
     __slots__ = ("additional_gids", "gid", "uid", "umask")

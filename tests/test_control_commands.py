@@ -382,6 +382,8 @@ SPEC_SECCOMP_FLAGS = [
 # runc turns these into MS_POSIXACL and MS_I_VERSION; ocirt hands them to the filesystem as
 # data (as it does any option it has no flag for), so its features document leaves them out.
 RUNC_ONLY_MOUNT_OPTIONS = {"acl", "noacl", "iversion", "noiversion"}
+# runtime-spec 1.2's idmapped mounts, which runc 1.1.5 predates
+AFTER_RUNC_MOUNT_OPTIONS = {"idmap", "ridmap"}
 
 
 def kernel_capabilities() -> list[str]:
@@ -436,11 +438,11 @@ def test_features_document(rt: Runtime) -> None:
     assert set(seccomp["supportedFlags"]) <= set(SPEC_SECCOMP_FLAGS)
     assert linux["apparmor"] == {"enabled": hostfacts.apparmor_enabled()}
     assert linux["selinux"] == {"enabled": hostfacts.selinux_enabled()}
-    assert linux["mountExtensions"] == {"idmap": {"enabled": False}}
+    assert linux["mountExtensions"] == {"idmap": {"enabled": True}}
     options = doc["mountOptions"]
     assert options == sorted(options)
     assert {"rbind", "rprivate", "rro", "nosymfollow", "tmpcopyup", "defaults"} <= set(options)
-    assert "idmap" not in options and "ridmap" not in options
+    assert "idmap" in options and "ridmap" in options
     assert "org.opencontainers.runc.checkpoint.enabled" not in doc["annotations"]
 
 
@@ -472,7 +474,8 @@ def test_features_match_runc(rt: Runtime) -> None:
     """Where runc's own ``runc features`` covers the same ground, the lists agree."""
     ours, runc = features(rt), runc_features()
     assert ours["hooks"] == runc["hooks"]
-    assert ours["mountOptions"] == sorted(set(runc["mountOptions"]) - RUNC_ONLY_MOUNT_OPTIONS)
+    expected = (set(runc["mountOptions"]) - RUNC_ONLY_MOUNT_OPTIONS) | AFTER_RUNC_MOUNT_OPTIONS
+    assert ours["mountOptions"] == sorted(expected)
     seccomp, runc_seccomp = ours["linux"]["seccomp"], runc["linux"]["seccomp"]
     assert (seccomp["actions"], seccomp["operators"]) == (runc_seccomp["actions"], runc_seccomp["operators"])
     if len(runc["linux"]["capabilities"]) == len(kernel_capabilities()):

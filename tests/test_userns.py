@@ -115,3 +115,94 @@ def test_missing_bind_source_in_userns_is_one_line(rt: Runtime, open_dir: str) -
     assert res.returncode == 1
     index = len(config["mounts"]) - 1
     assert res.stderr == f"ocirt: mounts[{index}] (/mnt): bind source {missing}: No such file or directory\n"
+
+
+def idmap_bundle(path: str, script: str, mounts: list[dict[str, Any]]) -> str:
+    config = base_config(["sh", "-c", script])
+    in_userns(config)
+    config["mounts"] += mounts
+    make_bundle(path, ["sh", "-c", script], config)
+    for m in mounts:
+        os.makedirs(os.path.join(path, "rootfs", m["destination"].lstrip("/")), exist_ok=True)
+    return path
+
+
+def owners_source(base: str) -> str:
+    """Files the host owns as 1000:1001 and 0:0: without an idmapping the container (root at
+    host 100000) sees neither owner and shows the overflow id 65534."""
+    source = os.path.join(base, "src")
+    os.makedirs(source)
+    for name, owner in (("user", 1000), ("root", 0)):
+        with open(os.path.join(source, name), "w") as f:
+            f.write(name)
+        os.chown(os.path.join(source, name), owner, owner + (name == "user"))
+    os.chmod(source, 0o777)
+    return source
+
+
+def test_idmapped_mounts_map_host_owners(rt: Runtime, open_dir: str) -> None:
+    """The kernel's rule: on-disk id k shows as the host id the mount's map gives k, then as
+    the container's map shows that host id. Container map 0->100000 (65536 ids)."""
+    source = owners_source(open_dir)
+    plain = {"destination": "/plain", "type": "bind", "source": source, "options": ["bind"]}
+    # same map as the container: on-disk ids come through unchanged
+    same = {"destination": "/same", "type": "bind", "source": source, "options": ["bind", "idmap"]}
+    # a map of its own: on-disk 1000 -> host 100042 -> container 42; on-disk 0 unmapped
+    own_map = [{"containerID": 1000, "hostID": 100042, "size": 2}]
+    own = {**plain, "destination": "/own", "uidMappings": own_map, "gidMappings": own_map}
+    script = "for d in plain same own; do stat -c '%n %u:%g' /$d/user /$d/root; done; touch /same/new"
+    bundle = idmap_bundle(os.path.join(open_dir, "b"), script, [plain, same, own])
+    res = rt("run", "--bundle", bundle, rt.new_id())
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == [
+        "/plain/user 65534:65534",
+        "/plain/root 65534:65534",
+        "/same/user 1000:1001",
+        "/same/root 0:0",
+        "/own/user 42:43",
+        "/own/root 65534:65534",
+    ]
+    # what the container's root made through the idmapped mount is the host's root's on disk
+    st = os.stat(os.path.join(source, "new"))
+    assert (st.st_uid, st.st_gid) == (0, 0)
+
+
+def test_idmap_refused_where_the_filesystem_cannot(rt: Runtime, open_dir: str) -> None:
+    """ramfs has no FS_ALLOW_IDMAP (ext4, tmpfs, overlay, xfs, btrfs here do)."""
+    ram = os.path.join(open_dir, "ram")
+    os.mkdir(ram)
+    subprocess.run(["mount", "-t", "ramfs", "ocirt-test", ram], check=True)
+    try:
+        source = os.path.join(ram, "src")
+        os.mkdir(source)
+        m = {"destination": "/mnt", "type": "bind", "source": source, "options": ["rbind", "idmap"]}
+        bundle = idmap_bundle(os.path.join(open_dir, "b"), "true", [m])
+        res = rt("run", "--bundle", bundle, rt.new_id())
+    finally:
+        subprocess.run(["umount", ram], check=True)
+    index = len(base_config(["true"])["mounts"])
+    assert res.returncode == 1
+    assert res.stderr == (
+        f"ocirt: mounts[{index}] (/mnt): idmap {source}: Invalid argument "
+        "(the ramfs filesystem does not support idmapped mounts)\n"
+    )
+
+
+def test_idmap_needs_a_bind_mount_and_mappings(rt: Runtime, open_dir: str) -> None:
+    index = len(base_config(["true"])["mounts"])
+    tmpfs = {"destination": "/mnt", "type": "tmpfs", "source": "tmpfs", "options": ["idmap"]}
+    bundle = idmap_bundle(os.path.join(open_dir, "b1"), "true", [tmpfs])
+    res = rt("run", "--bundle", bundle, rt.new_id())
+    assert (res.returncode, res.stderr) == (
+        1,
+        f"ocirt: config.json: mounts[{index}].options: an idmapped mount must be a bind mount\n",
+    )
+    config = base_config(["true"])  # no user namespace: no mappings to borrow
+    config["mounts"].append({"destination": "/mnt", "type": "bind", "source": open_dir, "options": ["idmap"]})
+    make_bundle(os.path.join(open_dir, "b2"), ["true"], config)
+    res = rt("run", "--bundle", os.path.join(open_dir, "b2"), rt.new_id())
+    assert res.returncode == 1
+    assert res.stderr == (
+        f"ocirt: config.json: mounts[{index}].uidMappings: an idmapped mount needs uidMappings "
+        "and gidMappings (its own or the container's)\n"
+    )

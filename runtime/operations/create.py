@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from ocirt.runtime.hooks import Hook
     from ocirt.runtime.log import Log
     from ocirt.runtime.namespaces import Plan
+    from ocirt.runtime.process.launch import Launch
     from ocirt.runtime.seccomp import Filter
     from ocirt.specs.config import Config
 
@@ -188,6 +189,7 @@ def _create_in(
     os.chmod(st.fifo, 0o622)
     state_fd = os.open(st.dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     console_sock = None
+    launch: Launch | None = None
     try:
         console_sock = console.socket_for(cfg.process, args.console_socket, own_console)
         launch = Launch(
@@ -205,14 +207,14 @@ def _create_in(
         )
         launch.console = console_sock
         launch.seccomp = seccomp_filter
-        if plan.has("user") and os.geteuid() == 0:
-            from ocirt.runtime.mounts import bind_sources
-
-            launch.bind_sources = bind_sources(cfg.mounts, bundle)
+        _mount_sources(launch, cfg, bundle, plan)
         st.pid, st.pid_start = parent.spawn(launch, cgroup, make_cgroup)
         cgroup.limit_pids(resources)
     finally:
         os.close(state_fd)
+        if launch is not None:
+            for fd in launch.idmap_fds.values():
+                os.close(fd)
         if seccomp_filter is not None:
             seccomp_filter.close()
         if console_sock is not None:
@@ -222,6 +224,21 @@ def _create_in(
     if args.pid_file:
         write_pid_file(args.pid_file, st.pid)
     log.debug(f"created {st.id} with init pid {st.pid}")
+
+
+def _mount_sources(launch: Launch, cfg: Config, bundle: str, plan: Plan) -> None:
+    """What the host's root must open for init: idmapped trees, and in a user namespace
+    the bind sources its root may not reach."""
+    idmapped = any(m.idmapped() for m in cfg.mounts)
+    privileged_userns = plan.has("user") and os.geteuid() == 0
+    if not (idmapped or privileged_userns):
+        return
+    from ocirt.runtime import mounts
+
+    if idmapped:
+        launch.idmap_fds = mounts.idmapped_trees(cfg.mounts, bundle, cfg.linux)
+    if privileged_userns:
+        launch.bind_sources = mounts.bind_sources(cfg.mounts, bundle)
 
 
 def hook_state(st: statemod.State, status: str) -> dict[str, Any]:

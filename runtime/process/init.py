@@ -72,6 +72,7 @@ def _prepare(launch: Launch, chan: Channel) -> tuple[str, list[str]]:
             userns=launch.plan.has("user"),
             before_pivot=before_pivot,
             bind_fds=launch.bind_fds,
+            idmap_fds=launch.idmap_fds,
         )
     elif before_pivot is not None:
         before_pivot()

@@ -31,6 +31,7 @@ class Launch:
         "console",
         "hook_state",
         "hooks",
+        "idmap_fds",
         "no_new_keyring",
         "no_pivot",
         "plan",
@@ -72,6 +73,8 @@ class Launch:
         # (mounts.bind_sources), and the fds the intermediate receives for init
         self.bind_sources: list[tuple[int, str]] = []
         self.bind_fds: dict[int, int] = {}
+        # detached idmapped trees the parent made before forking (mounts.idmapped_trees)
+        self.idmap_fds: dict[int, int] = {}
 
     def needs_create_hooks(self) -> bool:
         """Init stops before pivot_root only when a hook has to run there."""
