@@ -88,7 +88,7 @@ def test_v2_full_translation_in_order() -> None:
         ("memory.swap.max", str(64 * MiB)),
         ("memory.max", str(64 * MiB)),
         ("memory.low", str(32 * MiB)),
-        ("cpu.weight", "39"),
+        ("cpu.weight", "100"),
         ("cpu.max", "50000 100000"),
         ("cpu.max.burst", "10000"),
         ("cpu.idle", "1"),
@@ -119,9 +119,44 @@ def test_fields_name_the_source_of_each_write() -> None:
     assert writes1.fields == ["linux.resources.blockIO.throttleReadBpsDevice[0]"]
 
 
+# opencontainers/cgroups v0.0.5 utils_test.go (runc 1.4): shares -> cpu.weight
+RUNC_CPU_WEIGHTS = {2: 1, 3: 2, 1024: 100, 262143: 10000, 262144: 10000}
+
+
 def test_cpu_weight_from_shares() -> None:
-    assert [cpu_weight(s) for s in (2, 1024, 262144)] == [1, 39, 10000]
-    assert v2_writes({"cpu": {"shares": 2}}) == [("cpu.weight", "1")]
+    assert {s: cpu_weight(s) for s in RUNC_CPU_WEIGHTS} == RUNC_CPU_WEIGHTS
+    weights = [cpu_weight(s) for s in range(2, 262145, 97)]
+    assert weights == sorted(weights) and weights[0] >= 1 and weights[-1] <= 10000
+    assert v2_writes({"cpu": {"shares": 1024}}) == [("cpu.weight", "100")]
+
+
+# runc's TestConvertMemorySwapToCgroupV2Value: (memory+swap, memory) -> swap, None for an error.
+# Its negative values other than -1 are refused earlier here, as the spec's limits allow no
+# other; its "0" means unset, which writes nothing.
+RUNC_SWAP = [
+    (0, 0, 0),
+    (-1, 0, -1),
+    (-1, -1, -1),
+    (-1, 1000, -1),
+    (1000, 1000, 0),
+    (500, 200, 300),
+    (300, 400, None),
+    (300, 0, None),
+    (300, -1, None),
+]
+
+
+@pytest.mark.parametrize(("swap", "limit", "expected"), RUNC_SWAP)
+def test_v2_swap_follows_runc(swap: int, limit: int, expected: int | None) -> None:
+    memory = {"swap": swap, "limit": limit}
+    if expected is None:
+        with pytest.raises(SpecError) as exc:
+            v2_writes({"memory": memory})
+        assert "linux.resources.memory.swap: " in str(exc.value)
+        return
+    writes = dict(v2_writes({"memory": memory}))
+    wanted = None if swap == 0 else "max" if expected == -1 else str(expected)
+    assert writes.get("memory.swap.max") == wanted
 
 
 def test_io_weight_from_blkio_weight() -> None:
@@ -153,10 +188,6 @@ def test_v2_cpu_max(cpu: dict[str, int], expected: str) -> None:
             [("memory.swap.max", "0"), ("memory.max", str(100 * MiB))],
         ),
         ({"limit": -1}, [("memory.swap.max", "max"), ("memory.max", "max")]),
-        (
-            {"limit": -1, "swap": 50 * MiB},
-            [("memory.swap.max", str(50 * MiB)), ("memory.max", "max")],
-        ),
         (
             {"limit": 100 * MiB, "swap": -1},
             [("memory.swap.max", "max"), ("memory.max", str(100 * MiB))],
@@ -321,7 +352,7 @@ def test_bad_values_on_v1(resources: dict[str, Any], field: str, problem: str) -
         (
             {"memory": {"swap": 100}},
             "linux.resources.memory.swap",
-            "needs memory.limit on cgroup v2",
+            "needs a memory.limit other than 0 or -1 on cgroup v2",
         ),
         (
             {"cpu": {"realtimeRuntime": 1000}},

@@ -32,6 +32,7 @@ from ocirt.runtime.cgroups import remove_tree
 from ocirt.runtime.cgroups.v1 import V1Cgroup
 from ocirt.runtime.cgroups.v2 import V2Cgroup
 from ocirt.runtime.errors import SpecError
+from support.cgroup2 import write_v2_view
 
 UNIFIED = "/sys/fs/cgroup/unified"
 DEVICES = "/sys/fs/cgroup/devices"
@@ -211,11 +212,6 @@ def test_a_hybrid_host_without_the_v1_controller_uses_the_unified_hierarchy(
 
 # --- containers on a cgroup2-only view of the host ------------------------------------------
 
-V2_VIEW = """#!/bin/sh
-# "$@" with the unified hierarchy alone at /sys/fs/cgroup, as on a cgroup2-only host
-exec unshare --mount --propagation private -- \\
-    sh -c 'mount --bind /sys/fs/cgroup/unified /sys/fs/cgroup && exec "$@"' sh "$@"
-"""
 PROBE = (
     "echo x > /dev/null && echo null-ok; "
     "mknod /dev/blk b 7 0 && echo blk-mknod-ok; head -c1 /dev/blk > /dev/null; echo blk-r=$?; "
@@ -229,13 +225,7 @@ CAPS = ["CAP_MKNOD", "CAP_DAC_OVERRIDE", "CAP_CHOWN", "CAP_FOWNER", "CAP_SETUID"
 
 @pytest.fixture
 def v2_view(tmp_path: Any) -> str:
-    if not os.path.exists(f"{UNIFIED}/cgroup.procs"):
-        pytest.fail(f"this test needs the cgroup2 hierarchy at {UNIFIED}")
-    path = str(tmp_path / "v2-view")
-    with open(path, "w") as f:
-        f.write(V2_VIEW)
-    os.chmod(path, 0o755)
-    return path
+    return write_v2_view(str(tmp_path))
 
 
 def container(rt: Runtime, cid: str, args: list[str], devices: list[dict[str, Any]] | None) -> str:

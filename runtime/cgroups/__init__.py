@@ -58,6 +58,10 @@ class Cgroup:
         path = os.path.join(directory, "pids.max")
         try:
             write_file(path, value)
+        except FileNotFoundError:
+            raise OcirtError(
+                f"{R}.pids.limit: {path} does not exist: the pids controller is not enabled there"
+            ) from None
         except OSError as exc:
             raise OcirtError(f"{R}.pids.limit: writing {value!r} to {path}: {exc.strerror}") from None
 

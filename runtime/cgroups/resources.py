@@ -15,9 +15,12 @@ runc; ``linux.resources.devices`` is not a file write and is handled elsewhere.
 On cgroup v2 the v1-only knobs with no v2 counterpart are dropped as runc and crun do
 (``kernel``, ``kernelTCP``, ``swappiness``, ``disableOOMKiller``, ``useHierarchy``: v2 is
 always hierarchical, block IO leaf weights); the ones a container would silently lose
-(real-time CPU time, ``network``) are errors. Conversions follow runc: ``cpu.weight`` from
-shares ``1 + (shares - 2) * 9999 // 262142``, ``io.weight`` from the blkio weight
-``1 + (weight - 10) * 9999 // 990``, ``memory.swap.max`` = memory+swap - memory.
+(real-time CPU time, ``network``) are errors. Conversions follow runc 1.4 (its
+opencontainers/cgroups library): ``cpu.weight`` from shares on a log scale that takes the
+minimum, default and maximum (2, 1024, 262144) to 1, 100 and 10000 (the linear formula of
+runc 1.1 made the default 39, a twelfth of a v2 default); ``io.weight`` from the blkio
+weight ``1 + (weight - 10) * 9999 // 990``; ``memory.swap.max`` = memory+swap - memory,
+which needs a memory limit that is a number.
 """
 
 from __future__ import annotations
@@ -77,7 +80,15 @@ def optional(file: str, value: str) -> bool:
 
 
 def cpu_weight(shares: int) -> int:
-    return 1 + (shares - 2) * 9999 // 262142
+    """``ceil(10 ** ((l * l + 125 * l) / 612 - 7 / 34))`` with ``l = log2(shares)``."""
+    import math
+
+    if shares <= 2:
+        return 1
+    if shares >= 262144:
+        return 10000
+    level = math.log2(shares)
+    return math.ceil(10 ** ((level * level + 125 * level) / 612.0 - 7.0 / 34.0))
 
 
 def io_weight(weight: int) -> int:
@@ -209,11 +220,12 @@ def _memory_v2(m: Memory, out: V2Writes) -> None:
 
 
 def _v2_swap(limit: int | None, swap: int) -> str:
-    """cgroup v2 limits swap alone, the spec limits memory and swap together."""
-    if swap == -1 or limit == -1:
-        return _max(swap)
-    if not limit:
-        raise SpecError(f"{R}.memory.swap", "needs memory.limit on cgroup v2")
+    """cgroup v2 limits swap alone, the spec limits memory and swap together: a finite
+    total needs a finite memory limit to subtract (runc refuses it too)."""
+    if swap == -1:
+        return "max"
+    if not limit or limit == -1:
+        raise SpecError(f"{R}.memory.swap", "needs a memory.limit other than 0 or -1 on cgroup v2")
     return str(swap - limit)
 
 
