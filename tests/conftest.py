@@ -2,12 +2,14 @@
 
 Every test gets its own runtime ``--root`` and container ids carrying ``ocirt-test``; the
 finalizer force-deletes whatever a test left and then fails the test if a container's
-cgroup, mount or process is still on the host.
+cgroup, mount or process is still on the host. At the end of the run, any process the run
+started and any kernel object it added (tests/support/leakcheck.py) fails the run.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -21,6 +23,7 @@ from typing import Any
 import pytest
 from ocirt.conformance.bundle import base_config, make_bundle, write_config
 from ocirt.conformance.runner import HUGETLB, mount_hugetlb
+from support import leakcheck
 
 OCIRT = os.path.join(os.path.dirname(sys.executable), "ocirt")
 
@@ -94,14 +97,28 @@ def cgroup_dirs(name: str) -> list[str]:
 
 
 def leaks(rt: Runtime) -> list[str]:
+    """What the test's containers left: cgroups, state, mounts, and processes (found in those
+    cgroups, rooted in the test's bundles, or naming its root or directory)."""
     problems = []
     for cid in rt.ids:
-        problems += [f"cgroup {d}" for d in cgroup_dirs(cid)]
+        for d in cgroup_dirs(cid):
+            problems.append(f"cgroup {d}")
+            problems += [f"process {pid} in {d}" for pid in _read_procs(d)]
         if os.path.exists(os.path.join(rt.root, cid)):
             problems.append(f"state dir {rt.root}/{cid}")
     with open("/proc/self/mountinfo") as f:
         problems += [f"mount {line.split()[4]}" for line in f if rt.workdir in line]
-    return problems
+    stray = leakcheck.processes_of([rt.root, rt.workdir])
+    leakcheck.kill(stray)
+    return problems + stray
+
+
+def _read_procs(cgroup: str) -> list[str]:
+    try:
+        with open(os.path.join(cgroup, "cgroup.procs")) as f:
+            return f.read().split()
+    except OSError:
+        return []
 
 
 @pytest.fixture
@@ -189,29 +206,33 @@ def host_device_nodes_untouched() -> Iterator[None]:
 
 
 def _parent_cgroups() -> set[str]:
-    """Top-level cgroups named like ours in every hierarchy (``ocirt``, ``ocirt-test``...)."""
+    """Top-level cgroups named like ours in every hierarchy (``ocirt``, ``ocirt-test``...),
+    but not a container's own (``ocirt-test-<hex>``): on a shared machine that may be another
+    run's container, just created and still empty."""
     found = set()
     for hierarchy in os.listdir("/sys/fs/cgroup"):
         top = os.path.join("/sys/fs/cgroup", hierarchy)
         if os.path.isdir(top) and not os.path.islink(top):
-            found |= {os.path.join(top, d) for d in os.listdir(top) if d.startswith("ocirt")}
+            found |= {
+                os.path.join(top, d)
+                for d in os.listdir(top)
+                if d.startswith("ocirt") and not re.fullmatch(r"ocirt-test-[0-9a-f]{10}", d)
+            }
     return found
 
 
 @pytest.fixture(autouse=True, scope="session")
 def parent_cgroups_removed() -> Iterator[None]:
     """Runtimes create the parent of a container's cgroup path and, like runc, leave it when
-    the container goes; the suite removes the parents it brought into being. A parent that
-    still holds a cgroup is a leak and fails the run."""
+    the container goes; the suite removes the parents it brought into being. One that still
+    holds a cgroup stays, for the end-of-run check to report (pytest_sessionfinish)."""
     before = _parent_cgroups()
     yield
-    left = []
     for path in sorted(_parent_cgroups() - before):
         try:
             os.rmdir(path)
         except OSError:
-            left.append(path)
-    assert not left, f"cgroups left under the suite's parents: {left}"
+            continue
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -244,6 +265,8 @@ def private_shim_zygote(tmp_path_factory: Any) -> Iterator[str]:
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     """``-q`` hides pytest-randomly's header line; the seed that ordered this run must still
     be on screen next to any failure, to replay the same order."""
+    for line in config.stash.get(LEFT, []):
+        terminalreporter.write_line(line, red=True)
     if not config.pluginmanager.hasplugin("randomly"):
         terminalreporter.write_line("tests ran in file order: pytest-randomly is not loaded")
         return
@@ -251,3 +274,38 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     terminalreporter.write_line(
         f"random order seed {seed}: replay with pytest -p randomly --randomly-seed={seed}"
     )
+
+
+LEAKS = pytest.StashKey[leakcheck.Session]()
+LEFT = pytest.StashKey[list[str]]()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    state = leakcheck.Session()
+    os.environ[leakcheck.MARK] = state.mark
+    state.watch()
+    session.config.stash[LEAKS] = state
+
+
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    item.config.stash[LEAKS].watch()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """After every fixture's teardown: this run's processes still alive are killed and fail
+    the run, and so do new kernel objects unless another pytest run shared the machine."""
+    state = session.config.stash[LEAKS]
+    state.watch()
+    processes = state.processes()
+    leakcheck.kill(processes)
+    objects = state.new_objects()
+    failing = processes + ([] if state.others else objects)
+    lines = [f"left by this run: {what}" for what in failing]
+    if state.others and objects:
+        lines.append(
+            f"{len(state.others)} other pytest run(s) shared this machine, so these new objects "
+            f"are not counted as this run's: {objects}"
+        )
+    session.config.stash[LEFT] = lines
+    if failing and session.exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
