@@ -4,8 +4,9 @@
 waits before pivot_root; ``createContainer`` runs in init at that same point, in the
 container's namespaces; ``startContainer`` runs in init after ``start`` released it and
 before the program; ``poststart`` in ``start``; ``poststop`` after the container is gone.
-A failing hook before the program fails the operation and the container is destroyed;
-``poststart`` and ``poststop`` failures are warnings (runtime-spec, lifecycle).
+A failing hook before the program, or (runtime-spec 1.3) a failing ``poststart`` hook, fails
+the operation and the container is destroyed; ``poststop`` failures are warnings. A hook
+without ``env`` inherits the runtime's environment, as runc's do.
 
 Only ``os``, ``select`` and ``time`` are used, imported at the top: ``startContainer``
 hooks run after pivot_root, when the host's Python library is no longer visible.
@@ -30,6 +31,7 @@ _OUTPUT_LIMIT = 4096
 
 class Hook:
     __slots__ = ("args", "env", "field", "path", "timeout")
+    env: list[str] | None  # None: the runtime's own environment
 
     def __init__(self, raw: Any, field: str) -> None:
         if not isinstance(raw, dict):
@@ -37,8 +39,8 @@ class Hook:
         path = raw.get("path")
         if not isinstance(path, str) or not path.startswith("/"):
             raise SpecError(f"{field}.path", "must be an absolute path")
-        args, env = raw.get("args", [path]), raw.get("env", [])
-        for key, value in (("args", args), ("env", env)):
+        args, env = raw.get("args", [path]), raw.get("env")
+        for key, value in (("args", args), ("env", [] if env is None else env)):
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise SpecError(f"{field}.{key}", "must be a list of strings")
         timeout = raw.get("timeout")
@@ -67,7 +69,7 @@ def run_all(hooks: list[Hook], state: dict[str, Any]) -> None:
 
 
 def warn_all(hooks: list[Hook], state: dict[str, Any], warn: Any) -> None:
-    """For ``poststart`` and ``poststop``: a failure is reported and the rest still run."""
+    """For ``poststop``: a failure is reported and the rest still run."""
     payload = fastjson.dumps(state).encode()
     for hook in hooks:
         try:
@@ -100,7 +102,7 @@ def _child(hook: Hook, stdin_r: int, out_w: int) -> None:
         os.dup2(stdin_r, 0)
         os.dup2(out_w, 1)
         os.dup2(out_w, 2)
-        env = dict(e.partition("=")[::2] for e in hook.env)
+        env = os.environ if hook.env is None else dict(e.partition("=")[::2] for e in hook.env)
         os.execve(hook.path, hook.args, env)
     except OSError as exc:
         os.write(2, f"exec: {exc.strerror}".encode())

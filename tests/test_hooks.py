@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
 import time
+import uuid
 from typing import Any
 
+import pytest
 from conftest import Runtime, cgroup_dirs
 
 ORDER = ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"]
@@ -94,16 +98,88 @@ def test_start_container_hook_failure_fails_start(rt: Runtime) -> None:
     assert not os.path.exists(os.path.join(bundle, "rootfs/tmp/ran")), "the program ran after a failed hook"
 
 
-def test_poststart_and_poststop_failures_are_warnings(rt: Runtime) -> None:
-    hooks = {"poststart": [{"path": "/bin/false"}], "poststop": [{"path": "/bin/false"}]}
+def alive(pid: int) -> bool:
+    """Running or sleeping: a killed init may stay a zombie until its reaper gets to it."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_poststart_failure_stops_and_deletes_the_container(rt: Runtime) -> None:
+    """runtime-spec 1.3 (runtime.md Lifecycle 9): an error, the container stopped, then
+    destroyed (12) with its poststop hooks (13); the remaining poststart hooks do not run."""
+    log = os.path.join(rt.workdir, "hooklog", "log")
+    hooks = {
+        "poststart": [{"path": "/bin/false"}, recorder("poststart", log)],
+        "poststop": [recorder("poststop", log)],
+    }
     bundle = with_hooks(rt, hooks, ["sleep", "1000"])
     cid = rt.new_id()
     assert rt("create", "--bundle", bundle, cid).returncode == 0
+    pid = rt.state(cid)["pid"]
     started = rt("start", cid)
-    assert started.returncode == 0 and "hooks.poststart[0]" in started.stderr
-    assert rt.state(cid)["status"] == "running"
+    assert started.returncode == 1
+    assert started.stderr == "ocirt: hooks.poststart[0] (/bin/false): exit status 1\n"
+    assert rt("state", cid).returncode == 1, "the container is still there"
+    assert cgroup_dirs(cid) == [] and not alive(pid), "the container's init is still running"
+    assert [k for k, _ in entries(log)] == ["poststop"]
+
+
+def test_poststart_failure_under_run_runs_poststop_once(rt: Runtime) -> None:
+    log = os.path.join(rt.workdir, "hooklog", "log")
+    hooks = {"poststart": [{"path": "/bin/false"}], "poststop": [recorder("poststop", log)]}
+    for detach in ([], ["-d"]):
+        cid = rt.new_id()
+        res = rt("run", *detach, "--bundle", with_hooks(rt, hooks, ["sleep", "1000"]), cid)
+        assert res.returncode == 1 and res.stderr.startswith("ocirt: hooks.poststart[0]"), res.stderr
+        assert rt("state", cid).returncode == 1 and cgroup_dirs(cid) == []
+    assert [k for k, _ in entries(log)] == ["poststop", "poststop"]
+
+
+def test_poststop_failure_is_a_warning(rt: Runtime) -> None:
+    hooks = {"poststop": [{"path": "/bin/false"}]}
+    bundle = with_hooks(rt, hooks, ["sleep", "1000"])
+    cid = rt.new_id()
+    assert rt("run", "-d", "--bundle", bundle, cid).returncode == 0
     deleted = rt("delete", "--force", cid)
     assert deleted.returncode == 0 and "hooks.poststop[0]" in deleted.stderr
+
+
+def test_hook_without_env_inherits_the_runtimes_as_runc(rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OCIRT_TEST_HOOK_VAR", "from-the-runtime")
+    outs = {name: os.path.join(rt.workdir, "hooklog", name) for name in ("ocirt", "runc", "given")}
+    script = 'echo "${OCIRT_TEST_HOOK_VAR:-unset}" > "$0"'
+    hooks = {
+        "prestart": [
+            {"path": "/bin/sh", "args": ["sh", "-c", script, outs["ocirt"]]},
+            {"path": "/bin/sh", "args": ["sh", "-c", script, outs["given"]], "env": ["OTHER=1"]},
+        ]
+    }
+    bundle = with_hooks(rt, hooks, ["true"])
+    res = rt("run", "--bundle", bundle, rt.new_id())
+    assert res.returncode == 0, res.stderr
+    hooks["prestart"] = [{"path": "/bin/sh", "args": ["sh", "-c", script, outs["runc"]]}]
+    runc_run(with_hooks(rt, hooks, ["true"]))
+    seen = {}
+    for name, path in outs.items():
+        with open(path) as f:
+            seen[name] = f.read().strip()
+    assert seen == {"ocirt": "from-the-runtime", "runc": "from-the-runtime", "given": "unset"}
+
+
+def runc_run(bundle: str) -> None:
+    root = f"/run/ocirt-test-runc-{uuid.uuid4().hex[:8]}"
+    cid = f"ocirt-test-runc-{uuid.uuid4().hex[:8]}"
+    try:
+        res = subprocess.run(
+            ["runc", "--root", root, "run", "--bundle", bundle, cid], capture_output=True, text=True
+        )
+        assert res.returncode == 0, res.stderr
+    finally:
+        subprocess.run(["runc", "--root", root, "delete", "--force", cid], capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_hook_timeout_and_env(rt: Runtime) -> None:

@@ -286,9 +286,8 @@ def remove_container(st: statemod.State, log: Log) -> None:
             # as runc: the state goes anyway, or a cgroup that cannot go keeps the container
             # undeletable forever; the error is still reported
             failure = exc
-    _remove_state_dir(st)
     poststop = st.config.get("hooks", {}).get("poststop")
-    if poststop:
+    if _remove_state_dir(st) and poststop:
         from ocirt.runtime import hooks
 
         hooks.warn_all(
@@ -298,7 +297,8 @@ def remove_container(st: statemod.State, log: Log) -> None:
         raise failure
 
 
-def _remove_state_dir(st: statemod.State) -> None:
+def _remove_state_dir(st: statemod.State) -> bool:
+    """False when another removal got there first."""
     for name in (statemod.FIFO, statemod.STATE_FILE, f".{statemod.STATE_FILE}.tmp"):
         try:
             os.unlink(os.path.join(st.dir, name))
@@ -307,4 +307,5 @@ def _remove_state_dir(st: statemod.State) -> None:
     try:
         os.rmdir(st.dir)
     except FileNotFoundError:
-        pass
+        return False  # removed already, poststop hooks included (a failed poststart, then ``run``)
+    return True

@@ -10,6 +10,8 @@ from ocirt.runtime.errors import OcirtError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from ocirt.runtime.cli import Args
     from ocirt.runtime.log import Log
 
@@ -41,11 +43,20 @@ def start_container(st: statemod.State, log: Log) -> None:
         raise OcirtError(verdict[1:].decode(errors="replace"))
     poststart = st.config.get("hooks", {}).get("poststart")
     if poststart:
-        from ocirt.runtime import hooks
-        from ocirt.runtime.operations.create import hook_state
+        _run_poststart(st, poststart, log)
 
-        state = hook_state(st, statemod.RUNNING)
-        hooks.warn_all(hooks.parse({"poststart": poststart})["poststart"], state, log.warning)
+
+def _run_poststart(st: statemod.State, poststart: list[Any], log: Log) -> None:
+    """runtime-spec 1.3: a failing poststart hook is an error; the container is stopped and
+    the lifecycle goes on at its destruction (and poststop hooks). Before 1.3 it was a warning."""
+    from ocirt.runtime import hooks
+    from ocirt.runtime.operations.create import hook_state, remove_container
+
+    try:
+        hooks.run_all(hooks.parse({"poststart": poststart})["poststart"], hook_state(st, statemod.RUNNING))
+    except OcirtError:
+        remove_container(st, log)
+        raise
 
 
 def _await_init(st: statemod.State, fd: int) -> bytes:
