@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 from conftest import OCIRT, Runtime, cgroup_dirs
-from ocirt.runtime import syscalls
+from ocirt.runtime import specgen, syscalls
 from ocirt.runtime.cgroups import remove_tree
 from ocirt.runtime.cgroups.v1 import V1Cgroup
 from ocirt.runtime.cgroups.v2 import V2Cgroup
@@ -352,3 +352,24 @@ def test_update_replaces_the_program_and_delete_frees_it(rt: Runtime, v2_view: s
             break
         assert time.monotonic() < deadline, f"program {last} outlived its cgroup"
         time.sleep(0.05)
+
+
+def test_ocirt_specs_default_config_runs_on_a_cgroup2_host(rt: Runtime, v2_view: str) -> None:
+    """``ocirt spec`` always writes a deny-all rule: it must run there, /dev/null and urandom
+    usable, anything else refused (CAP_MKNOD added so that a refused open can be seen)."""
+    rt.command = [v2_view, OCIRT]
+    config = specgen.default_spec()
+    script = (
+        "echo x > /dev/null && head -c2 /dev/urandom | wc -c; "
+        "mknod /dev/fuse c 10 229 && { true < /dev/fuse; echo fuse-r=$?; }"
+    )
+    config["process"]["terminal"] = False
+    config["process"]["args"] = ["sh", "-c", script]
+    for kind in ("bounding", "effective", "permitted"):
+        config["process"]["capabilities"][kind].append("CAP_MKNOD")
+    bundle = rt.bundle(config["process"]["args"])
+    rt.rewrite(bundle, config)
+    res = rt("run", "--bundle", bundle, rt.new_id())
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["2", "fuse-r=1"]
+    assert "can't open /dev/fuse: Operation not permitted" in res.stderr
