@@ -397,6 +397,7 @@ class Linux:
         "gid_mappings",
         "masked_paths",
         "namespaces",
+        "net_devices",
         "raw",
         "readonly_paths",
         "resources",
@@ -435,6 +436,7 @@ class Linux:
         self.readonly_paths = _str_list(raw, "readonlyPaths", "linux.readonlyPaths")
         self.sysctl = _str_map(raw, "sysctl", "linux.sysctl")
         self.time_offsets = _obj(raw, "timeOffsets", "linux.timeOffsets")
+        self.net_devices = _parse_net_devices(raw)
         self.domainless = False
 
     def namespace(self, kind: str) -> Namespace | None:
@@ -442,6 +444,16 @@ class Linux:
             if ns.type == kind:
                 return ns
         return None
+
+
+def _parse_net_devices(raw: dict[str, Any]) -> dict[str, str]:
+    """Host interface name -> its name in the container (the same one unless ``name`` says)."""
+    found = {}
+    devices = _obj(raw, "netDevices", "linux.netDevices") or {}
+    for host_name in devices:
+        entry = _obj(devices, host_name, f"linux.netDevices.{host_name}") or {}
+        found[host_name] = _str(entry, "name", f"linux.netDevices.{host_name}.name") or host_name
+    return found
 
 
 def _parse_namespaces(raw: dict[str, Any]) -> list[Namespace]:
