@@ -33,19 +33,26 @@ def setup_rootfs(
     before_pivot: Callable[[], None] | None = None,
     bind_fds: dict[int, int] | None = None,
     idmap_fds: dict[int, int] | None = None,
+    mount_ns: bool = True,
 ) -> None:
-    """From a fresh mount namespace (cwd anywhere) to chdir("/") in the new root.
+    """From the container's mount namespace (cwd anywhere) to chdir("/") in the new root.
 
     ``cgroup_paths`` are the container's host cgroup directories (one per hierarchy);
     ``userns`` says mknod is not allowed, so device nodes are bound from the host;
     ``bind_fds`` are bind sources the host's root opened (``mounts.bind_sources``),
-    ``idmap_fds`` the idmapped trees it made (``mounts.idmapped_trees``)."""
-    propagation = config.linux.rootfs_propagation or ""
+    ``idmap_fds`` the idmapped trees it made (``mounts.idmapped_trees``).
+    Without a mount namespace (``mount_ns`` false: the runtime's is inherited) the mounts
+    are made in the runtime's own and the root is entered with chroot, as runc and crun
+    do; the host's propagation is then left alone."""
+    propagation = (config.linux.rootfs_propagation or "") if mount_ns else ""
     if no_pivot and propagation in ("private", "rprivate"):
         # runc's rule: with MS_MOVE the host's mounts stay reachable under the new root
         raise SpecError("linux.rootfsPropagation", f"{propagation} is not safe without pivot_root")
     rootfs = rootfs_path(config, bundle)
-    _prepare_tree(propagation, rootfs)
+    if mount_ns:
+        _prepare_tree(propagation, rootfs)
+    else:
+        _bind_rootfs(rootfs)
     root_fd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     rfs = mounts.Rootfs(root_fd, bundle, cgroup_paths, cgroupns, userns)
     rfs.bind_fds = bind_fds or {}
@@ -57,7 +64,9 @@ def setup_rootfs(
             devices.setup_dev(root_fd, config.linux.devices, userns)
         if before_pivot is not None:
             before_pivot()
-        if no_pivot:
+        if not mount_ns:
+            _chroot(root_fd, rootfs)
+        elif no_pivot:
             _move_root(root_fd, rootfs)
         else:
             _pivot_root(root_fd, rootfs)
@@ -89,6 +98,11 @@ def _prepare_tree(propagation: str, rootfs: str) -> None:
     _mount("/", f"make / recursively {mode}", flags)
     if flags & S.MS_SHARED:
         _parent_private(rootfs)
+    _bind_rootfs(rootfs)
+
+
+def _bind_rootfs(rootfs: str) -> None:
+    """A mount of its own, so a read-only root or the pivot acts on it alone."""
     try:
         syscalls.mount(rootfs, rootfs, "bind", S.MS_BIND | S.MS_REC)
     except OSError as exc:
@@ -127,6 +141,16 @@ def _pivot_root(root_fd: int, rootfs: str) -> None:
         raise OcirtError(f"pivot_root {rootfs}: {mounts.strerror(exc)}{hint}") from None
     finally:
         os.close(old)
+
+
+def _chroot(root_fd: int, rootfs: str) -> None:
+    """No mount namespace of the container's own: pivot_root would swap the host's root."""
+    try:
+        os.fchdir(root_fd)
+        os.chroot(".")
+        os.chdir("/")
+    except OSError as exc:
+        raise OcirtError(f"chroot {rootfs} (no mount namespace): {mounts.strerror(exc)}") from None
 
 
 def _move_root(root_fd: int, rootfs: str) -> None:

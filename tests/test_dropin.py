@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import time
 from typing import Any
 
 from conftest import Runtime
+from ocirt.runtime import syscalls
 
 
 def test_pids_limit_zero_is_a_limit_applied_after_the_runtime_forks(rt: Runtime) -> None:
@@ -90,3 +93,62 @@ def test_tmpfs_without_mode_keeps_the_mode_of_the_directory_it_covers(rt: Runtim
         os.chmod(os.path.join(bundle, "rootfs", name), 0o1750)
     res = rt("run", "--bundle", bundle, rt.new_id())
     assert (res.returncode, res.stdout.split()) == (0, ["1750", "700", "1777"]), res.stderr
+
+
+def _marked(rt: Runtime, edit: Any) -> str:
+    bundle = rt.bundle(["sh", "-c", "readlink /proc/self/ns/mnt; cat /marker"], edit)
+    with open(os.path.join(bundle, "rootfs", "marker"), "w") as f:
+        f.write("in the rootfs\n")
+    return bundle
+
+
+def test_without_a_mount_namespace_the_runtimes_is_inherited(rt: Runtime) -> None:
+    """As runc and crun: the mounts are made in the runtime's namespace (they stay on the
+    host under the rootfs, as runc leaves them) and the root is entered with chroot.
+    maskedPaths or readonlyPaths would then act on the host's paths: refused, as runc does."""
+
+    def edit(c: dict[str, Any]) -> None:
+        c["linux"]["namespaces"] = [n for n in c["linux"]["namespaces"] if n["type"] != "mount"]
+
+    res = rt("run", "--bundle", rt.bundle(["true"], edit), rt.new_id())
+    assert (res.returncode, res.stderr) == (
+        1,
+        "ocirt: config.json: linux.maskedPaths: needs a mount namespace (it would change the host's paths)\n",
+    )
+
+    def unmasked(c: dict[str, Any]) -> None:
+        edit(c)
+        c["linux"]["maskedPaths"], c["linux"]["readonlyPaths"] = [], []
+
+    bundle = _marked(rt, unmasked)
+    try:
+        res = rt("run", "--bundle", bundle, rt.new_id())
+    finally:
+        with open("/proc/self/mountinfo") as f:
+            points = [line.split()[4] for line in f if bundle in line]
+        for point in reversed(points):
+            syscalls.umount2(point, syscalls.MNT_DETACH)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == [os.readlink("/proc/self/ns/mnt"), "in the rootfs"]
+    assert f"{bundle}/rootfs/proc" in points
+
+
+def test_a_joined_mount_namespace_gets_the_rootfs(rt: Runtime) -> None:
+    """runc sets up root.path and pivots inside a mount namespace joined by path."""
+    holder = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sleep", "60"])
+    try:
+        path = f"/proc/{holder.pid}/ns/mnt"
+        deadline = time.monotonic() + 5
+        while os.readlink(path) == os.readlink("/proc/self/ns/mnt") and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+        def edit(c: dict[str, Any]) -> None:
+            spaces = [n for n in c["linux"]["namespaces"] if n["type"] != "mount"]
+            c["linux"]["namespaces"] = [*spaces, {"type": "mount", "path": path}]
+
+        res = rt("run", "--bundle", _marked(rt, edit), rt.new_id())
+        assert res.returncode == 0, res.stderr
+        assert res.stdout.splitlines() == [os.readlink(path), "in the rootfs"]
+    finally:
+        holder.kill()
+        holder.wait()

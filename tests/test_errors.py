@@ -141,9 +141,9 @@ CASES: list[tuple[str, Edit, str]] = [
         "linux.sysctl.vm.swappiness: not a namespaced sysctl",
     ),
     (
-        "no mount ns",
-        lambda c: c.update(hostname=None, linux={"namespaces": [{"type": "pid"}]}),
-        "linux.namespaces: a mount namespace is required",
+        "masked without mount ns",
+        lambda c: c.update(linux={"namespaces": [{"type": "uts"}], "maskedPaths": ["/proc/kcore"]}),
+        "linux.maskedPaths: needs a mount namespace",
     ),
     ("terminal", lambda c: c["process"].update(terminal=True), "process.terminal"),
 ]

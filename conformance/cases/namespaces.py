@@ -124,6 +124,45 @@ for _kind in ("network", "ipc", "uts", "cgroup"):
     add(Case(f"namespaces.inherit.{_kind}", CL, "Namespaces", MUST, _inherit_case(_kind)))
 
 
+def _rootfs_view(ctx: Context, cfg: dict[str, Any]) -> str:
+    """Runs ``cfg`` with a marker file in its rootfs; its output is the mount namespace it
+    saw and the marker's text, which only a process rooted in the rootfs reads."""
+    cfg["process"]["args"] = ["sh", "-c", "readlink /proc/self/ns/mnt; cat /marker"]
+    cid, bundle = ctx.prepare(cfg)
+    with open(os.path.join(bundle, "rootfs", "marker"), "w") as f:
+        f.write("in the rootfs\n")
+    res = ctx.cli("run", "--bundle", bundle, cid, out=ctx.path(cid))
+    if not res.ok:
+        raise Fail("container run", res.brief(), "exit 0")
+    return res.out.strip()
+
+
+def _inherit_mount(ctx: Context) -> None:
+    cfg = ctx.config(["true"])
+    cfg["linux"]["namespaces"] = [n for n in cfg["linux"]["namespaces"] if n["type"] != "mount"]
+    # runc refuses these without a mount namespace: they would act on the host's paths
+    cfg["linux"]["maskedPaths"], cfg["linux"]["readonlyPaths"] = [], []
+    expect("mount namespace, rootfs", _rootfs_view(ctx, cfg), f"{_host('mount')}\nin the rootfs")
+
+
+_inherit_mount.__doc__ = """A mount namespace not listed MUST be the runtime's own (inherited): the
+container still gets its root (runc and crun mount in the runtime's namespace and chroot)."""
+add(Case("namespaces.inherit.mount", CL, "Namespaces", MUST, _inherit_mount))
+
+
+def _join_mount_rootfs(ctx: Context) -> None:
+    holder = _holder(ctx, "mount", "1.0.2")
+    path = f"/proc/{holder}/ns/mnt"
+    cfg = ctx.config(["true"])
+    with_ns(cfg, "mount", path)
+    expect("mount namespace, rootfs", _rootfs_view(ctx, cfg), f"{os.readlink(path)}\nin the rootfs")
+
+
+_join_mount_rootfs.__doc__ = """A mount namespace joined by path still gets root.path as the
+container's root (runc sets up the rootfs and pivots inside the joined namespace)."""
+add(Case("namespaces.join.mount-rootfs", CL, "Namespaces", MUST, _join_mount_rootfs))
+
+
 def _dup(cfg: dict[str, Any], ctx: Context) -> None:
     cfg["linux"]["namespaces"].append({"type": "network"})
 

@@ -65,9 +65,16 @@ def _check_supported(cfg: Config, args: Args, detach: bool) -> None:
     from ocirt.runtime import console  # not at the top: ``delete`` imports this module too
 
     console.check_request(cfg.process, args.console_socket, detach)
-    mount_ns = cfg.linux.namespace("mount")
-    if mount_ns is None:
-        raise SpecError("linux.namespaces", "a mount namespace is required")
+    if cfg.linux.namespace("mount") is None:
+        # runc's rule: they would mask or write-protect the host's own paths
+        for field, paths in (
+            ("maskedPaths", cfg.linux.masked_paths),
+            ("readonlyPaths", cfg.linux.readonly_paths),
+        ):
+            if paths:
+                raise SpecError(
+                    f"linux.{field}", "needs a mount namespace (it would change the host's paths)"
+                )
 
 
 def _check_process_attrs(cfg: Config) -> None:

@@ -62,20 +62,18 @@ def _prepare(launch: Launch, chan: Channel) -> tuple[str, list[str]]:
     if launch.plan.new & syscalls.CLONE_NEWCGROUP:
         syscalls.unshare(syscalls.CLONE_NEWCGROUP)
     before_pivot = (lambda: _create_hooks(launch, chan)) if launch.needs_create_hooks() else None
-    if launch.plan.new & syscalls.CLONE_NEWNS:
-        rootfs.setup_rootfs(
-            cfg,
-            launch.bundle,
-            no_pivot=launch.no_pivot,
-            cgroup_paths=launch.cgroup_paths,
-            cgroupns=launch.plan.has("cgroup"),
-            userns=launch.plan.has("user"),
-            before_pivot=before_pivot,
-            bind_fds=launch.bind_fds,
-            idmap_fds=launch.idmap_fds,
-        )
-    elif before_pivot is not None:
-        before_pivot()
+    rootfs.setup_rootfs(
+        cfg,
+        launch.bundle,
+        no_pivot=launch.no_pivot,
+        cgroup_paths=launch.cgroup_paths,
+        cgroupns=launch.plan.has("cgroup"),
+        userns=launch.plan.has("user"),
+        before_pivot=before_pivot,
+        bind_fds=launch.bind_fds,
+        idmap_fds=launch.idmap_fds,
+        mount_ns=launch.plan.has("mount"),
+    )
     if launch.console is not None:
         console.setup(launch.console, proc)
     else:
@@ -83,8 +81,7 @@ def _prepare(launch: Launch, chan: Channel) -> tuple[str, list[str]]:
     _make_cwd(proc.cwd)
     _set_names(cfg)
     _write_sysctls(cfg, launch)
-    if launch.plan.new & syscalls.CLONE_NEWNS:
-        rootfs.finalize_rootfs(cfg)
+    rootfs.finalize_rootfs(cfg)
     if launch.plan.new & syscalls.CLONE_NEWNET:
         _loopback_up()
     _set_rlimits(proc)
