@@ -373,3 +373,32 @@ def test_ocirt_specs_default_config_runs_on_a_cgroup2_host(rt: Runtime, v2_view:
     assert res.returncode == 0, res.stderr
     assert res.stdout.split() == ["2", "fuse-r=1"]
     assert "can't open /dev/fuse: Operation not permitted" in res.stderr
+
+
+APPLY = """
+import sys
+from ocirt.runtime.cgroups.v2 import V2Cgroup
+from ocirt.runtime.errors import OcirtError
+try:
+    V2Cgroup(sys.argv[1], sys.argv[2]).apply({"devices": [{"allow": False, "access": "rwm"}]})
+except OcirtError as exc:
+    print(exc)
+    sys.exit(1)
+"""
+
+
+def test_without_bpf_privileges_only_a_user_namespace_goes_on(pair: tuple[V1Cgroup, V2Cgroup]) -> None:
+    """runc's rule: in a user namespace the kernel refuses bpf(2), and the rules go unenforced;
+    a root without CAP_BPF, CAP_SYS_ADMIN and CAP_NET_ADMIN elsewhere gets an error."""
+    _, v2 = pair
+    apply = [sys.executable, "-I", "-c", APPLY, v2.dir, UNIFIED]
+    res = subprocess.run(["unshare", "--user", "--map-root-user", *apply], capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert attached(v2.dir) == []
+    drop = ["setpriv", "--inh-caps=-all", "--bounding-set=-bpf,-sys_admin,-net_admin,-perfmon"]
+    res = subprocess.run([*drop, *apply], capture_output=True, text=True)
+    assert res.returncode == 1, res.stderr
+    assert res.stdout.strip() == (
+        f"linux.resources.devices: device programs on {v2.dir}: bpf BPF_PROG_QUERY: Operation not permitted"
+    )
+    assert attached(v2.dir) == []

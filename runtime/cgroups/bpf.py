@@ -17,6 +17,10 @@ Replacing the rules attaches the new program next to the old ones (BPF_F_ALLOW_M
 attached program must allow) and only then detaches those, so an update never leaves the
 container unrestricted, not even for a moment. The kernel drops what is attached when the
 cgroup directory is removed.
+
+A runtime inside a user namespace (rootless, nested) may not load programs at all; as runc
+does, the rules are then left unenforced rather than failing the container: such a runtime
+cannot reach a device its user could not open anyway.
 """
 
 from __future__ import annotations
@@ -115,48 +119,46 @@ def set_v2(path: str, rules: list[Rule]) -> None:
     except OSError as exc:
         raise OcirtError(f"{F}: opening {path}: {exc.strerror}") from None
     try:
-        old = _attached(dir_fd, path)
-        if code is not None:
-            _attach(dir_fd, path, code)
-        for prog_id in old:
-            _detach(dir_fd, path, prog_id)
+        _replace(dir_fd, code)
+    except PermissionError as exc:
+        if not in_user_namespace():
+            raise OcirtError(f"{F}: device programs on {path}: {exc.strerror}") from None
+    except OSError as exc:
+        raise OcirtError(f"{F}: device programs on {path}: {exc.strerror}") from None
     finally:
         os.close(dir_fd)
 
 
-def _attached(dir_fd: int, path: str) -> list[int]:
-    try:
-        return syscalls.bpf_device_programs(dir_fd)
-    except OSError as exc:
-        raise OcirtError(f"{F}: listing the device programs of {path}: {exc.strerror}") from None
-
-
-def _attach(dir_fd: int, path: str, code: bytes) -> None:
-    try:
+def _replace(dir_fd: int, code: bytes | None) -> None:
+    old = syscalls.bpf_device_programs(dir_fd)
+    if code is not None:
         prog_fd = syscalls.bpf_device_load(code, LICENSE, NAME)
-    except OSError as exc:
-        raise OcirtError(f"{F}: loading the device eBPF program: {exc.strerror}") from None
-    try:
-        syscalls.bpf_device_attach(dir_fd, prog_fd)
-    except OSError as exc:
-        raise OcirtError(f"{F}: attaching the device eBPF program to {path}: {exc.strerror}") from None
-    finally:
-        os.close(prog_fd)
+        try:
+            syscalls.bpf_device_attach(dir_fd, prog_fd)
+        finally:
+            os.close(prog_fd)
+    for prog_id in old:
+        _detach(dir_fd, prog_id)
 
 
-def _detach(dir_fd: int, path: str, prog_id: int) -> None:
+def _detach(dir_fd: int, prog_id: int) -> None:
     """A program that went away meanwhile (another update) is already what we want."""
     try:
         prog_fd = syscalls.bpf_prog_fd(prog_id)
     except FileNotFoundError:
         return
-    except OSError as exc:
-        raise OcirtError(f"{F}: opening device program {prog_id} of {path}: {exc.strerror}") from None
     try:
         syscalls.bpf_device_detach(dir_fd, prog_fd)
     except FileNotFoundError:
         return
-    except OSError as exc:
-        raise OcirtError(f"{F}: detaching device program {prog_id} from {path}: {exc.strerror}") from None
     finally:
         os.close(prog_fd)
+
+
+def in_user_namespace() -> bool:
+    """Any uid map but the initial namespace's identity map of every id."""
+    try:
+        with open("/proc/self/uid_map") as f:
+            return f.read().split() != ["0", "0", "4294967295"]
+    except FileNotFoundError:
+        return False
