@@ -236,6 +236,17 @@ def parent_cgroups_removed() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True, scope="session")
+def ip_forward_restored() -> Iterator[None]:
+    """ocirtctl's bridge networks switch on net.ipv4.ip_forward, as Docker's do; the run puts
+    the host's value back at its end, unless a bridge (another user's) is left to need it."""
+    before = leakcheck.ip_forward()
+    yield
+    if leakcheck.ip_forward() != before and not leakcheck.bridges():
+        with open(leakcheck.IP_FORWARD, "w") as f:
+            f.write(before)
+
+
+@pytest.fixture(autouse=True, scope="session")
 def private_shim_zygote(tmp_path_factory: Any) -> Iterator[str]:
     """Every shim the suite starts (directly or through ``ocirtctl``) forks from a zygote of
     the suite's own, stopped at the end, instead of the host's long-lived default one."""

@@ -1,6 +1,6 @@
 """What the suite leaves on the host: its processes, and the kernel objects found at the end
 of the run that were not there at its start (mounts, network namespaces, links, nft tables,
-cgroups).
+cgroups, and a changed ``net.ipv4.ip_forward``).
 
 Every process a test starts inherits ``OCIRT_TEST_SESSION``, so a leftover process is
 known to be this run's wherever it was reparented. Kernel objects carry no such mark: when
@@ -88,6 +88,17 @@ def _nft_tables() -> set[str]:
     return set(res.stdout.splitlines())
 
 
+IP_FORWARD = "/proc/sys/net/ipv4/ip_forward"
+
+
+def ip_forward() -> str:
+    return _read(IP_FORWARD).decode().strip()
+
+
+def bridges() -> list[str]:
+    return [n for n in os.listdir("/sys/class/net") if os.path.isdir(f"/sys/class/net/{n}/bridge")]
+
+
 def _objects() -> set[str]:
     """The host's kernel objects, each as "kind name"."""
     netns = os.listdir("/run/netns") if os.path.isdir("/run/netns") else []
@@ -97,6 +108,7 @@ def _objects() -> set[str]:
         | {f"link {n}" for n in os.listdir("/sys/class/net")}
         | {f"nft {t}" for t in _nft_tables()}
         | {f"cgroup {c}" for c in _cgroups()}
+        | {f"sysctl net.ipv4.ip_forward={ip_forward()}"}
     )
 
 
