@@ -164,6 +164,23 @@ def _confine(path: tuple[Any, ...], value: Any, cid: str) -> Any:
     return value
 
 
+def _keep_mount_namespace(cfg: dict[str, Any]) -> None:
+    """Without one, a container's mounts are made in the host's mount namespace (as runc
+    does): the cases must not put mounts on this host, so whatever a mutation did to
+    ``linux`` and its namespaces, a well-typed list still holds the mount namespace."""
+    if cfg.get("linux") is None:
+        cfg["linux"] = {}
+    linux = cfg["linux"]
+    if isinstance(linux, dict):
+        if linux.get("namespaces") is None:
+            linux["namespaces"] = []
+        spaces = linux["namespaces"]
+        if isinstance(spaces, list) and not any(
+            isinstance(n, dict) and n.get("type") == "mount" for n in spaces
+        ):
+            spaces.append({"type": "mount"})
+
+
 def hostile_config(rng: random.Random, cid: str) -> tuple[str, bytes]:
     """A label saying what was done, and the config.json bytes."""
     cfg = base_config(cid)
@@ -182,6 +199,7 @@ def hostile_config(rng: random.Random, cid: str) -> tuple[str, bytes]:
         path = rng.choice(_paths(cfg)[1:])
         _mutate_at(cfg, path, rng, cid)
         labels.append(".".join(str(p) for p in path))
+    _keep_mount_namespace(cfg)
     ascii_only = rng.random() < 0.8
     text = json.dumps(cfg, ensure_ascii=ascii_only)
     if DEEP in text:
