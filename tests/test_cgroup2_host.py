@@ -5,7 +5,8 @@ This host's unified hierarchy offers only the hugetlb controller (plus the core
 in the container's cgroup, read by the test from the host. Controllers the view lacks must
 fail with the field named and nothing left behind. The conversions for controllers this
 host cannot show (cpu.weight, io.weight, memory.swap.max) are checked against runc's own
-documented values in test_cgroup_resources.py.
+documented values in test_cgroup_resources.py. Last, ``ocirtctl run`` with ocirt in that
+view: the deny-all rule the manager always sends must run there.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 
 import pytest
 from conftest import OCIRT, Runtime, cgroup_dirs
+from ocirt.runtime import syscalls
 from support.cgroup2 import UNIFIED, write_v2_view
 
 MiB = 1 << 20
@@ -117,3 +119,47 @@ def test_a_controller_the_host_lacks_fails_cleanly(
     )
     assert not cgroup_dirs(cid)
     assert v2_rt("state", cid).returncode != 0
+
+
+def test_ocirtctl_run_on_a_cgroup2_host(tmp_path: Any) -> None:
+    """``ocirtctl run`` always sends a deny-all rule and docker's defaults: on a cgroup2 host
+    the container runs, in a unified cgroup only, with one device program attached."""
+    from support.ctl import manager
+
+    view = write_v2_view(str(tmp_path))
+    runtime = str(tmp_path / "ocirt-v2")
+    with open(runtime, "w") as f:
+        f.write(f'#!/bin/sh\nexec {view} {OCIRT} "$@"\n')
+    os.chmod(runtime, 0o755)
+    (tmp_path / "m").mkdir()
+    with manager(str(tmp_path / "m")) as m:
+        probe = "echo x > /dev/null && echo null-ok; mknod /dev/fuse c 10 229; true < /dev/fuse; echo r=$?"
+        res = m("--runtime", runtime, "run", "--rm", m.data, "sh", "-c", probe)
+        assert res.stdout.split() == ["null-ok", "r=1"]
+        assert "can't open /dev/fuse: Operation not permitted" in res.stderr
+        res = m(
+            "--runtime",
+            runtime,
+            "run",
+            "--rm",
+            "--device",
+            "/dev/fuse",
+            m.data,
+            "sh",
+            "-c",
+            "true < /dev/fuse; echo r=$?",
+        )
+        assert res.stdout.split() == ["r=0"]
+
+        cid = m("--runtime", runtime, "run", "-d", m.data, "sleep", "1000").stdout.strip()
+        try:
+            dirs = cgroup_dirs(cid)
+            assert len(dirs) == 1 and dirs[0].startswith(f"{UNIFIED}/"), dirs
+            fd = os.open(dirs[0], os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                assert len(syscalls.bpf_device_programs(fd)) == 1
+            finally:
+                os.close(fd)
+        finally:
+            m("--runtime", runtime, "rm", "-f", cid)
+        assert not cgroup_dirs(cid)
