@@ -218,8 +218,16 @@ def _below_parent(path: str, token: str) -> bool:
 
 
 def remove_cgroups(token: str) -> None:
-    """rmdir the test's cgroups, children first; a cgroup still holding a process stays (a leak)."""
+    """rmdir the test's cgroups, children first; a cgroup still holding a process stays (a leak).
+
+    A directory under /sys/fs/cgroup that is no mounted hierarchy (a ``hugetlb`` left by a
+    tool that unmounted it) is plain tmpfs: podman still makes its ``conmon`` "cgroup" and a
+    ``tasks`` file there, which only a recursive removal undoes."""
     for d in sorted(cgroup_dirs(token), key=lambda p: p.count("/"), reverse=True):
+        hierarchy = os.path.join(CGROUP_ROOT, os.path.relpath(d, CGROUP_ROOT).split("/")[0])
+        if not os.path.ismount(hierarchy):
+            shutil.rmtree(d, ignore_errors=True)
+            continue
         try:
             os.rmdir(d)
         except OSError:

@@ -8,6 +8,7 @@ disabled. ``ctr run --runc-root`` keeps ocirt's state private as well: the shim 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Iterator
@@ -30,8 +31,9 @@ DISABLED = [
 
 
 class Containerd:
-    def __init__(self, ws: host.Workspace) -> None:
+    def __init__(self, ws: host.Workspace, runtime: str) -> None:
         self.ws = ws
+        self.runtime = runtime
         self.socket = os.path.join(ws.dir, "containerd.sock")
         self.namespace = ws.token
         self.runc_root = ws.path("runc-root")
@@ -59,7 +61,7 @@ class Containerd:
 
     def run_args(self, *options: str) -> list[str]:
         """``ctr run`` on ocirt, with the shim's FIFOs and ocirt's state in the workspace."""
-        runtime = ["--runc-binary", host.OCIRT, "--runc-root", self.runc_root]
+        runtime = ["--runc-binary", self.runtime, "--runc-root", self.runc_root]
         return ["run", *runtime, "--fifo-dir", self.ws.path("fifo"), *options]
 
     def detached(self, cid: str, *options: str) -> None:
@@ -85,10 +87,11 @@ class Containerd:
         self("container", "rm", cid).ok()
 
 
-@pytest.fixture(scope="module")
-def containerd() -> Iterator[Containerd]:
+@contextlib.contextmanager
+def session(runtime: str) -> Iterator[Containerd]:
+    """A private containerd whose ``ctr run`` uses ``runtime``, its image imported."""
     ws = host.Workspace("containerd", ["/run/containerd"])
-    ctd = Containerd(ws)
+    ctd = Containerd(ws, runtime)
     daemon = None
     try:
         daemon = host.start_daemon(
@@ -108,11 +111,30 @@ def containerd() -> Iterator[Containerd]:
         assert not found, f"containerd left behind: {found}"
 
 
+@pytest.fixture(scope="module")
+def containerd() -> Iterator[Containerd]:
+    with session(host.OCIRT) as ctd:
+        yield ctd
+
+
 def test_run_rm_exit_status(containerd: Containerd) -> None:
     res = containerd(*containerd.run_args("--rm"), IMAGE, "run-rm", "sh", "-c", "echo out; id -u; exit 3")
     assert res.returncode == 3, res
     assert res.stdout.split() == ["out", "0"]
     assert not os.path.exists(os.path.join(containerd.ws.ocirt_root, "run-rm"))
+
+
+def test_default_network_is_a_new_namespace_with_loopback_up(containerd: Containerd) -> None:
+    """``ctr run`` without CNI gives a network namespace of the container's own, holding only
+    ``lo``, which the runtime brings up as runc does; ``--net-host`` keeps the host's."""
+    script = (
+        "ls /sys/class/net; readlink /proc/self/ns/net; ping -c 1 -W 2 127.0.0.1 >/dev/null && echo lo-up"
+    )
+    own = containerd(*containerd.run_args("--rm"), IMAGE, "net-own", "sh", "-c", script).ok().stdout.split()
+    assert own[0] == "lo" and own[2] == "lo-up", own
+    assert own[1] != os.readlink("/proc/self/ns/net")
+    hosts = containerd(*containerd.run_args("--rm", "--net-host"), IMAGE, "net-host", "sh", "-c", script)
+    assert os.readlink("/proc/self/ns/net") in hosts.ok().stdout.split()
 
 
 def test_exec_pause_kill_delete(containerd: Containerd) -> None:

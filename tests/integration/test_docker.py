@@ -1,22 +1,24 @@
 """Docker Engine (Debian's docker.io 20.10) with ocirt added as a runtime.
 
 ``dockerd`` listens on a socket in the test's workspace, keeps its data root, exec root,
-pidfile and the containerd it starts under it, and leaves host networking alone (no
-bridge, no iptables, no forwarding or masquerading), so containers run with
-``--network none``. Docker's containerd shim runs ocirt with ``--root
-<exec-root>/runtime-runc/moby`` (20.10 names it after runc whatever the runtime).
+pidfile and the containerd it starts under it. Its default bridge network is a bridge the
+test makes (a private name and a free subnet, removed at the end); it leaves the host's
+iptables, forwarding and masquerading alone. Docker's containerd shim runs ocirt with
+``--root <exec-root>/runtime-runc/moby`` (20.10 names it after runc whatever the runtime).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import subprocess
 import time
 from collections.abc import Iterator
 
 import pytest
 
-from integration import host
+from integration import host, netavark
 from integration.images import docker_archive, rootfs_tar
 from integration.terminal import INTERACT, SHOW_TTY, TYPED, check_interactive, run_on_pty
 
@@ -27,8 +29,11 @@ SHARED = ["/run/docker", "/run/containerd"]
 
 
 class Docker:
-    def __init__(self, ws: host.Workspace) -> None:
+    def __init__(self, ws: host.Workspace, runtime: str) -> None:
         self.ws = ws
+        self.runtime = runtime
+        self.bridge = f"oitd{ws.token[-8:]}"
+        self.gateway = netavark.free_subnet().replace(".0/24", ".1")
         self.socket = os.path.join(ws.dir, "docker.sock")
         self.exec_root = ws.path("exec")
         self.ws.ocirt_root = os.path.join(self.exec_root, "runtime-runc", "moby")
@@ -44,17 +49,26 @@ class Docker:
             *("--host", f"unix://{self.socket}", "--config-file", config),
             *("--data-root", self.ws.path("data"), "--exec-root", self.exec_root),
             *("--pidfile", os.path.join(self.ws.dir, "docker.pid")),
-            *("--bridge", "none", "--iptables=false", "--ip6tables=false", "--ip-masq=false"),
+            *("--bridge", self.bridge, "--iptables=false", "--ip6tables=false", "--ip-masq=false"),
             *("--ip-forward=false", "--userland-proxy=false", "--storage-driver", "vfs"),
             *("--exec-opt", "native.cgroupdriver=cgroupfs", "--cgroup-parent", self.cgroup_parent),
-            *("--add-runtime", f"ocirt={host.OCIRT}"),
+            *("--add-runtime", f"under-test={self.runtime}"),
         ]
+
+    def make_bridge(self) -> None:
+        """The bridge dockerd takes as its default network, with the gateway address on it."""
+        for argv in (
+            ["ip", "link", "add", self.bridge, "type", "bridge"],
+            ["ip", "addr", "add", f"{self.gateway}/24", "dev", self.bridge],
+            ["ip", "link", "set", self.bridge, "up"],
+        ):
+            subprocess.run(argv, check=True, capture_output=True)
 
     def __call__(self, *args: str, timeout: float = 90) -> host.Result:
         return host.run([*self.client, *args], timeout=timeout)
 
     def run_args(self, *options: str) -> list[str]:
-        return ["run", "--runtime", "ocirt", "--network", "none", *options]
+        return ["run", "--runtime", "under-test", "--network", "none", *options]
 
     def detached(self, *options: str) -> str:
         return self(*self.run_args("-d", *options), IMAGE, "sh", "-c", TRAP_LOOP).ok().stdout.strip()
@@ -63,12 +77,14 @@ class Docker:
         return self("inspect", "--format", template, cid).ok().stdout.strip()
 
 
-@pytest.fixture(scope="module")
-def docker() -> Iterator[Docker]:
+@contextlib.contextmanager
+def session(runtime: str) -> Iterator[Docker]:
+    """A private dockerd with ``runtime`` as its runtime ``under-test``, its image loaded."""
     ws = host.Workspace("docker", SHARED)
-    dk = Docker(ws)
+    dk = Docker(ws, runtime)
     daemon = None
     try:
+        dk.make_bridge()
         daemon = host.start_daemon(
             dk.daemon_argv(),
             os.path.join(ws.dir, "dockerd.log"),
@@ -83,8 +99,15 @@ def docker() -> Iterator[Docker]:
             if ids:
                 dk("rm", "--force", *ids)
             host.stop_daemon(daemon)
+        subprocess.run(["ip", "link", "del", dk.bridge], capture_output=True)
         found = ws.cleanup()
         assert not found, f"dockerd left behind: {found}"
+
+
+@pytest.fixture(scope="module")
+def docker() -> Iterator[Docker]:
+    with session(host.OCIRT) as dk:
+        yield dk
 
 
 def test_run_rm_exit_status_and_exit_codes(docker: Docker) -> None:
@@ -95,6 +118,15 @@ def test_run_rm_exit_status_and_exit_codes(docker: Docker) -> None:
     # Docker maps the runtime's error text: 127 for a missing program, 126 for a non-executable one.
     assert docker(*docker.run_args("--rm"), IMAGE, "/nonexistent").returncode == 127
     assert docker(*docker.run_args("--rm"), IMAGE, "/etc/passwd").returncode == 126
+
+
+def test_default_bridge_network(docker: Docker) -> None:
+    """Docker's prestart hook (``libnetwork-setkey``) puts the container on the default bridge:
+    it gets an address on the test's subnet and reaches the host's end of the bridge."""
+    script = f"ip -4 -o addr show eth0; ping -c 1 -W 2 {docker.gateway} >/dev/null && echo reached"
+    res = docker("run", "--runtime", "under-test", "--rm", IMAGE, "sh", "-c", script).ok()
+    assert f"inet {docker.gateway.rsplit('.', 1)[0]}." in res.stdout, res
+    assert "reached" in res.stdout, res
 
 
 def test_exec_pause_stop(docker: Docker) -> None:
