@@ -218,20 +218,26 @@ def _below_parent(path: str, token: str) -> bool:
 
 
 def remove_cgroups(token: str) -> None:
-    """rmdir the test's cgroups, children first; a cgroup still holding a process stays (a leak).
-
-    A directory under /sys/fs/cgroup that is no mounted hierarchy (a ``hugetlb`` left by a
-    tool that unmounted it) is plain tmpfs: podman still makes its ``conmon`` "cgroup" and a
-    ``tasks`` file there, which only a recursive removal undoes."""
+    """rmdir the test's cgroups, children first; a cgroup still holding a process stays (a leak)."""
+    clear_unmounted_hierarchies(token)
     for d in sorted(cgroup_dirs(token), key=lambda p: p.count("/"), reverse=True):
-        hierarchy = os.path.join(CGROUP_ROOT, os.path.relpath(d, CGROUP_ROOT).split("/")[0])
-        if not os.path.ismount(hierarchy):
-            shutil.rmtree(d, ignore_errors=True)
-            continue
         try:
             os.rmdir(d)
         except OSError:
             pass
+
+
+def clear_unmounted_hierarchies(token: str) -> None:
+    """podman makes its cgroup directories for every controller in /proc/cgroups, mounted or
+    not: where one (hugetlb here) is not, they are plain tmpfs directories under
+    /sys/fs/cgroup with a ``tasks`` file in them, which no rmdir (podman's ``pod rm``
+    included) can remove until the file is gone."""
+    for d in cgroup_dirs(token):
+        hierarchy = os.path.join(CGROUP_ROOT, os.path.relpath(d, CGROUP_ROOT).split("/")[0])
+        if not os.path.ismount(hierarchy):
+            for entry in os.scandir(d):
+                if entry.is_file(follow_symlinks=False):
+                    os.unlink(entry.path)
 
 
 def ocirt_state(root: str, cid: str) -> dict[str, object]:

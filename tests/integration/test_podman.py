@@ -2,17 +2,22 @@
 
 podman is isolated from the host's: its own storage root, runroot, tmpdir, containers.conf,
 storage.conf and registries.conf, cgroupfs under a private cgroup parent, a file events
-log, and a default network of the test's own (bridge name and subnet). ocirt keeps its
+log, and a default network of the test's own (bridge name and subnet). Its containers.conf
+is the stock one (Debian's default sysctls and capabilities) with only those paths and the
+ulimits this host allows added. ocirt keeps its
 state in its default root: podman 4.3 drops ``--runtime-flag`` from the cleanup command
 conmon runs when a container exits, so a private ``--root`` would never see the ``delete``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
+import tomllib
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from ocirt.runtime.state import DEFAULT_ROOT
@@ -25,12 +30,13 @@ IMAGE = "localhost/ocirt-busybox:it"
 ULIMITS = ["--ulimit", "nofile=1024:4096", "--ulimit", "nproc=4096:4096"]
 # Paths podman 4.3 writes whatever its configuration says.
 SHARED = ["/run/containers", "/var/lib/containers"]
+STOCK_CONF = "/usr/share/containers/containers.conf"
 OCIRT_ROOT = DEFAULT_ROOT
 TRAP_LOOP = 'trap "exit 5" TERM; while :; do sleep 0.1; done'
 
 
 class Podman:
-    def __init__(self, ws: host.Workspace, network: str) -> None:
+    def __init__(self, ws: host.Workspace, network: str, runtime: str) -> None:
         self.ws = ws
         self.network = network
         self.cgroup_parent = f"/{ws.token}"
@@ -39,7 +45,7 @@ class Podman:
             "podman",
             *("--root", ws.path("storage"), "--runroot", ws.path("runroot"), "--tmpdir", ws.path("tmp")),
             *("--cgroup-manager", "cgroupfs", "--events-backend", "file", "--storage-driver", "vfs"),
-            *("--runtime", host.OCIRT),
+            *("--runtime", runtime),
         ]
 
     def __call__(self, *args: str, timeout: float = 90) -> host.Result:
@@ -60,20 +66,20 @@ def _write_configs(ws: host.Workspace, network: str) -> dict[str, str]:
     conf, storage, registries = (
         os.path.join(ws.dir, n) for n in ("containers.conf", "storage.conf", "reg.conf")
     )
+    with open(STOCK_CONF, "rb") as f:
+        tables = tomllib.load(f)
+    tables["containers"]["default_ulimits"] = ["nofile=1024:4096", "nproc=4096:4096"]
+    tables["engine"].update(
+        cgroup_manager="cgroupfs",
+        events_logger="file",
+        events_logfile_path=f"{ws.dir}/events.log",
+        tmp_dir=ws.path("tmp"),
+    )
+    tables["network"].update(
+        network_backend="netavark", network_config_dir=ws.path("networks"), default_network=network
+    )
     with open(conf, "w") as f:
-        f.write(
-            "[containers]\n"
-            'default_ulimits = ["nofile=1024:4096", "nproc=4096:4096"]\n'
-            "[engine]\n"
-            'cgroup_manager = "cgroupfs"\n'
-            'events_logger = "file"\n'
-            f'events_logfile_path = "{ws.dir}/events.log"\n'
-            f'tmp_dir = "{ws.path("tmp")}"\n'
-            "[network]\n"
-            'network_backend = "netavark"\n'
-            f'network_config_dir = "{ws.path("networks")}"\n'
-            f'default_network = "{network}"\n'
-        )
+        f.write(_toml(tables))
     with open(storage, "w") as f:
         f.write(
             f'[storage]\ndriver = "vfs"\ngraphroot = "{ws.path("storage")}"\n'
@@ -88,13 +94,25 @@ def _write_configs(ws: host.Workspace, network: str) -> dict[str, str]:
     }
 
 
-@pytest.fixture(scope="module")
-def podman() -> Iterator[Podman]:
+def _toml(tables: dict[str, Any], prefix: str = "") -> str:
+    """TOML for nested tables of strings, numbers, booleans and lists of strings (JSON's
+    spelling of those is TOML's)."""
+    plain = [f"{k} = {json.dumps(v)}\n" for k, v in tables.items() if not isinstance(v, dict)]
+    text = (f"[{prefix}]\n" if prefix else "") + "".join(plain)
+    for key, value in tables.items():
+        if isinstance(value, dict):
+            text += _toml(value, f"{prefix}.{key}" if prefix else key)
+    return text
+
+
+@contextlib.contextmanager
+def session(runtime: str) -> Iterator[Podman]:
+    """podman on ``runtime`` with the test's own storage and default network, its image imported."""
     ws = host.Workspace("podman", SHARED, ocirt_root=OCIRT_ROOT)
     bridge = f"oit{ws.token[-8:]}"
     hostnet = netavark.HostNetwork(bridge)
     netavark.write_network(ws.path("networks"), ws.token, bridge, netavark.free_subnet())
-    pm = Podman(ws, ws.token)
+    pm = Podman(ws, ws.token, runtime)
     netns_before = set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()
     try:
         pm("import", rootfs_tar(ws.path("image")), IMAGE).ok()
@@ -106,6 +124,12 @@ def podman() -> Iterator[Podman]:
         netns_after = set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()
         found += [f"netns {n}" for n in netns_after - netns_before if n.startswith("netns-")]
         assert not found, f"podman left behind: {found}"
+
+
+@pytest.fixture(scope="module")
+def podman() -> Iterator[Podman]:
+    with session(host.OCIRT) as pm:
+        yield pm
 
 
 def test_run_rm_exit_status_and_streams(podman: Podman) -> None:
@@ -206,18 +230,27 @@ def test_network_none_has_only_loopback(podman: Podman) -> None:
 
 
 def test_default_network_is_the_private_bridge(podman: Podman) -> None:
-    """The container gets an address on the test's subnet and reaches the host's end of the bridge."""
+    """The container gets an address on the test's subnet and reaches the host's end of the bridge.
+
+    podman joins the namespace netavark made by path and asks for the stock
+    ``net.ipv4.ping_group_range`` in it; stock podman also drops NET_RAW, which busybox's
+    ping (raw sockets only) needs, so one run adds it back and one checks the default."""
     with open(os.path.join(podman.ws.dir, "networks", f"{podman.network}.json")) as f:
         gateway = json.load(f)["subnets"][0]["gateway"]
     script = f"ip -4 -o addr show eth0; ping -c 1 -W 2 {gateway} >/dev/null && echo reached"
-    res = podman(*podman.run_args("--rm"), IMAGE, "sh", "-c", script).ok()
+    res = podman(*podman.run_args("--rm", "--cap-add", "NET_RAW"), IMAGE, "sh", "-c", script).ok()
     assert f"inet {gateway.rsplit('.', 1)[0]}." in res.stdout
     assert "reached" in res.stdout
+    stock = podman(*podman.run_args("--rm"), IMAGE, "cat", "/proc/sys/net/ipv4/ping_group_range").ok()
+    assert stock.stdout.split() == ["0", "0"]
 
 
 def test_pod_members_join_the_infra_namespaces(podman: Podman) -> None:
     """A pod's containers enter its infra container's namespaces by path (``/proc/<pid>/ns/*``)."""
-    podman("pod", "create", "--name", "pod1", "--share", "pid,ipc,net,uts", "--network", "none").ok()
+    pod = podman(
+        *("pod", "create", "--name", "pod1", "--share", "pid,ipc,net,uts", "--network", "none"),
+        *("--cgroup-parent", podman.cgroup_parent),
+    ).ok()
     podman("pod", "start", "pod1").ok()
     try:
         res = podman(
@@ -227,7 +260,11 @@ def test_pod_members_join_the_infra_namespaces(podman: Podman) -> None:
         assert lines[0] == "pod1"
         assert "catatonit" in lines, "the infra container's pid namespace was not joined"
     finally:
+        host.clear_unmounted_hierarchies(podman.ws.token)
         podman("pod", "rm", "--force", "--time", "0", "pod1").ok()
+        # podman removes the pod's cgroup in the controllers of /proc/cgroups only; the
+        # runtime (runc as well) also made the members' parent in name=systemd and cgroup2.
+        host.remove_cgroups(f"{podman.ws.token}/{pod.stdout.strip()}")
 
 
 def test_checkpoint_and_restore(podman: Podman) -> None:
