@@ -1,0 +1,101 @@
+"""The configs podman, Docker and containerd really write, run under ocirt and under runc.
+
+Each manager runs its containers on a capturing wrapper around runc (see ``captured.py``),
+with its default network and stock defaults, once plainly and once with the options users
+pass most (limits, user, capabilities, read-only root, environment). Every captured config
+is then replayed on the same rootfs under ocirt and under runc, and what the container
+sees (ids, capabilities, seccomp mode, mounts, environment, rlimits, cgroup limits,
+devices, hostname, namespaces, sysctls) must be the same. ``runc spec`` output gets the
+same comparison.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from ocirt.conformance.bundle import make_rootfs
+
+from integration import captured, host, test_containerd, test_docker, test_podman
+
+# Options users pass most, in each manager's spelling.
+PODMAN_FLAGS = [
+    *("--memory", "64m", "--pids-limit", "50", "--cpu-shares", "512", "--user", "65534:65534"),
+    *("--cap-drop", "NET_BIND_SERVICE", "--cap-add", "SYS_TIME", "--read-only", "--env", "FOO=bar"),
+    *("--hostname", "flagged", "--tmpfs", "/scratch:size=1m"),
+]
+DOCKER_FLAGS = PODMAN_FLAGS
+CONTAINERD_FLAGS = [
+    *("--memory-limit", str(64 * 1024 * 1024), "--cpu-shares", "512", "--cpus", "0.5", "--seccomp"),
+    *("--cap-add", "CAP_SYS_TIME", "--cap-drop", "CAP_NET_RAW", "--read-only", "--env", "FOO=bar"),
+]
+SLEEP = ["sleep", "3600"]
+
+
+def _replay(workdir: str, token: str, run: captured.Captured, name: str) -> None:
+    """Run ``run``'s config under both runtimes and compare what the probe saw."""
+    seen = {}
+    for runtime, binary in (("ocirt", host.OCIRT), ("runc", captured.RUNC)):
+        cgroups_path = f"/{token}/{name}-{runtime}"
+        config = captured.replay_config(run.config, run.rootfs, cgroups_path)
+        out = captured.run_probe(binary, workdir, config, f"{name}-{runtime}")
+        seen[runtime] = captured.normalise(out, cgroups_path, config)
+    captured.compare(name, seen["ocirt"], seen["runc"])
+
+
+@pytest.fixture(scope="module")
+def wrapper() -> Iterator[str]:
+    directory = os.path.join("/tmp", f"ocirt-captured-{os.urandom(4).hex()}")
+    os.makedirs(directory)
+    try:
+        yield captured.write_wrapper(directory)
+    finally:
+        shutil.rmtree(directory)
+
+
+def test_podman_configs(wrapper: str) -> None:
+    captures = os.path.dirname(wrapper)
+    with test_podman.session(wrapper) as pm:
+        plain = pm(*pm.run_args("-d"), test_podman.IMAGE, *SLEEP).ok().stdout.strip()
+        flagged = pm(*pm.run_args("-d", *PODMAN_FLAGS), test_podman.IMAGE, *SLEEP).ok().stdout.strip()
+        for name, cid in (("podman-plain", plain), ("podman-flags", flagged)):
+            _replay(pm.ws.dir, pm.ws.token, captured.load(captures, cid), name)
+
+
+def test_docker_configs(wrapper: str) -> None:
+    captures = os.path.dirname(wrapper)
+    with test_docker.session(wrapper) as dk:
+        run = ["run", "--runtime", "under-test", "-d"]
+        plain = dk(*run, test_docker.IMAGE, *SLEEP).ok().stdout.strip()
+        flagged = dk(*run, *DOCKER_FLAGS, test_docker.IMAGE, *SLEEP).ok().stdout.strip()
+        for name, cid in (("docker-plain", plain), ("docker-flags", flagged)):
+            _replay(dk.ws.dir, dk.ws.token, captured.load(captures, cid), name)
+
+
+def test_containerd_configs(wrapper: str) -> None:
+    captures = os.path.dirname(wrapper)
+    with test_containerd.session(wrapper) as ctd:
+        ctd(*ctd.run_args("-d"), test_containerd.IMAGE, "plain", *SLEEP).ok()
+        ctd(*ctd.run_args("-d", *CONTAINERD_FLAGS), test_containerd.IMAGE, "flags", *SLEEP).ok()
+        ctd(*ctd.run_args("-d", "--net-host"), test_containerd.IMAGE, "net-host", *SLEEP).ok()
+        for cid in ("plain", "flags", "net-host"):
+            _replay(ctd.ws.dir, ctd.ws.token, captured.load(captures, cid), f"containerd-{cid}")
+
+
+def test_runc_spec_config() -> None:
+    """``runc spec``'s default config, with the terminal off, on a busybox rootfs."""
+    ws = host.Workspace("runc-spec")
+    try:
+        bundle = ws.path("spec")
+        host.run([captured.RUNC, "spec", "--bundle", bundle]).ok()
+        with open(os.path.join(bundle, "config.json")) as f:
+            config: dict[str, Any] = json.load(f)
+        make_rootfs(os.path.join(bundle, config["root"]["path"]))
+        _replay(ws.dir, ws.token, captured.Captured(config, bundle), "runc-spec")
+    finally:
+        found = ws.cleanup()
+        assert not found, f"left behind: {found}"
