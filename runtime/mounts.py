@@ -656,9 +656,10 @@ def cgroup_v1(rfs: Rootfs, where: str, dest: str, opts: MountOptions) -> None:
     with one, a fresh mount of the hierarchy (the kernel roots it at the namespace)."""
     infos = read_mountinfo()
     own = _own_cgroups(rfs.cgroup_paths, infos)
+    data = _tmpfs_mode(rfs, dest, "") or "mode=755"  # sysfs's 0555 under /sys, as runc's chmod
     fd = _destination(rfs, where, dest, True)
     try:
-        syscalls.mount("tmpfs", paths.fd_path(fd), "tmpfs", DEFAULT_FS_FLAGS, "mode=755")
+        syscalls.mount("tmpfs", paths.fd_path(fd), "tmpfs", DEFAULT_FS_FLAGS, data)
     except OSError as exc:
         raise fail(where, "mount tmpfs for cgroups", exc) from None
     finally:

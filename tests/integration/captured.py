@@ -55,6 +55,7 @@ PROBE = "; ".join(
         "echo '== dev'; for f in /dev/* /dev/*/*; do stat -c '%n %F %a %u:%g %t:%T' \"$f\"; done",
         "echo '== masked'; for f in /proc/kcore /proc/keys /proc/timer_list /proc/acpi /sys/firmware "
         "/proc/sysrq-trigger /proc/sys/kernel/hostname; do stat -c '%n %F %a %t:%T' $f 2>&1; done",
+        "echo '== mount modes'; for m in $(cut -d' ' -f5 /proc/self/mountinfo); do stat -c '%n %a' $m; done",
         "echo '== mountinfo'; cat /proc/self/mountinfo",
     ]
 )
@@ -208,13 +209,19 @@ def _namespace_owners(config: dict[str, Any]) -> dict[str, str]:
 
 def _mount_line(line: str, cgroup_dirs: set[str]) -> str:
     """Mount point, per-mount options, propagation, type and superblock options of one
-    mountinfo line. The one deliberate difference: a read-only ``cgroup`` mount on a v1 host
-    is a tmpfs of per-hierarchy binds, and ocirt makes that tmpfs read-only as asked where
-    runc 1.1 leaves it writable (its binds are read-only under both)."""
+    mountinfo line. A tmpfs's ``mode=`` is left out: runc mounts it with the default mode and
+    then chmods it to the mode of the directory it covers, ocirt passes that mode to mount;
+    the probe compares the mode each mount point ends up with instead.
+
+    The one deliberate difference: a read-only ``cgroup`` mount on a v1 host is a tmpfs of
+    per-hierarchy binds, and ocirt makes that tmpfs read-only as asked where runc 1.1 leaves
+    it writable (its binds are read-only under both)."""
     fields = line.split()
     dash = fields.index("-")
     propagation = sorted(f.split(":")[0] for f in fields[6:dash]) or ["private"]
     options, super_options = fields[5], fields[dash + 3]
+    if fields[dash + 1] == "tmpfs":
+        super_options = ",".join(o for o in super_options.split(",") if not o.startswith("mode="))
     if fields[4] in cgroup_dirs and fields[dash + 1] == "tmpfs":
         options, super_options = (
             ",".join(o for o in x.split(",") if o not in ("ro", "rw")) for x in (options, super_options)
