@@ -74,24 +74,29 @@ class Captured:
 
 
 def write_wrapper(directory: str) -> str:
-    """The runtime the managers are given: it copies each ``create``'s config, then is runc."""
+    """The runtime the managers are given: it copies each ``create``'s config and each
+    ``exec``'s process file (``<id>.exec<n>.json``), then is runc."""
     out = os.path.join(directory, "captured")
     os.makedirs(out, exist_ok=True)
     path = os.path.join(directory, "capture-runtime")
     with open(path, "w") as f:
         f.write(
             "#!/bin/sh\n"
-            'bundle=""; prev=""; create=""\n'
+            'bundle=""; process=""; prev=""; cmd=""\n'
             'for a in "$@"; do\n'
-            '  case "$prev" in --bundle|-b) bundle="$a";; esac\n'
-            '  case "$a" in --bundle=*) bundle="${a#--bundle=}";; create) create=1;; esac\n'
+            '  case "$prev" in --bundle|-b) bundle="$a";; --process|-p) process="$a";; esac\n'
+            '  case "$a" in --bundle=*) bundle="${a#--bundle=}";; --process=*) process="${a#--process=}";;\n'
+            '    create|exec) cmd="${cmd:-$a}";; esac\n'
             '  prev="$a"\n'
             "done\n"
-            'if [ -n "$create" ]; then\n'
-            '  eval "cid=\\${$#}"\n'
+            'eval "cid=\\${$#}"\n'
+            'if [ "$cmd" = create ]; then\n'
             '  bundle="${bundle:-$PWD}"\n'
             f'  cp "$bundle/config.json" "{out}/$cid.tmp" && mv "{out}/$cid.tmp" "{out}/$cid.json"\n'
             f'  echo "$bundle" > "{out}/$cid.bundle"\n'
+            'elif [ "$cmd" = exec ] && [ -n "$process" ]; then\n'
+            f'  n=$(ls "{out}" | grep -c "^$cid\\.exec")\n'
+            f'  cp "$process" "{out}/$cid.tmp" && mv "{out}/$cid.tmp" "{out}/$cid.exec$n.json"\n'
             "fi\n"
             f'exec {RUNC} "$@"\n'
         )
@@ -107,6 +112,13 @@ def load(directory: str, cid: str) -> Captured:
         return Captured(config, f.read().strip())
 
 
+def load_exec(directory: str, cid: str) -> dict[str, Any]:
+    """The process file of the first ``exec`` the wrapper saw into container ``cid``."""
+    with open(os.path.join(directory, "captured", f"{cid}.exec0.json")) as f:
+        process: dict[str, Any] = json.load(f)
+    return process
+
+
 def replay_config(config: dict[str, Any], rootfs: str, cgroups_path: str) -> dict[str, Any]:
     """``config`` with the probe as its program, on ``rootfs``, in ``cgroups_path``, without hooks."""
     out: dict[str, Any] = json.loads(json.dumps(config))
@@ -117,6 +129,56 @@ def replay_config(config: dict[str, Any], rootfs: str, cgroups_path: str) -> dic
     out.pop("hooks", None)
     out.setdefault("linux", {})["cgroupsPath"] = cgroups_path
     return out
+
+
+def replay_process(process: dict[str, Any]) -> dict[str, Any]:
+    """An ``exec`` process file with the probe as its program and no terminal."""
+    out: dict[str, Any] = {**process, "args": ["sh", "-c", PROBE], "terminal": False}
+    out.pop("consoleSize", None)
+    return out
+
+
+def exec_probe(runtime: str, workdir: str, config: dict[str, Any], process: dict[str, Any], name: str) -> str:
+    """Start ``config`` (its program replaced by a sleep) under ``runtime``, run ``process``
+    in it with ``exec --detach --process`` as the managers do, and return what it printed."""
+    bundle = os.path.join(workdir, name)
+    os.makedirs(bundle)
+    with open(os.path.join(bundle, "config.json"), "w") as f:
+        json.dump({**config, "process": {**config["process"], "args": ["sleep", "3600"]}}, f)
+    process_file = os.path.join(workdir, f"{name}.process.json")
+    with open(process_file, "w") as f:
+        json.dump(process, f)
+    base = [runtime, "--root", os.path.join(workdir, f"{name}-root")]
+    output, pid_file = os.path.join(workdir, f"{name}.out"), os.path.join(workdir, f"{name}.pid")
+    try:
+        host.run([*base, "run", "-d", "--bundle", bundle, name]).ok()
+        errors = os.path.join(workdir, f"{name}.err")
+        with open(output, "w") as out, open(errors, "w") as err:
+            execd = subprocess.run(
+                [*base, "exec", "--detach", "--pid-file", pid_file, "--process", process_file, name],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+            )
+        assert execd.returncode == 0, _read(errors)
+        _wait_finished(int(_read(pid_file)), name)
+        return _read(output)
+    finally:
+        host.run([*base, "delete", "--force", name])
+
+
+def _wait_finished(pid: int, name: str) -> None:
+    """Until the probe has exited: gone, or a zombie of the container's init (which never reaps)."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    return
+        except OSError:
+            return
+        assert time.monotonic() < deadline, f"{name}: the probe did not finish"
+        time.sleep(0.05)
 
 
 def run_probe(runtime: str, workdir: str, config: dict[str, Any], name: str) -> str:

@@ -6,7 +6,7 @@ pass most (limits, user, capabilities, read-only root, environment). Every captu
 is then replayed on the same rootfs under ocirt and under runc, and what the container
 sees (ids, capabilities, seccomp mode, mounts, environment, rlimits, cgroup limits,
 devices, hostname, namespaces, sysctls) must be the same. ``runc spec`` output gets the
-same comparison.
+same comparison, and so does the process file each manager writes for an ``exec``.
 """
 
 from __future__ import annotations
@@ -47,6 +47,21 @@ def _replay(workdir: str, token: str, run: captured.Captured, name: str) -> None
     captured.compare(name, seen["ocirt"], seen["runc"])
 
 
+def _replay_exec(
+    workdir: str, token: str, run: captured.Captured, process: dict[str, Any], name: str
+) -> None:
+    """Run ``process`` (an exec's process file) in ``run``'s container under both runtimes."""
+    seen = {}
+    for runtime, binary in (("ocirt", host.OCIRT), ("runc", captured.RUNC)):
+        cgroups_path = f"/{token}/{name}-{runtime}"
+        config = captured.replay_config(run.config, run.rootfs, cgroups_path)
+        out = captured.exec_probe(
+            binary, workdir, config, captured.replay_process(process), f"{name}-{runtime}"
+        )
+        seen[runtime] = captured.normalise(out, cgroups_path, config)
+    captured.compare(name, seen["ocirt"], seen["runc"])
+
+
 @pytest.fixture(scope="module")
 def wrapper() -> Iterator[str]:
     directory = os.path.join("/tmp", f"ocirt-captured-{os.urandom(4).hex()}")
@@ -62,8 +77,11 @@ def test_podman_configs(wrapper: str) -> None:
     with test_podman.session(wrapper) as pm:
         plain = pm(*pm.run_args("-d"), test_podman.IMAGE, *SLEEP).ok().stdout.strip()
         flagged = pm(*pm.run_args("-d", *PODMAN_FLAGS), test_podman.IMAGE, *SLEEP).ok().stdout.strip()
+        pm("exec", flagged, "true").ok()
         for name, cid in (("podman-plain", plain), ("podman-flags", flagged)):
             _replay(pm.ws.dir, pm.ws.token, captured.load(captures, cid), name)
+        process = captured.load_exec(captures, flagged)
+        _replay_exec(pm.ws.dir, pm.ws.token, captured.load(captures, flagged), process, "podman-exec")
 
 
 def test_docker_configs(wrapper: str) -> None:
@@ -72,8 +90,11 @@ def test_docker_configs(wrapper: str) -> None:
         run = ["run", "--runtime", "under-test", "-d"]
         plain = dk(*run, test_docker.IMAGE, *SLEEP).ok().stdout.strip()
         flagged = dk(*run, *DOCKER_FLAGS, test_docker.IMAGE, *SLEEP).ok().stdout.strip()
+        dk("exec", flagged, "true").ok()
         for name, cid in (("docker-plain", plain), ("docker-flags", flagged)):
             _replay(dk.ws.dir, dk.ws.token, captured.load(captures, cid), name)
+        process = captured.load_exec(captures, flagged)
+        _replay_exec(dk.ws.dir, dk.ws.token, captured.load(captures, flagged), process, "docker-exec")
 
 
 def test_containerd_configs(wrapper: str) -> None:
@@ -82,8 +103,11 @@ def test_containerd_configs(wrapper: str) -> None:
         ctd(*ctd.run_args("-d"), test_containerd.IMAGE, "plain", *SLEEP).ok()
         ctd(*ctd.run_args("-d", *CONTAINERD_FLAGS), test_containerd.IMAGE, "flags", *SLEEP).ok()
         ctd(*ctd.run_args("-d", "--net-host"), test_containerd.IMAGE, "net-host", *SLEEP).ok()
+        host.run(ctd.exec_args("flags", "e1", "true")).ok()
         for cid in ("plain", "flags", "net-host"):
             _replay(ctd.ws.dir, ctd.ws.token, captured.load(captures, cid), f"containerd-{cid}")
+        process = captured.load_exec(captures, "flags")
+        _replay_exec(ctd.ws.dir, ctd.ws.token, captured.load(captures, "flags"), process, "containerd-exec")
 
 
 def test_runc_spec_config() -> None:
