@@ -8,6 +8,7 @@ Each command lives in ``ocirt.runtime.operations.<name>`` and is imported only w
 
 from __future__ import annotations
 
+import os
 import sys
 
 from ocirt.runtime.errors import OcirtError
@@ -198,6 +199,8 @@ class Args:
         # Attributes are made from the flag tables, so mypy cannot list them.
         def __getattr__(self, name: str) -> Any: ...
 
+        def __setattr__(self, name: str, value: Any) -> None: ...
+
 
 def _parse(argv: list[str], flags: Flags, args: Args, stop_at_positional: bool) -> list[str]:
     """Fill ``args`` from ``argv``; return what follows when parsing stops early."""
@@ -248,8 +251,9 @@ def _usage() -> str:
     lines += [f"  {name:<10} {summary}" for name, (_, _, summary) in COMMANDS.items()]
     lines += [
         "",
-        "global options: --root DIR (default /run/ocirt), --log FILE, --log-format text|json,",
-        "  --debug, --systemd-cgroup, --criu PATH (checkpoint/restore), --version",
+        "global options: --root DIR (default /run/ocirt, $XDG_RUNTIME_DIR/ocirt for a user),",
+        "  --log FILE, --log-format text|json, --debug, --systemd-cgroup, --rootless true|false|auto,",
+        "  --criu PATH (checkpoint/restore), --version",
     ]
     return "\n".join(lines)
 
@@ -274,6 +278,9 @@ def main(argv: list[str] | None = None) -> int:
         if not rest or opts.help:
             print(_usage())
             return 0 if opts.help else 1
+        if opts.rootless not in (None, "true", "false", "auto"):
+            raise OcirtError(f"--rootless: invalid value {opts.rootless!r} (true, false or auto)")
+        opts.root = opts.root or _default_root()
         return _dispatch(rest[0], rest[1:], opts, log)
     except OcirtError as err:
         log.error(str(err))
@@ -283,6 +290,43 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def rootless(opts: Args) -> bool:
+    """runc's ``--rootless``: whether cgroups the caller may not write are done without
+    (``auto``, the default: when not the host's root)."""
+    if opts.rootless in ("true", "false"):
+        return bool(opts.rootless == "true")
+    return os.geteuid() != 0 or _in_user_namespace()
+
+
+# the kernel gives the initial user namespace this fixed inode (PROC_USER_INIT_INO)
+_INIT_USERNS = "user:[4026531837]"
+
+
+def _in_user_namespace() -> bool:
+    """A readlink (a few µs), not a read of uid_map: every create by root asks."""
+    try:
+        return os.readlink("/proc/self/ns/user") != _INIT_USERNS
+    except OSError:
+        return False
+
+
+def _default_root() -> str:
+    """runc's choice: ``$XDG_RUNTIME_DIR/ocirt`` for anyone but the host's root, made 0700
+    and sticky (the XDG spec: files there without it may be cleaned up), else /run/ocirt."""
+    from ocirt.runtime.state import DEFAULT_ROOT
+
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if not xdg or not (os.geteuid() != 0 or (_in_user_namespace() and os.environ.get("USER") != "root")):
+        return DEFAULT_ROOT
+    root = os.path.join(xdg, "ocirt")
+    try:
+        os.makedirs(root, 0o700, exist_ok=True)
+        os.chmod(root, 0o1700)
+    except OSError as exc:
+        raise OcirtError(f"state directory {root} (from XDG_RUNTIME_DIR): {exc.strerror}") from None
+    return root
 
 
 def _describe_oserror(err: OSError) -> str:

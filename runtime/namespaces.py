@@ -110,20 +110,67 @@ def _is_host_ns(kind: str, fd: int) -> bool:
 
 
 def write_id_maps(pid: int, linux: Linux) -> None:
-    """The parent writes the maps: only a process outside the namespace may map host ids."""
-    write_maps(pid, linux.uid_mappings, linux.gid_mappings, "linux.uidMappings", "linux.gidMappings")
+    """The parent writes the maps: only a process outside the namespace may map host ids.
+
+    A user other than root may map its own id alone (and its gid only once setgroups is
+    denied, or dropping a group could lift a negative permission); any other map goes
+    through the setuid newuidmap/newgidmap and the user's /etc/subuid and /etc/subgid
+    ranges, as runc does."""
+    if os.geteuid() == 0:
+        write_maps(pid, linux.uid_mappings, linux.gid_mappings, "linux.uidMappings", "linux.gidMappings")
+        return
+    for kind, maps, own in (
+        ("uid", linux.uid_mappings, os.geteuid()),
+        ("gid", linux.gid_mappings, os.getegid()),
+    ):
+        field = f"linux.{kind}Mappings"
+        if len(maps) == 1 and maps[0].host_id == own and maps[0].size == 1:
+            if kind == "gid":
+                _write_proc(pid, "setgroups", "deny", field)
+            _write_proc(pid, f"{kind}_map", _map_text(maps), field)
+        else:
+            _map_with_tool(f"new{kind}map", pid, maps, field)
+
+
+def _map_with_tool(tool: str, pid: int, maps: list[IDMapping], field: str) -> None:
+    """``new{u,g}idmap PID ID HOST SIZE...``; its complaint, if any, ends our one line."""
+    args = [tool, str(pid)] + [str(n) for m in maps for n in (m.container_id, m.host_id, m.size)]
+    r, w = os.pipe()
+    try:
+        child = os.posix_spawnp(
+            tool, args, os.environ, file_actions=[(os.POSIX_SPAWN_DUP2, w, 1), (os.POSIX_SPAWN_DUP2, w, 2)]
+        )
+    except FileNotFoundError:
+        os.close(r)
+        raise SpecError(
+            field, f"mapping more than your own id needs {tool} (Debian package uidmap)"
+        ) from None
+    finally:
+        os.close(w)
+    with os.fdopen(r, "rb") as f:
+        said = f.read().decode(errors="replace").strip().replace("\n", "; ")
+    status = os.waitstatus_to_exitcode(os.waitpid(child, 0)[1])
+    if status != 0:
+        raise SpecError(field, f"{tool} failed ({said or f'exit status {status}'})")
 
 
 def write_maps(
     pid: int, uids: list[IDMapping], gids: list[IDMapping], uid_field: str, gid_field: str
 ) -> None:
-    for name, maps, field in (("uid_map", uids, uid_field), ("gid_map", gids, gid_field)):
-        text = "".join(f"{m.container_id} {m.host_id} {m.size}\n" for m in maps)
-        try:
-            with open(f"/proc/{pid}/{name}", "w") as f:
-                f.write(text)
-        except OSError as exc:
-            raise SpecError(field, f"writing {name} failed: {exc.strerror}") from None
+    _write_proc(pid, "uid_map", _map_text(uids), uid_field)
+    _write_proc(pid, "gid_map", _map_text(gids), gid_field)
+
+
+def _map_text(maps: list[IDMapping]) -> str:
+    return "".join(f"{m.container_id} {m.host_id} {m.size}\n" for m in maps)
+
+
+def _write_proc(pid: int, name: str, text: str, field: str) -> None:
+    try:
+        with open(f"/proc/{pid}/{name}", "w") as f:
+            f.write(text)
+    except OSError as exc:
+        raise SpecError(field, f"writing {name} failed: {exc.strerror}") from None
 
 
 def mapped_userns(uids: list[IDMapping], gids: list[IDMapping], where: str) -> int:

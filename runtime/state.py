@@ -65,6 +65,28 @@ def _stat_fields(pid: int) -> list[bytes] | None:
     return None if fields[0] in (b"Z", b"X") else fields
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants, for a container without a cgroup of its own (rootless,
+    none delegated): what its cgroup would have listed, short of daemonised orphans."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        if process_start_time(current) is None:
+            continue
+        found.append(current)
+        try:
+            tasks = os.listdir(f"/proc/{current}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                with open(f"/proc/{current}/task/{task}/children") as f:
+                    todo += [int(child) for child in f.read().split()]
+            except OSError:
+                continue
+    return found
+
+
 class State:
     """What ``state.json`` records; ``status`` is filled in by :func:`load`."""
 

@@ -6,16 +6,19 @@ must see the same thing.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
+import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import Runtime
-from ocirt.conformance.bundle import base_config, make_bundle
+from conftest import OCIRT, Runtime
+from ocirt.conformance.bundle import base_config, make_bundle, make_rootfs
 
 MAPPED = [{"containerID": 0, "hostID": 100000, "size": 65536}]
 
@@ -206,3 +209,271 @@ def test_idmap_needs_a_bind_mount_and_mappings(rt: Runtime, open_dir: str) -> No
         f"ocirt: config.json: mounts[{index}].uidMappings: an idmapped mount needs uidMappings "
         "and gidMappings (its own or the container's)\n"
     )
+
+
+class RootlessUser:
+    """A throwaway unprivileged user with a subordinate id range and a runtime dir, as a
+    login would give it; everything it made is undone by ``remove``."""
+
+    def __init__(self, base: str) -> None:
+        self.name = f"ocirt-rl-{uuid.uuid4().hex[:8]}"
+        self.made_run_user = not os.path.isdir("/run/user")
+        subprocess.run(["useradd", "-M", "-U", "-s", "/usr/sbin/nologin", self.name], check=True)
+        self.uid, self.gid = int(_id(self.name, "-u")), int(_id(self.name, "-g"))
+        self.sub = _free_subid_start()
+        ids = f"{self.sub}-{self.sub + 65535}"
+        subprocess.run(["usermod", "--add-subuids", ids, "--add-subgids", ids, self.name], check=True)
+        self.xdg = f"/run/user/{self.uid}"
+        os.makedirs(self.xdg, 0o700)
+        os.chown(self.xdg, self.uid, self.gid)
+        self.home = os.path.join(base, "home")
+        os.mkdir(self.home, 0o755)
+        os.chown(self.home, self.uid, self.gid)
+        self.containers: list[tuple[str, str]] = []  # (runtime, id) to force-delete
+
+    def __call__(self, *argv: str, cwd: str | None = None) -> subprocess.CompletedProcess[str]:
+        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": self.home, "USER": self.name}
+        env["XDG_RUNTIME_DIR"] = self.xdg
+        # files, not pipes: a detached container keeps its stdio open (see conftest.Runtime)
+        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+            res = subprocess.run(
+                list(argv),
+                user=self.uid,
+                group=self.gid,
+                extra_groups=[],
+                env=env,
+                cwd=cwd or self.home,
+                stdout=out,
+                stderr=err,
+                text=True,
+                timeout=60,
+                stdin=subprocess.DEVNULL,
+            )
+            out.seek(0)
+            err.seek(0)
+            return subprocess.CompletedProcess(res.args, res.returncode, out.read(), err.read())
+
+    def bundle(self, runtime: str, script: str, edit: Any = None) -> str:
+        """``<runtime> spec --rootless``, run by this user, with ``sh -c script`` as process."""
+        path = os.path.join(self.home, f"{os.path.basename(runtime)}-{uuid.uuid4().hex[:6]}")
+        os.mkdir(path)
+        os.chown(path, self.uid, self.gid)
+        res = self(runtime, "spec", "--rootless", cwd=path)
+        assert res.returncode == 0, f"{runtime} spec --rootless: {res.stderr}"
+        with open(os.path.join(path, "config.json")) as f:
+            config = json.load(f)
+        config["process"]["terminal"] = False
+        config["process"]["args"] = ["sh", "-c", script]
+        if edit is not None:
+            edit(config)
+        with open(os.path.join(path, "config.json"), "w") as f:
+            json.dump(config, f)
+        make_rootfs(os.path.join(path, "rootfs"))
+        for top, dirs, files in os.walk(path):
+            for name in [*dirs, *files, ""]:
+                os.lchown(os.path.join(top, name), self.uid, self.gid)
+        return path
+
+    def run(self, runtime: str, bundle: str, *flags: str) -> subprocess.CompletedProcess[str]:
+        cid = f"ocirt-test-{uuid.uuid4().hex[:10]}"
+        self.containers.append((runtime, cid))
+        return self(runtime, "run", *flags, cid, cwd=bundle)
+
+    def remove(self) -> None:
+        for runtime, cid in self.containers:
+            self(runtime, "delete", "--force", cid)
+        for pid in _pids_of(self.uid):  # processes the tests started as this user
+            os.kill(pid, 9)
+        deadline = time.monotonic() + 10
+        while _pids_of(self.uid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        subprocess.run(["userdel", self.name], check=False)
+        for path in ("/etc/subuid", "/etc/subgid"):
+            _drop_lines(path, f"{self.name}:")
+        shutil.rmtree(self.xdg, ignore_errors=True)
+        if self.made_run_user:
+            shutil.rmtree("/run/user", ignore_errors=True)
+
+
+def _id(name: str, flag: str) -> str:
+    return subprocess.run(["id", flag, name], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def _free_subid_start() -> int:
+    """Past every range /etc/subuid and /etc/subgid already hand out, and past the 100000
+    range the other tests map."""
+    end = 1_000_000
+    for path in ("/etc/subuid", "/etc/subgid"):
+        if os.path.exists(path):
+            with open(path) as f:
+                for line in f:
+                    parts = line.strip().split(":")
+                    if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
+                        end = max(end, int(parts[1]) + int(parts[2]))
+    return (end + 65535) // 65536 * 65536
+
+
+def _drop_lines(path: str, prefix: str) -> None:
+    with open(path) as f:
+        lines = f.readlines()
+    kept = [line for line in lines if not line.startswith(prefix)]
+    if kept != lines:
+        with open(path, "w") as f:
+            f.writelines(kept)
+
+
+def _pids_of(uid: int) -> list[int]:
+    pids = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                if os.stat(f"/proc/{name}").st_uid == uid:
+                    pids.append(int(name))
+            except FileNotFoundError:
+                continue
+    return pids
+
+
+@pytest.fixture
+def user(tmp_path: Any) -> Iterator[RootlessUser]:
+    base = tempfile.mkdtemp(prefix="ocirt-test-rootless-", dir="/tmp")
+    os.chmod(base, 0o755)
+    made = None
+    try:
+        made = RootlessUser(base)
+        res = made(OCIRT, "--version")
+        assert res.returncode == 0, f"{OCIRT} is not runnable by an unprivileged user: {res.stderr}"
+        yield made
+    finally:
+        if made is not None:
+            made.remove()
+        shutil.rmtree(base, ignore_errors=True)
+        if made is not None:
+            assert not _pids_of(made.uid), "processes of the rootless user survived"
+
+
+SEES = (
+    "id; cat /proc/self/uid_map /proc/self/gid_map /proc/self/setgroups; "
+    "grep -E '^Cap(Inh|Prm|Eff|Bnd|Amb)' /proc/self/status; grep NoNewPrivs /proc/self/status; "
+    "hostname; ls /sys/fs/cgroup; cat /proc/self/cgroup; ls /dev /dev/pts; "
+    "touch /x 2>/dev/null || echo read-only root; ls /proc | grep -c '^[0-9]'"
+)
+
+
+def test_rootless_spec_runs_as_under_runc(user: RootlessUser) -> None:
+    """``runc spec --rootless`` run by an unprivileged user, under runc 1.1.5 and under
+    ocirt: the container sees the same ids, maps, capabilities, mounts and cgroups."""
+    bundle = user.bundle("runc", SEES)
+    theirs = user.run("runc", bundle)
+    ours = user.run(OCIRT, bundle)
+    assert theirs.returncode == 0, theirs.stderr
+    assert ours.returncode == 0, ours.stderr
+    assert ours.stdout == theirs.stdout
+    assert f"0 {user.uid} 1" in " ".join(ours.stdout.split())
+    # state where runc keeps its own: $XDG_RUNTIME_DIR/<runtime>, 0700 and sticky
+    for name in ("runc", "ocirt"):
+        st = os.stat(os.path.join(user.xdg, name))
+        assert (st.st_uid, oct(st.st_mode & 0o7777)) == (user.uid, "0o1700")
+
+
+def test_ocirt_spec_rootless_runs_under_both(user: RootlessUser) -> None:
+    bundle = user.bundle(OCIRT, SEES.replace("hostname; ", ""))
+    with open(os.path.join(bundle, "config.json")) as f:
+        linux = json.load(f)["linux"]
+    assert linux["uidMappings"] == [{"containerID": 0, "hostID": user.uid, "size": 1}]
+    assert linux["gidMappings"] == [{"containerID": 0, "hostID": user.gid, "size": 1}]
+    ours = user.run(OCIRT, bundle)
+    assert ours.returncode == 0, ours.stderr
+    assert "uid=0(root) gid=0(root)" in ours.stdout
+
+
+def test_rootless_subordinate_ids_through_newuidmap(user: RootlessUser) -> None:
+    """Root is the user, 1..65536 its /etc/subuid range, mapped by the setuid helpers."""
+    maps = [
+        {"containerID": 0, "hostID": user.uid, "size": 1},
+        {"containerID": 1, "hostID": user.sub, "size": 65536},
+    ]
+
+    def edit(config: dict[str, Any]) -> None:
+        config["linux"]["uidMappings"] = config["linux"]["gidMappings"] = maps
+        config["root"]["readonly"] = False
+        for kind in ("bounding", "effective", "permitted"):
+            config["process"]["capabilities"][kind].append("CAP_CHOWN")
+
+    script = "cat /proc/self/uid_map /proc/self/gid_map; touch /tmp/f; chown 1000:1001 /tmp/f"
+    script += "; stat -c %u:%g /tmp/f"
+    outputs = []
+    for runtime in ("runc", OCIRT):
+        bundle = user.bundle("runc", script, edit)
+        res = user.run(runtime, bundle)
+        assert res.returncode == 0, f"{runtime}: {res.stderr}"
+        outputs.append(res.stdout)
+        st = os.stat(os.path.join(bundle, "rootfs/tmp/f"))
+        assert (st.st_uid, st.st_gid) == (user.sub + 999, user.sub + 1000)
+    assert outputs[1] == outputs[0]
+    assert outputs[1].split()[-1] == "1000:1001"
+
+
+def test_rootless_limits_without_delegation_fail_cleanly(user: RootlessUser) -> None:
+    """No cgroup is delegated to the user: limits cannot hold, so the create fails (runc
+    1.1.5 too) with one line naming the field, and leaves no state behind."""
+
+    def edit(config: dict[str, Any]) -> None:
+        config["linux"]["resources"] = {"memory": {"limit": 64 << 20}}
+
+    bundle = user.bundle("runc", "true", edit)
+    ours, theirs = user.run(OCIRT, bundle), user.run("runc", bundle)
+    assert theirs.returncode != 0 and "cannot set memory limit" in theirs.stderr
+    assert ours.returncode == 1
+    error = ours.stderr.splitlines()[-1]
+    field = "ocirt: config.json: linux.resources.memory"
+    expected = f"{field}: needs a cgroup delegated to uid {user.uid} when rootless (/sys/fs/cgroup/memory/"
+    assert error.startswith(expected), ours.stderr
+    assert error.endswith(" is not writable)")
+    assert os.listdir(os.path.join(user.xdg, "ocirt")) == []
+
+
+def test_rootless_lifecycle(user: RootlessUser) -> None:
+    """run -d, state, list, ps, exec, kill, delete, all as the user; the init is the user's
+    on the host, and nothing is left in its state directory."""
+    bundle = user.bundle("runc", "exec sleep 600")
+    cid = f"ocirt-test-{uuid.uuid4().hex[:10]}"
+    user.containers.append((OCIRT, cid))
+    assert user(OCIRT, "run", "-d", cid, cwd=bundle).returncode == 0
+    state = json.loads(user(OCIRT, "state", cid).stdout)
+    assert state["status"] == "running"
+    assert os.stat(f"/proc/{state['pid']}").st_uid == user.uid
+    assert user(OCIRT, "list", "-q").stdout.split() == [cid]
+    assert json.loads(user(OCIRT, "ps", "--format", "json", cid).stdout) == [state["pid"]]
+    assert user(OCIRT, "exec", cid, "id", "-u").stdout == "0\n"
+    paused = user(OCIRT, "pause", cid)
+    assert (paused.returncode, paused.stderr) == (
+        1,
+        f"ocirt: container {cid!r} has no cgroup to freeze (rootless, none delegated)\n",
+    )
+    assert user(OCIRT, "kill", cid, "KILL").returncode == 0
+    deadline = time.monotonic() + 10
+    while json.loads(user(OCIRT, "state", cid).stdout)["status"] != "stopped":
+        assert time.monotonic() < deadline, "the container never stopped"
+        time.sleep(0.05)
+    assert user(OCIRT, "delete", cid).returncode == 0
+    assert os.listdir(os.path.join(user.xdg, "ocirt")) == []
+
+
+def test_rootless_flag(user: RootlessUser) -> None:
+    """runc's ``--rootless true|false|auto``: false makes the user's run try the cgroup it
+    cannot make, and fail on it, leaving nothing; a bad value is refused."""
+    bundle = user.bundle("runc", "true")
+    cid = f"ocirt-test-{uuid.uuid4().hex[:10]}"
+    user.containers.append((OCIRT, cid))
+    refused = user(OCIRT, "--rootless", "false", "run", cid, cwd=bundle)
+    assert refused.returncode == 1
+    assert refused.stderr.splitlines()[-1].startswith("ocirt: creating cgroup /sys/fs/cgroup/")
+    assert refused.stderr.endswith(": Permission denied\n")
+    assert os.listdir(os.path.join(user.xdg, "ocirt")) == []
+    bad = user(OCIRT, "--rootless", "maybe", "run", cid, cwd=bundle)
+    assert (bad.returncode, bad.stderr) == (
+        1,
+        "ocirt: --rootless: invalid value 'maybe' (true, false or auto)\n",
+    )
+    assert user(OCIRT, "--rootless", "true", "run", cid, cwd=bundle).returncode == 0

@@ -152,6 +152,53 @@ def open_cgroup(cgroups_path: str | None, container_id: str, systemd: bool) -> C
     return _fits(open_v1(inner))
 
 
+def writable(cgroup: Cgroup) -> bool:
+    """Whether this user may make the cgroup's directories (or use them): for a rootless
+    container, whether someone delegated that part of the tree to it."""
+    for path in cgroup.dirs():
+        while not os.path.exists(path):
+            path = os.path.dirname(path)
+        if not os.access(path, os.W_OK):
+            return False
+    return True
+
+
+class NoCgroup(Cgroup):
+    """A rootless container without a delegated cgroup stays where its caller is, as with
+    runc: ``paths`` are the caller's cgroups (for the container's /sys/fs/cgroup binds),
+    never made, joined or removed, and with no members of the container's own. Its state is
+    empty, which every command reads as "no cgroup"."""
+
+    __slots__ = ()
+
+    def create(self) -> None:
+        return
+
+    def apply(self, resources: dict[str, Any] | None) -> None:
+        return
+
+    def add(self, pid: int) -> None:
+        return
+
+    def pids(self) -> list[int]:
+        return []
+
+    def to_state(self) -> dict[str, Any]:
+        return {}
+
+
+def callers_cgroup() -> NoCgroup:
+    own = own_cgroups()
+    if os.path.exists(f"{ROOT}/cgroup.controllers"):
+        return NoCgroup({"": ROOT + own.get("", "/").rstrip("/")})
+    from ocirt.runtime.cgroups.v1 import hierarchies
+
+    paths = {}
+    for key, (mountpoint, root) in hierarchies().items():
+        paths[key] = place(mountpoint, root, "", own.get("" if key == "unified" else key, "/")).rstrip("/")
+    return NoCgroup(paths)
+
+
 def _fits(cgroup: Cgroup) -> Cgroup:
     """A directory the kernel cannot name would be made in part and then never removed:
     refuse it before anything exists (PATH_MAX, less room for the files inside; NAME_MAX)."""

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from ocirt.runtime.capabilities import CapabilitySets
+    from ocirt.runtime.cgroups import Cgroup
     from ocirt.runtime.cli import Args
     from ocirt.runtime.console import OwnConsole
     from ocirt.runtime.hooks import Hook
@@ -168,7 +169,8 @@ def _create_in(
     seccomp_filter: Filter | None,
 ) -> None:
     from ocirt.runtime import console
-    from ocirt.runtime.cgroups import open_cgroup
+    from ocirt.runtime.cgroups import open_cgroup, writable
+    from ocirt.runtime.cli import rootless
     from ocirt.runtime.process import parent
     from ocirt.runtime.process.launch import Launch
     from ocirt.runtime.syscalls import CLONE_NEWPID
@@ -182,6 +184,8 @@ def _create_in(
         "resources": cfg.linux.resources or {},
     }
     cgroup = open_cgroup(cfg.linux.cgroups_path, st.id, bool(opts.systemd_cgroup))
+    if rootless(opts) and not writable(cgroup):
+        cgroup = _undelegated(cgroup, cfg.linux.resources)
     st.cgroup = cgroup.to_state()
     st.save()
 
@@ -233,6 +237,21 @@ def _create_in(
     log.debug(f"created {st.id} with init pid {st.pid}")
 
 
+def _undelegated(cgroup: Cgroup, resources: dict[str, Any] | None) -> Cgroup:
+    """runc's rootless rule: without a cgroup this user may write, run without one, unless
+    the config asks for limits (device rules aside: a user namespace cannot mknod)."""
+    from ocirt.runtime.cgroups import callers_cgroup
+
+    limits = sorted(k for k, v in (resources or {}).items() if v and k != "devices")
+    if limits:
+        where = cgroup.paths.get(limits[0]) or (cgroup.dirs() or ["the cgroup tree"])[0]
+        raise SpecError(
+            f"linux.resources.{limits[0]}",
+            f"needs a cgroup delegated to uid {os.geteuid()} when rootless ({where} is not writable)",
+        )
+    return callers_cgroup()
+
+
 def _mount_sources(launch: Launch, cfg: Config, bundle: str, plan: Plan) -> None:
     """What the host's root must open for init: idmapped trees, and in a user namespace
     the bind sources its root may not reach."""
@@ -282,6 +301,9 @@ def remove_container(st: statemod.State, log: Log) -> None:
     if st.pid and statemod.init_alive(st):
         from ocirt.runtime.process.parent import kill_and_wait
 
+        if cgroup is None:  # rootless without a cgroup: its descendants are all we know of
+            for pid in reversed(statemod.process_tree(st.pid)[1:]):
+                kill_and_wait(pid)
         kill_and_wait(st.pid)
     failure = None
     if cgroup is not None:

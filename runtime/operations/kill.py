@@ -22,9 +22,10 @@ def main(opts: Args, args: Args, log: Log) -> int:
     if args.all:
         from ocirt.runtime.cgroups import load_cgroup
 
-        if st.status == statemod.STOPPED and not st.cgroup:
-            raise _not_running(st.id)
-        load_cgroup(st.cgroup).kill_all(signum)
+        if not st.cgroup:
+            _kill_tree(st, signum)
+        else:
+            load_cgroup(st.cgroup).kill_all(signum)
         return 0
     if st.status not in (statemod.CREATED, statemod.RUNNING, statemod.PAUSED):
         raise _not_running(st.id)
@@ -33,6 +34,17 @@ def main(opts: Args, args: Args, log: Log) -> int:
     except ProcessLookupError:
         raise _not_running(st.id) from None
     return 0
+
+
+def _kill_tree(st: statemod.State, signum: int) -> None:
+    """No cgroup of its own (rootless, none delegated): the init and its descendants."""
+    if st.status == statemod.STOPPED:
+        raise _not_running(st.id)
+    for pid in statemod.process_tree(st.pid):
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            continue
 
 
 def _not_running(cid: str) -> OcirtError:

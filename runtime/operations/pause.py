@@ -20,9 +20,11 @@ def main(opts: Args, args: Args, log: Log) -> int:
     from ocirt.runtime.cgroups import load_cgroup
 
     st = statemod.load(opts.root or statemod.DEFAULT_ROOT, args.positional[0])
-    if st.status != statemod.RUNNING or not st.cgroup:
+    if st.status != statemod.RUNNING:
         detail = "" if st.status == statemod.STOPPED else f" (it is {st.status})"
         raise OcirtError(f"container {st.id!r} is not running{detail}")
+    if not st.cgroup:
+        raise OcirtError(f"container {st.id!r} has no cgroup to freeze (rootless, none delegated)")
     load_cgroup(st.cgroup).freeze()
     log.debug(f"paused {st.id}")
     return 0

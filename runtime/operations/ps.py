@@ -34,7 +34,8 @@ def main(opts: Args, args: Args, log: Log) -> int:
 
 def container_pids(st: statemod.State) -> list[int]:
     if not st.cgroup:
-        return []
+        alive = st.status in (statemod.CREATED, statemod.RUNNING)
+        return statemod.process_tree(st.pid) if alive else []
     from ocirt.runtime.cgroups import load_cgroup
 
     return load_cgroup(st.cgroup).pids()
