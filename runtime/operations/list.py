@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from ocirt.runtime import fastjson
@@ -23,8 +24,11 @@ def main(opts: Args, args: Args, log: Log) -> int:
     for container_id in statemod.list_ids(root):
         try:
             states.append(statemod.load(root, container_id).public())
+        except FileNotFoundError:
+            continue  # its directory went between the listing and the read: deleted meanwhile
         except OcirtError as err:
-            log.warning(str(err))
+            if os.path.isdir(os.path.join(root, container_id)):
+                log.warning(str(err))
     if args.quiet:
         sys.stdout.write("".join(f"{s['id']}\n" for s in states))
     elif fmt == "json":

@@ -289,7 +289,7 @@ def _orphans() -> list[int]:
     return found
 
 
-def _leftover_processes() -> list[int]:
+def leftover_processes() -> list[int]:
     deadline = time.monotonic() + 2
     while (left := _orphans()) and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -312,6 +312,17 @@ def cgroups_named(cid: str) -> list[str]:
 def mounts_under(path: str) -> list[str]:
     with open("/proc/self/mountinfo") as f:
         return [line.split()[4] for line in f if path in line]
+
+
+def scrub(cgroups: list[str], mounts: list[str]) -> None:
+    """Undo what a failing case left (after reporting it): the host stays clean either way."""
+    for mount in sorted(mounts, key=len, reverse=True):
+        subprocess.run(["umount", "-l", mount], check=False, capture_output=True)
+    for path in sorted(cgroups, key=len, reverse=True):
+        try:
+            os.rmdir(path)
+        except OSError:
+            pass
 
 
 def run_worker(root: str, bundle: str, marker: str, seed: int, first: int, count: int, every: int) -> None:
@@ -337,12 +348,13 @@ def run_worker(root: str, bundle: str, marker: str, seed: int, first: int, count
             problems.append(f"delete --force: {judge(d_status, d_output) or 'failed'}")
         if os.path.exists(os.path.join(root, cid)):
             problems.append("state directory left")
-        if left := _leftover_processes():
+        if left := leftover_processes():
             problems.append(f"processes left: {left}")
         if left_cgroups := cgroups_named(cid):
             problems.append(f"cgroups left: {left_cgroups[:3]}")
         if left_mounts := mounts_under(bundle):
             problems.append(f"mounts left: {left_mounts[:3]}")
+        scrub(left_cgroups, left_mounts)
         counts["cases"] += 1
         counts["fresh"] += fresh
         counts["created" if status == 0 else "refused"] += 1

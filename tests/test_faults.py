@@ -1,0 +1,69 @@
+"""The fault lane: a few hundred lifecycles, each with a fault at a random moment.
+
+``create`` killed mid-way, the init killed in each state, ``delete --force`` racing
+``create``, two creates of one id, kills during ``start`` and ``delete``: afterwards
+``state`` and ``list`` tell the truth and one ``delete --force`` leaves nothing (see
+``tests/support/faults.py``). Seeded: the seed is printed, ``OCIRT_FAULT_SEED=N``
+replays it and ``OCIRT_FAULT_CASES`` sizes the run; two workers share the lifecycles.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import uuid
+from typing import Any
+
+import pytest
+from ocirt.conformance.bundle import base_config, make_bundle
+
+WORKERS = 2
+
+
+@pytest.mark.faults
+def test_faults_leave_nothing_and_state_tells_the_truth(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seed = int(os.environ.get("OCIRT_FAULT_SEED") or random.SystemRandom().randrange(2**32))
+    cases = int(os.environ.get("OCIRT_FAULT_CASES") or 300)
+    marker = f"ocirt-fault-{uuid.uuid4().hex[:6]}"
+    root = f"/run/{marker}"
+    with capsys.disabled():
+        print(f"\nfault seed {seed}, {cases} lifecycles: replay with OCIRT_FAULT_SEED={seed}")
+    share = -(-cases // WORKERS)
+    workers = []
+    try:
+        for n in range(WORKERS):
+            bundle = str(tmp_path / f"bundle{n}")
+            make_bundle(bundle, ["sleep", "1000"], base_config(["sleep", "1000"]))
+            argv = [root, bundle, f"{marker}{n}", seed, n * share, min(share, cases - n * share)]
+            workers.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "support.faults", *map(str, argv)],
+                    cwd=os.path.dirname(__file__),
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+            )
+        results = [w.communicate(timeout=900) for w in workers]
+    finally:
+        for w in workers:
+            w.kill()
+            w.wait()
+        shutil.rmtree(root, ignore_errors=True)
+    reports = [json.loads(line) for out, _ in results for line in out.splitlines()]
+    counts = [r for r in reports if "counts" in r]
+    problems = [r for r in reports if "counts" not in r]
+    assert len(counts) == WORKERS, f"a worker died (seed {seed}): {results}"
+    ran = {key: sum(c["counts"][key] for c in counts) for key in counts[0]["counts"]}
+    with capsys.disabled():
+        print(f"faults: {ran}, a create takes {max(c['span'] for c in counts):.3f}s")
+    assert sum(ran.values()) == cases and all(ran.values()), ran
+    assert not problems, f"seed {seed}: {len(problems)} bad lifecycles, first ones:\n" + "\n".join(
+        json.dumps(p) for p in problems[:8]
+    )
