@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 from conftest import OCIRT, Runtime, cgroup_dirs
+from support import hostfacts
 
 CRIU = os.path.join(os.path.dirname(sys.executable), "criu")
 # the count file is replaced by a rename, so a dump at any instant leaves a whole number in it
@@ -131,6 +132,7 @@ def gone(rt: Runtime, cid: str, pid: int) -> None:
         pass
 
 
+@hostfacts.V1_HYBRID
 def test_restored_container_keeps_counting(rt: Runtime, counter: Counter) -> None:
     first, second = rt.new_id(), rt.new_id()
     pid = start(counter, first)

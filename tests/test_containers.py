@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from support import hostfacts
 from support.ctl import Manager, checked, manager
 
 
@@ -36,6 +37,7 @@ def wait_for(check: object, timeout: float = 20.0) -> None:
 
 
 def cgroup_file(pid: int, controller: str, name: str) -> str:
+    hostfacts.require(hostfacts.cgroup_v1_hybrid(), "no cgroup v1 hybrid layout to read v1 files from")
     with open(f"/proc/{pid}/cgroup") as f:
         for line in f:
             _, controllers, path = line.rstrip("\n").split(":", 2)

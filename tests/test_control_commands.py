@@ -36,6 +36,8 @@ def read(path: str) -> str:
 
 
 def cgroup_paths(rt: Runtime, cid: str) -> dict[str, str]:
+    """The container's v1 cgroup directories, by controller (a hybrid host's layout)."""
+    hostfacts.require(hostfacts.cgroup_v1_hybrid(), "no cgroup v1 hybrid layout to read v1 files from")
     with open(os.path.join(rt.root, cid, "state.json")) as f:
         paths: dict[str, str] = json.load(f)["cgroup"]["paths"]
     return paths

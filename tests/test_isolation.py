@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from conftest import Runtime
+from support import hostfacts
 
 
 def run_out(rt: Runtime, script: str, edit: Any = None, *flags: str) -> str:
@@ -178,6 +179,7 @@ def test_no_host_fds_leak_and_preserve_fds(rt: Runtime) -> None:
     assert len(fds) <= 5, f"unexpected fds inside: {fds}"
 
 
+@hostfacts.V1_HYBRID
 def test_memory_pids_cpu_limits_seen_in_host_cgroups(rt: Runtime) -> None:
     def edit(c: dict[str, Any]) -> None:
         c["linux"]["resources"] = {

@@ -24,6 +24,7 @@ from ocirt.conformance.bundle import base_config, make_rootfs
 from ocirt.runtime import rootfs, syscalls
 from ocirt.runtime.errors import OcirtError
 from ocirt.specs.config import Config
+from support import hostfacts
 
 S = syscalls
 CHILD_TIMEOUT = 60
@@ -515,6 +516,7 @@ def test_user_namespace_keeps_locked_flags_on_remount(bundle: str, options: list
         )
 
 
+@hostfacts.V1_HYBRID
 def test_cgroup_v1_binds_the_container_cgroups(bundle: str, v1_pids_cgroup: str) -> None:
     ro = ["nosuid", "noexec", "nodev", "ro"]
     mounts = [
@@ -541,6 +543,7 @@ def test_cgroup_v1_binds_the_container_cgroups(bundle: str, v1_pids_cgroup: str)
     assert "ro" in table["/sys/fs/cgroup/pids"]["options"]
 
 
+@hostfacts.V1_HYBRID
 def test_cgroup_v1_with_cgroup_namespace_mounts_each_hierarchy(bundle: str, v1_pids_cgroup: str) -> None:
     mounts: list[dict[str, Any]] = [
         {"destination": "/sys", "type": "sysfs", "source": "sysfs"},

@@ -43,6 +43,11 @@ def selinux_enabled() -> bool:
     return os.path.exists("/sys/fs/selinux/enforce")
 
 
+def rt_group_sched() -> bool:
+    """Real-time group scheduling: a new v1 cpu cgroup starts with no real-time runtime."""
+    return os.path.exists("/sys/fs/cgroup/cpu/cpu.rt_runtime_us")
+
+
 def resctrl_mounted() -> bool:
     return os.path.exists("/sys/fs/resctrl/schemata")
 
