@@ -152,20 +152,25 @@ def _cgroup_v1_host() -> bool:
 
 
 @pytest.fixture(scope="session")
-def hugetlb_v1() -> Iterator[str]:
-    """The hugetlb v1 hierarchy on a cgroup v1 host ("" elsewhere). A fresh boot has it
-    unmounted: mounted here for the session, and unmounted at its end only when mounted here."""
-    if not _cgroup_v1_host() or os.path.ismount(HUGETLB):
-        yield HUGETLB if _cgroup_v1_host() else ""
+def hugetlb_mount() -> Iterator[tuple[str, str]]:
+    """(the hugetlb v1 hierarchy, "") on a cgroup v1 host, or ("", why not). A fresh boot
+    has it unmounted: mounted here for the session, and unmounted at its end only when
+    mounted here and nothing was left in it."""
+    if not _cgroup_v1_host():
+        yield "", "this host has no cgroup v1 hierarchies"
+        return
+    if os.path.ismount(HUGETLB):
+        yield HUGETLB, ""
         return
     made_dir = not os.path.exists(HUGETLB)
     why = mount_hugetlb()
     if why:
         if made_dir:
             os.rmdir(HUGETLB)
-        pytest.fail(f"this test needs the hugetlb cgroup v1 hierarchy at {HUGETLB}: {why}")
+        yield "", why
+        return
     try:
-        yield HUGETLB
+        yield HUGETLB, ""
     finally:
         left = [e.path for e in os.scandir(HUGETLB) if e.is_dir(follow_symlinks=False)]
         if not left:
@@ -175,16 +180,22 @@ def hugetlb_v1() -> Iterator[str]:
         assert not left, f"cgroups left in the hugetlb hierarchy (kept mounted): {left}"
 
 
+@pytest.fixture
+def hugetlb_v1(hugetlb_mount: tuple[str, str]) -> str:
+    """For a test of the v1 driver's hugetlb files: fails, saying why, without them."""
+    path, why = hugetlb_mount
+    if not path:
+        pytest.fail(f"this test needs the hugetlb cgroup v1 hierarchy at {HUGETLB}: {why}")
+    return path
+
+
 @pytest.fixture(autouse=True, scope="session")
 def host_state_first(request: pytest.FixtureRequest) -> None:
     """Host state that some test of this run needs is made before the first test: a cgroup2
     test run earlier could otherwise hold the hugetlb controller and keep v1 from taking it.
-    A failure here is reported by the tests that need the state, not by every test."""
-    if any("hugetlb_v1" in getattr(item, "fixturenames", ()) for item in request.session.items):
-        try:
-            request.getfixturevalue("hugetlb_v1")
-        except pytest.fail.Exception:
-            return
+    What cannot be made is reported by the tests that need it, not by every test."""
+    if any("hugetlb_mount" in getattr(item, "fixturenames", ()) for item in request.session.items):
+        request.getfixturevalue("hugetlb_mount")
 
 
 _HOST_NODES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty")
