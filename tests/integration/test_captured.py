@@ -34,6 +34,12 @@ CONTAINERD_FLAGS = [
     *("--cap-add", "CAP_SYS_TIME", "--cap-drop", "CAP_NET_RAW", "--read-only", "--env", "FOO=bar"),
 ]
 SLEEP = ["sleep", "3600"]
+# The host's namespaces, an init the manager injects, no seccomp, an added device, a read-only
+# volume. (--privileged asks for capabilities this host cannot grant, which runc refuses.)
+HOSTLY = [
+    *("--ipc", "host", "--network", "host", "--init", "--security-opt", "seccomp=unconfined"),
+    *("--cap-add", "SYS_ADMIN", "--device", "/dev/zero:/dev/extra-zero"),
+]
 
 
 def _replay(workdir: str, token: str, run: captured.Captured, name: str) -> None:
@@ -77,8 +83,10 @@ def test_podman_configs(wrapper: str) -> None:
     with test_podman.session(wrapper) as pm:
         plain = pm(*pm.run_args("-d"), test_podman.IMAGE, *SLEEP).ok().stdout.strip()
         flagged = pm(*pm.run_args("-d", *PODMAN_FLAGS), test_podman.IMAGE, *SLEEP).ok().stdout.strip()
+        volume = ["-v", f"{pm.ws.path('volume')}:/data:ro"]
+        hostly = pm(*pm.run_args("-d", *HOSTLY, *volume), test_podman.IMAGE, *SLEEP).ok().stdout.strip()
         pm("exec", flagged, "true").ok()
-        for name, cid in (("podman-plain", plain), ("podman-flags", flagged)):
+        for name, cid in (("podman-plain", plain), ("podman-flags", flagged), ("podman-host", hostly)):
             _replay(pm.ws.dir, pm.ws.token, captured.load(captures, cid), name)
         process = captured.load_exec(captures, flagged)
         _replay_exec(pm.ws.dir, pm.ws.token, captured.load(captures, flagged), process, "podman-exec")
@@ -90,8 +98,10 @@ def test_docker_configs(wrapper: str) -> None:
         run = ["run", "--runtime", "under-test", "-d"]
         plain = dk(*run, test_docker.IMAGE, *SLEEP).ok().stdout.strip()
         flagged = dk(*run, *DOCKER_FLAGS, test_docker.IMAGE, *SLEEP).ok().stdout.strip()
+        volume = ["-v", f"{dk.ws.path('volume')}:/data:ro"]
+        hostly = dk(*run, *HOSTLY, *volume, test_docker.IMAGE, *SLEEP).ok().stdout.strip()
         dk("exec", flagged, "true").ok()
-        for name, cid in (("docker-plain", plain), ("docker-flags", flagged)):
+        for name, cid in (("docker-plain", plain), ("docker-flags", flagged), ("docker-host", hostly)):
             _replay(dk.ws.dir, dk.ws.token, captured.load(captures, cid), name)
         process = captured.load_exec(captures, flagged)
         _replay_exec(dk.ws.dir, dk.ws.token, captured.load(captures, flagged), process, "docker-exec")
@@ -102,9 +112,11 @@ def test_containerd_configs(wrapper: str) -> None:
     with test_containerd.session(wrapper) as ctd:
         ctd(*ctd.run_args("-d"), test_containerd.IMAGE, "plain", *SLEEP).ok()
         ctd(*ctd.run_args("-d", *CONTAINERD_FLAGS), test_containerd.IMAGE, "flags", *SLEEP).ok()
-        ctd(*ctd.run_args("-d", "--net-host"), test_containerd.IMAGE, "net-host", *SLEEP).ok()
+        hostly = ["--net-host", "--allow-new-privs", "--device", "/dev/zero"]
+        volume = f"type=bind,src={ctd.ws.path('volume')},dst=/data,options=rbind:ro"
+        ctd(*ctd.run_args("-d", *hostly, "--mount", volume), test_containerd.IMAGE, "host", *SLEEP).ok()
         host.run(ctd.exec_args("flags", "e1", "true")).ok()
-        for cid in ("plain", "flags", "net-host"):
+        for cid in ("plain", "flags", "host"):
             _replay(ctd.ws.dir, ctd.ws.token, captured.load(captures, cid), f"containerd-{cid}")
         process = captured.load_exec(captures, "flags")
         _replay_exec(ctd.ws.dir, ctd.ws.token, captured.load(captures, "flags"), process, "containerd-exec")

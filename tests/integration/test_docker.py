@@ -100,6 +100,8 @@ def session(runtime: str) -> Iterator[Docker]:
                 dk("rm", "--force", *ids)
             host.stop_daemon(daemon)
         subprocess.run(["ip", "link", "del", dk.bridge], capture_output=True)
+        # dockerd binds the host's netns here for --network host and keeps it after it stops
+        subprocess.run(["umount", os.path.join(dk.exec_root, "netns", "default")], capture_output=True)
         found = ws.cleanup()
         assert not found, f"dockerd left behind: {found}"
 
