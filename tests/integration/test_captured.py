@@ -90,6 +90,20 @@ def test_podman_configs(wrapper: str) -> None:
             _replay(pm.ws.dir, pm.ws.token, captured.load(captures, cid), name)
         process = captured.load_exec(captures, flagged)
         _replay_exec(pm.ws.dir, pm.ws.token, captured.load(captures, flagged), process, "podman-exec")
+        _replay_pod_member(pm, captures)
+
+
+def _replay_pod_member(pm: test_podman.Podman, captures: str) -> None:
+    """A pod member joins its infra container's pid, ipc, net and uts namespaces by path."""
+    sharing = ["--share", "pid,ipc,net,uts", "--cgroup-parent", pm.cgroup_parent]
+    pod = pm("pod", "create", "--name", "captured", *sharing).ok().stdout.strip()
+    try:
+        member = pm(*pm.run_args("-d", "--pod", "captured"), test_podman.IMAGE, *SLEEP).ok().stdout.strip()
+        _replay(pm.ws.dir, pm.ws.token, captured.load(captures, member), "podman-pod-member")
+    finally:
+        host.clear_unmounted_hierarchies(pm.ws.token)
+        pm("pod", "rm", "--force", "--time", "0", "captured").ok()
+        host.remove_cgroups(f"{pm.ws.token}/{pod}")  # see test_podman's pod test
 
 
 def test_docker_configs(wrapper: str) -> None:
@@ -100,9 +114,13 @@ def test_docker_configs(wrapper: str) -> None:
         flagged = dk(*run, *DOCKER_FLAGS, test_docker.IMAGE, *SLEEP).ok().stdout.strip()
         volume = ["-v", f"{dk.ws.path('volume')}:/data:ro"]
         hostly = dk(*run, *HOSTLY, *volume, test_docker.IMAGE, *SLEEP).ok().stdout.strip()
+        # joins the plain container's namespaces by path (/proc/<pid>/ns/*)
+        sharing = ["--pid", f"container:{plain}", "--network", f"container:{plain}"]
+        joined = dk(*run, *sharing, test_docker.IMAGE, *SLEEP).ok().stdout.strip()
         dk("exec", flagged, "true").ok()
-        for name, cid in (("docker-plain", plain), ("docker-flags", flagged), ("docker-host", hostly)):
-            _replay(dk.ws.dir, dk.ws.token, captured.load(captures, cid), name)
+        variants = [("plain", plain), ("flags", flagged), ("host", hostly), ("joined", joined)]
+        for name, cid in variants:
+            _replay(dk.ws.dir, dk.ws.token, captured.load(captures, cid), f"docker-{name}")
         process = captured.load_exec(captures, flagged)
         _replay_exec(dk.ws.dir, dk.ws.token, captured.load(captures, flagged), process, "docker-exec")
 
