@@ -477,3 +477,29 @@ def test_rootless_flag(user: RootlessUser) -> None:
         "ocirt: --rootless: invalid value 'maybe' (true, false or auto)\n",
     )
     assert user(OCIRT, "--rootless", "true", "run", cid, cwd=bundle).returncode == 0
+
+
+def test_ridmap_reaches_submounts_idmap_does_not(rt: Runtime, open_dir: str) -> None:
+    """An rbind's submount (a tmpfs here) takes the mapping only with ``ridmap``."""
+    source = owners_source(open_dir)
+    sub = os.path.join(source, "sub")
+    os.mkdir(sub)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0777", "ocirt-test", sub], check=True)
+    try:
+        with open(os.path.join(sub, "user"), "w") as f:
+            f.write("user")
+        os.chown(os.path.join(sub, "user"), 1000, 1001)
+        top = {"destination": "/top", "type": "bind", "source": source, "options": ["rbind", "idmap"]}
+        rec = {**top, "destination": "/rec", "options": ["rbind", "ridmap"]}
+        script = "stat -c '%n %u:%g' /top/user /top/sub/user /rec/user /rec/sub/user"
+        bundle = idmap_bundle(os.path.join(open_dir, "b"), script, [top, rec])
+        res = rt("run", "--bundle", bundle, rt.new_id())
+    finally:
+        subprocess.run(["umount", sub], check=True)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == [
+        "/top/user 1000:1001",
+        "/top/sub/user 65534:65534",
+        "/rec/user 1000:1001",
+        "/rec/sub/user 1000:1001",
+    ]
