@@ -279,9 +279,12 @@ class RootlessUser:
         self.containers.append((runtime, cid))
         return self(runtime, "run", *flags, cid, cwd=bundle)
 
-    def remove(self) -> None:
+    def delete_containers(self) -> None:
         for runtime, cid in self.containers:
             self(runtime, "delete", "--force", cid)
+
+    def remove(self) -> None:
+        self.delete_containers()
         for pid in _pids_of(self.uid):  # processes the tests started as this user
             os.kill(pid, 9)
         deadline = time.monotonic() + 10
@@ -503,3 +506,48 @@ def test_ridmap_reaches_submounts_idmap_does_not(rt: Runtime, open_dir: str) -> 
         "/rec/user 1000:1001",
         "/rec/sub/user 1000:1001",
     ]
+
+
+@pytest.fixture
+def delegated(user: RootlessUser) -> Iterator[str]:
+    """A cgroup in every v1 hierarchy given to the user, as an admin delegates one (the
+    name avoids the ``ocirt`` prefix other suites' session cleanups remove)."""
+    assert not os.path.exists("/sys/fs/cgroup/cgroup.controllers"), "this test delegates v1 cgroups only"
+    name = f"userns-deleg-{uuid.uuid4().hex[:8]}"
+    made = []
+    try:
+        for hierarchy in sorted(os.listdir("/sys/fs/cgroup")):
+            top = os.path.join("/sys/fs/cgroup", hierarchy)
+            if os.path.islink(top) or not os.path.isdir(top) or hierarchy == "unified":
+                continue
+            path = os.path.join(top, name)
+            os.mkdir(path)
+            made.append(path)
+            for entry in ["", *os.listdir(path)]:
+                os.chown(os.path.join(path, entry), user.uid, user.gid)
+        yield name
+    finally:
+        user.delete_containers()
+        for path in made:
+            for sub in os.listdir(path):  # what a runtime left, if the test failed early
+                if os.path.isdir(os.path.join(path, sub)):
+                    os.rmdir(os.path.join(path, sub))
+            os.rmdir(path)
+
+
+def test_rootless_in_a_delegated_cgroup(user: RootlessUser, delegated: str) -> None:
+    """With a delegated cgroup the limits hold, and the container is placed as runc places
+    it (runc 1.1.5, same bundle): every v1 hierarchy but the unified one, devices rules
+    skipped; both remove their cgroup afterwards."""
+
+    def edit(config: dict[str, Any]) -> None:
+        config["linux"]["cgroupsPath"] = f"/{delegated}/c1"
+        config["linux"]["resources"] = {"pids": {"limit": 10}}
+
+    script = "cat /proc/self/cgroup; cat /sys/fs/cgroup/pids/pids.max"
+    bundle = user.bundle("runc", script, edit)
+    theirs, ours = user.run("runc", bundle), user.run(OCIRT, bundle)
+    assert theirs.returncode == 0, theirs.stderr
+    assert (ours.returncode, ours.stdout) == (0, theirs.stdout), ours.stderr
+    assert f"pids:/{delegated}/c1\n" in ours.stdout and ours.stdout.endswith("\n10\n")
+    assert not os.path.exists(f"/sys/fs/cgroup/pids/{delegated}/c1")

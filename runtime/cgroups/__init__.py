@@ -152,15 +152,25 @@ def open_cgroup(cgroups_path: str | None, container_id: str, systemd: bool) -> C
     return _fits(open_v1(inner))
 
 
-def writable(cgroup: Cgroup) -> bool:
-    """Whether this user may make the cgroup's directories (or use them): for a rootless
-    container, whether someone delegated that part of the tree to it."""
-    for path in cgroup.dirs():
-        while not os.path.exists(path):
-            path = os.path.dirname(path)
-        if not os.access(path, os.W_OK):
-            return False
-    return True
+def rootless_view(cgroup: Cgroup) -> Cgroup | None:
+    """What of the container's cgroup a user other than root may make and join, or None
+    where the tree is not delegated to it. As runc does, the unified hierarchy of a hybrid
+    host is left out, and the v1 devices rules are skipped (they need CAP_SYS_ADMIN)."""
+    if cgroup.version != 1:
+        return cgroup if all(_writable(p) for p in cgroup.dirs()) else None
+    from ocirt.runtime.cgroups.v1 import V1Cgroup
+
+    # cgroup2 also wants the caller inside the delegated subtree: runc ignores the failure
+    keep = {k: p for k, p in cgroup.paths.items() if k != "unified"}
+    if not keep or not all(_writable(p) for p in keep.values()):
+        return None
+    return V1Cgroup(keep)
+
+
+def _writable(path: str) -> bool:
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    return os.access(path, os.W_OK)
 
 
 class NoCgroup(Cgroup):

@@ -18,9 +18,9 @@ attached program must allow) and only then detaches those, so an update never le
 container unrestricted, not even for a moment. The kernel drops what is attached when the
 cgroup directory is removed.
 
-A runtime inside a user namespace (rootless, nested) may not load programs at all; as runc
-does, the rules are then left unenforced rather than failing the container: such a runtime
-cannot reach a device its user could not open anyway.
+A runtime inside a user namespace (rootless, nested) or run by a user other than root may
+not load programs at all; as runc does, the rules are then left unenforced rather than
+failing the container: such a runtime cannot reach a device its user could not open anyway.
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ def set_v2(path: str, rules: list[Rule]) -> None:
     try:
         _replace(dir_fd, code)
     except PermissionError as exc:
-        if not in_user_namespace():
+        if not in_user_namespace() and os.geteuid() == 0:
             raise OcirtError(f"{F}: device programs on {path}: {exc.strerror}") from None
     except OSError as exc:
         raise OcirtError(f"{F}: device programs on {path}: {exc.strerror}") from None

@@ -82,6 +82,8 @@ class V1Cgroup(Cgroup):
     def _set_devices(self, rules: list[devices.Rule]) -> None:
         """Without the v1 controller, the unified hierarchy of a hybrid host can still take
         the eBPF program of cgroup v2 (runc has no such fallback and refuses)."""
+        if os.geteuid() != 0:
+            return  # rootless (cgroups.rootless_view): rules need CAP_SYS_ADMIN; runc skips them
         path = self.paths.get("devices")
         if path is not None:
             devices.set_v1(path, rules)

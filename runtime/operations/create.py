@@ -169,7 +169,7 @@ def _create_in(
     seccomp_filter: Filter | None,
 ) -> None:
     from ocirt.runtime import console
-    from ocirt.runtime.cgroups import open_cgroup, writable
+    from ocirt.runtime.cgroups import open_cgroup, rootless_view
     from ocirt.runtime.cli import rootless
     from ocirt.runtime.process import parent
     from ocirt.runtime.process.launch import Launch
@@ -184,8 +184,8 @@ def _create_in(
         "resources": cfg.linux.resources or {},
     }
     cgroup = open_cgroup(cfg.linux.cgroups_path, st.id, bool(opts.systemd_cgroup))
-    if rootless(opts) and not writable(cgroup):
-        cgroup = _undelegated(cgroup, cfg.linux.resources)
+    if rootless(opts):
+        cgroup = rootless_view(cgroup) or _undelegated(cgroup, cfg.linux.resources)
     st.cgroup = cgroup.to_state()
     st.save()
 
