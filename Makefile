@@ -23,7 +23,7 @@ apt:
 # setuptools' default editable mode imports pathlib and re at every interpreter start (about
 # 20 ms here); strict mode writes a plain path instead, and linking whole folders into its
 # tree lets new modules appear without a reinstall.
-$(STAMP): pyproject.toml setup.py runtime/syscalls_build.py | apt
+$(STAMP): pyproject.toml setup.py runtime/syscalls_build.py runtime/launcher.py runtime/launcher.c | apt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]' --config-settings editable_mode=strict

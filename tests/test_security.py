@@ -2,18 +2,22 @@
 
 CVE-2019-5736 class: until ``execve``, init and exec's process are the host's Python
 interpreter inside the container's pid namespace, so ``/proc/<pid>/exe`` there is the host's
-python binary. The containers here have Docker's default capabilities (no CAP_SYS_PTRACE),
-root as their user, and run code that tries to reach that binary while the runtime is still
-in Python: a created container's init (blocked on its exec fifo), and exec's process (its
-``$PATH`` search made long, to widen the window a scanning loop races against).
+python binary. The first containers here have Docker's default capabilities (no
+CAP_SYS_PTRACE), root as their user, and run code that tries to reach that binary while the
+runtime is still in Python: a created container's init (blocked on its exec fifo), and
+exec's process (its ``$PATH`` search made long, to widen the window a scanning loop races
+against). The last ones hold CAP_SYS_PTRACE, so they do reach it; they must never get a
+descriptor that writes to it, then or after the runtime is gone.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from collections.abc import Iterator
@@ -43,6 +47,12 @@ echo done
 """
 
 
+def _is_interpreter(path: str) -> bool:
+    """The same file as the host's interpreter (the runtime runs it through another mount)."""
+    st, host = os.stat(path), os.stat(INTERPRETER)
+    return (st.st_dev, st.st_ino) == (host.st_dev, host.st_ino)
+
+
 def docker_like(c: dict[str, Any]) -> None:
     c["process"]["capabilities"] = {k: list(DOCKER_CAPS) for k in ("bounding", "effective", "permitted")}
 
@@ -62,7 +72,7 @@ def test_created_init_cannot_be_reached_from_the_container(rt: Runtime, open_dir
     res = rt("create", "--bundle", rt.bundle(["sleep", "1000"], edit, name=os.path.join(open_dir, "b")), cid)
     assert res.returncode == 0, res.stderr
     init = rt.state(cid)["pid"]
-    assert os.path.realpath(f"/proc/{init}/exe") == INTERPRETER, "init should still be the runtime"
+    assert _is_interpreter(f"/proc/{init}/exe"), "init should still be the runtime"
 
     res = rt("exec", cid, "sh", "-c", PROBE)
     assert res.returncode == 0, res.stderr
@@ -71,7 +81,7 @@ def test_created_init_cannot_be_reached_from_the_container(rt: Runtime, open_dir
     reached = [line for line in lines if line.startswith("1 ")]
     assert reached == [], f"the container reached its init while it was the runtime: {reached}"
     assert not any("python" in line for line in lines), lines
-    assert os.path.realpath(f"/proc/{init}/exe") == INTERPRETER, "the probe must run while init waits"
+    assert _is_interpreter(f"/proc/{init}/exe"), "the probe must run while init waits"
 
 
 @pytest.fixture
@@ -267,3 +277,127 @@ def test_cwd_through_a_preserved_host_fd_is_refused(rt: Runtime, tmp_path: Any) 
     assert not os.path.exists(os.path.join(host_dir, "escaped")), "exec started on the host"
     assert res.returncode != 0
     assert "process.cwd" in res.stderr and len(res.stderr.splitlines()) == 1, res.stderr
+
+
+@pytest.fixture(scope="module")
+def throwaway_ocirt(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """``ocirt`` installed (by the installer ``make install`` uses) for a copy of the
+    interpreter in a venv of its own, so that an attack that succeeds writes to nothing that
+    matters: the runtime processes' ``/proc/<pid>/exe`` is this copy."""
+    home = str(tmp_path_factory.mktemp("interpreter"))
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    os.mkdir(os.path.join(home, "bin"))
+    os.makedirs(os.path.join(home, "lib", version))
+    shutil.copy2(INTERPRETER, os.path.join(home, "bin", version))
+    os.symlink(sysconfig.get_paths()["purelib"], os.path.join(home, "lib", version, "site-packages"))
+    with open(os.path.join(home, "pyvenv.cfg"), "w") as f:
+        f.write(f"home = {os.path.dirname(INTERPRETER)}\ninclude-system-site-packages = false\n")
+    launcher = os.path.join(home, "bin", "ocirt")
+    python = os.path.join(home, "bin", version)
+    subprocess.run([python, "-m", "ocirt.runtime.launcher", launcher], check=True, timeout=120)
+    return launcher
+
+
+# Holds every process it can reach by its exe (read-only, which CAP_SYS_PTRACE allows),
+# tries to open it for writing, then keeps trying to reopen the descriptor it holds for
+# writing (the published exploit: writable once nothing runs the binary any more).
+HOLDER = r"""
+seen=" "
+while :; do
+  for p in /proc/[0-9]*; do
+    n=${p#/proc/}
+    case "$seen" in *" $n "*) continue;; esac
+    seen="$seen$n "
+    read comm < $p/comm 2>/dev/null || continue
+    case $comm in sh|sleep|usleep|true|cat) continue;; esac
+    (
+      exec 3< $p/exe 2>/dev/null || exit 0
+      echo "$n held" >> /tmp/log
+      (exec 4>> $p/exe) 2>/dev/null && echo "$n opened-for-writing" >> /tmp/log
+      i=0
+      while [ $i -lt 60 ]; do
+        (exec 4>> /proc/self/fd/3) 2>/dev/null && { echo "$n reopened-for-writing" >> /tmp/log; exit 0; }
+        usleep 50000
+        i=$((i+1))
+      done
+      echo "$n refused" >> /tmp/log
+    ) &
+  done
+done
+"""
+
+
+def with_ptrace(c: dict[str, Any]) -> None:
+    """Docker's capabilities plus CAP_SYS_PTRACE, which users grant for debuggers."""
+    caps = [*DOCKER_CAPS, "CAP_SYS_PTRACE"]
+    c["process"]["capabilities"] = {k: caps for k in ("bounding", "effective", "permitted")}
+
+
+def _log_lines(log: str) -> list[str]:
+    if not os.path.exists(log):
+        return []
+    with open(log) as f:
+        return f.read().splitlines()
+
+
+def _verdicts(log: str, timeout: float = 15) -> list[str]:
+    """The holder's log once every process it held has its verdict."""
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = _log_lines(log)
+        held = {line.split()[0] for line in lines if line.endswith(" held")}
+        done = {line.split()[0] for line in lines if not line.endswith(" held")}
+        if held <= done or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def holder(rt: Runtime, throwaway_ocirt: str) -> tuple[str, str, int]:
+    """A CAP_SYS_PTRACE container running HOLDER: (id, its log on the host, its init's pid)."""
+    rt.command = [throwaway_ocirt]
+    cid = rt.new_id()
+    bundle = rt.bundle(["sh", "-c", HOLDER], with_ptrace)
+    res = rt("run", "-d", "--bundle", bundle, cid)
+    assert res.returncode == 0, res.stderr
+    return cid, os.path.join(bundle, "rootfs/tmp/log"), rt.state(cid)["pid"]
+
+
+def _assert_never_writable(lines: list[str]) -> None:
+    assert any(line.endswith(" held") for line in lines), f"the race was never won: {lines}"
+    writable = [line for line in lines if "for-writing" in line]
+    assert writable == [], f"a writable descriptor to the runtime's interpreter: {writable}"
+
+
+def test_ptrace_capable_container_racing_exec_gets_no_writable_interpreter(
+    rt: Runtime, holder: tuple[str, str, int]
+) -> None:
+    cid, log, _ = holder
+    long_path = ":".join(["/nowhere"] * 4000 + ["/bin"])
+    for _ in range(4):
+        res = rt("exec", "--env", f"PATH={long_path}", cid, "true")
+        assert res.returncode == 0, res.stderr
+    _assert_never_writable(_verdicts(log))
+
+
+def test_ptrace_capable_container_sharing_its_pid_namespace_gets_no_writable_interpreter(
+    rt: Runtime, holder: tuple[str, str, int]
+) -> None:
+    """A created init waits in the container's pid namespace, as the runtime, until start."""
+    _, log, pid = holder
+
+    def join(c: dict[str, Any]) -> None:
+        c["linux"]["namespaces"] = [
+            {"type": "pid", "path": f"/proc/{pid}/ns/pid"} if ns["type"] == "pid" else ns
+            for ns in c["linux"]["namespaces"]
+        ]
+
+    waiting = rt.new_id()
+    res = rt("create", "--bundle", rt.bundle(["true"], join), waiting)
+    assert res.returncode == 0, res.stderr
+    deadline = time.monotonic() + 10
+    while not any(line.endswith(" held") for line in _log_lines(log)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    res = rt("delete", "--force", waiting)
+    assert res.returncode == 0, res.stderr
+    _assert_never_writable(_verdicts(log))
