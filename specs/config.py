@@ -63,9 +63,9 @@ def _check_text(value: str, path: str) -> None:
             raise SpecError(path, f"is not valid Unicode: lone surrogate {value[exc.start]!r}") from None
 
 
-def _ranged(value: int | None, path: str, hi: int, lo: int = 0) -> int | None:
-    if value is not None and not lo <= value <= hi:
-        raise SpecError(path, f"must be between {lo} and {hi}, got {value}")
+def _ranged(value: int | None, path: str, hi: int) -> int | None:
+    if value is not None and not 0 <= value <= hi:
+        raise SpecError(path, f"must be between 0 and {hi}, got {value}")
     return value
 
 
