@@ -117,3 +117,23 @@ def test_delete_force_of_paused_container_is_quick(rt: Runtime) -> None:
     assert res.returncode == 0 and res.stderr == "", res.stderr
     assert took < 1.5, f"delete --force of a paused container took {took:.2f}s"
     assert cgroup_dirs(cid) == [] and not os.path.exists(os.path.join(rt.root, cid))
+
+
+def test_rlimit_of_2_to_the_64_minus_1_is_unlimited(rt: Runtime) -> None:
+    """runc's configs write RLIM_INFINITY as the kernel's u64 all-ones; the kernel then says
+    "unlimited" in /proc/<pid>/limits. The hard limit is raised only as far as ours goes."""
+    with open("/proc/self/limits") as f:
+        ours = next(line.split()[5] for line in f if line.startswith("Max core file size"))
+    cid = rt.new_id()
+    limit = {"type": "RLIMIT_CORE", "hard": 2**64 - 1, "soft": 2**64 - 1}
+    if ours != "unlimited":
+        limit["hard"] = limit["soft"] = 2**63  # above any real limit: refused, by name
+    bundle = rt.bundle(["sleep", "1000"], lambda c: c["process"].update(rlimits=[limit]))
+    res = rt("create", "--bundle", bundle, cid)
+    if ours != "unlimited":
+        assert res.returncode == 1 and res.stderr.startswith("ocirt: config.json: process.rlimits[0]")
+        return
+    assert res.returncode == 0, res.stderr
+    with open(f"/proc/{rt.state(cid)['pid']}/limits") as f:
+        line = next(line for line in f if line.startswith("Max core file size"))
+    assert line.split()[4:6] == ["unlimited", "unlimited"], line

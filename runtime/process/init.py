@@ -228,7 +228,7 @@ def _set_rlimits(proc: Process) -> None:
         if number is None:
             raise SpecError(f"process.rlimits[{i}].type", f"unknown rlimit {lim.type!r}")
         try:
-            resource.setrlimit(number, (lim.soft, lim.hard))
+            resource.setrlimit(number, (_as_c_long(lim.soft), _as_c_long(lim.hard)))
         except (OSError, ValueError) as exc:
             current = resource.getrlimit(number)
             raise SpecError(
@@ -236,6 +236,12 @@ def _set_rlimits(proc: Process) -> None:
                 f"{lim.type} soft={lim.soft} hard={lim.hard}: {exc} "
                 f"(current hard limit {current[1]}; raising it needs CAP_SYS_RESOURCE)",
             ) from None
+
+
+def _as_c_long(value: int) -> int:
+    """The spec's limits are the kernel's unsigned 64 bits (2**64 - 1 is RLIM_INFINITY, as
+    runc writes it); ``resource`` takes a signed C long, which it casts back to rlim_t."""
+    return value - 2**64 if value >= 2**63 else value
 
 
 def set_oom_score_adj(proc: Process) -> None:
