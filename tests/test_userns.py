@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from conftest import OCIRT, Runtime
+from integration.images import rootfs_tar
 from ocirt.conformance.bundle import base_config, make_bundle, make_rootfs
 
 MAPPED = [{"containerID": 0, "hostID": 100000, "size": 65536}]
@@ -291,6 +292,10 @@ class RootlessUser:
         while _pids_of(self.uid) and time.monotonic() < deadline:
             time.sleep(0.05)
         subprocess.run(["userdel", self.name], check=False)
+        for name in os.listdir("/dev/shm"):  # podman's rootless lock file
+            path = os.path.join("/dev/shm", name)
+            if os.lstat(path).st_uid == self.uid:
+                os.unlink(path)
         for path in ("/etc/subuid", "/etc/subgid"):
             _drop_lines(path, f"{self.name}:")
         shutil.rmtree(self.xdg, ignore_errors=True)
@@ -551,3 +556,31 @@ def test_rootless_in_a_delegated_cgroup(user: RootlessUser, delegated: str) -> N
     assert (ours.returncode, ours.stdout) == (0, theirs.stdout), ours.stderr
     assert f"pids:/{delegated}/c1\n" in ours.stdout and ours.stdout.endswith("\n10\n")
     assert not os.path.exists(f"/sys/fs/cgroup/pids/{delegated}/c1")
+
+
+def test_rootless_podman_on_ocirt_as_on_runc(user: RootlessUser) -> None:
+    """podman run by the user (its own user namespace from /etc/subuid, catatonit, conmon)
+    with ``--runtime ocirt``: the container sees what it sees with ``--runtime runc``."""
+    workdir = os.path.join(user.home, "image")
+    os.mkdir(workdir)
+    image = rootfs_tar(workdir)
+    os.chmod(image, 0o644)
+    podman = [
+        "podman",
+        *("--root", os.path.join(user.home, "storage"), "--runroot", os.path.join(user.xdg, "containers")),
+        *("--storage-driver", "vfs", "--events-backend", "file", "--cgroup-manager", "cgroupfs"),
+    ]
+    imported = user(*podman, "import", image, "localhost/ocirt-rootless:it")
+    assert imported.returncode == 0, imported.stderr
+    seen = {}
+    try:
+        for runtime in ("runc", OCIRT):
+            run = ["run", "--rm", "--network", "none", "--runtime", runtime, "localhost/ocirt-rootless:it"]
+            res = user(*podman, *run, "sh", "-c", SEES.replace("hostname; ", ""))
+            assert res.returncode == 0, f"{runtime}: {res.stderr}"
+            seen[runtime] = res.stdout
+    finally:
+        user(*podman, "rm", "--all", "--force")
+        user(*podman, "rmi", "--all", "--force")
+    assert seen[OCIRT] == seen["runc"]
+    assert f"0 {user.uid} 1 1 " in " ".join(seen[OCIRT].split())  # root, then the subuid range
