@@ -59,6 +59,8 @@ $(CRIU): tools/build-criu.sh | apt
 # Tests run in a random order (pytest-randomly, loaded once installed: a test that leans on
 # what another left behind fails here); SEED replays one (`make pytest SEED=1234`).
 SEED ?= $(shell od -An -N4 -tu4 /dev/urandom | tr -d ' ')
+# evaluated once: a plain ?= would draw a new seed at every reference
+SEED := $(SEED)
 pytest: install $(CRIU)
 	@echo "pytest: random order, seed $(SEED) (replay: make pytest SEED=$(SEED))"
 	$(VENV)/bin/pytest -q --randomly-seed=$(SEED)
