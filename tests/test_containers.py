@@ -318,9 +318,10 @@ def test_cp_through_binds_links_and_contents(ctl: Manager, tmp_path: object) -> 
 
 
 # The container swaps /tmp/d between a directory of its own and a symlink to a host
-# directory (its absolute host path means nothing inside), as fast as it can.
+# directory (its absolute host path means nothing inside), as fast as it can. The paths
+# copied go one level deeper, so that the swapped component is never the last one.
 SWAPPER = """
-mkdir /tmp/real && echo container > /tmp/real/f && mv /tmp/real /tmp/d && touch /tmp/ready
+mkdir -p /tmp/real/sub && echo container > /tmp/real/sub/f && mv /tmp/real /tmp/d && touch /tmp/ready
 while :; do mv /tmp/d /tmp/real; ln -s {host} /tmp/d; rm /tmp/d; mv /tmp/real /tmp/d; done
 """
 
@@ -331,8 +332,8 @@ def test_cp_never_reaches_the_host_while_the_container_swaps_a_component(
     """CVE-2018-15664 class: a path component the container swaps for a symlink between the
     manager's resolution and its open must not redirect ``cp`` to the host, either way."""
     host = os.path.join(str(tmp_path), "host")
-    os.mkdir(host)
-    with open(os.path.join(host, "f"), "w") as f:
+    os.makedirs(os.path.join(host, "sub"))
+    with open(os.path.join(host, "sub", "f"), "w") as f:
         f.write("host secret\n")
     script = SWAPPER.format(host=host)
     ctl("run", "-d", "--name", "swapper", "--network", "none", ctl.httpd, "sh", "-c", script)
@@ -343,14 +344,14 @@ def test_cp_never_reaches_the_host_while_the_container_swaps_a_component(
     out = os.path.join(str(tmp_path), "out")
     read, written = [], []
     for n in range(40):
-        if ctl("cp", "swapper:/tmp/d/f", out, check=False).returncode == 0:
+        if ctl("cp", "swapper:/tmp/d/sub/f", out, check=False).returncode == 0:
             with open(out) as f:
                 read.append(f.read())
             os.unlink(out)
-        if ctl("cp", src, f"swapper:/tmp/d/planted{n}", check=False).returncode == 0:
+        if ctl("cp", src, f"swapper:/tmp/d/sub/planted{n}", check=False).returncode == 0:
             written.append(n)
     stolen = read.count("host secret\n")
-    leaked = sorted(set(os.listdir(host)) - {"f"})
+    leaked = sorted(set(os.listdir(os.path.join(host, "sub"))) - {"f"})
     assert (stolen, leaked) == (0, []), (
         f"of 40 rounds, cp out read the host file {stolen} times, cp in wrote {leaked}"
     )
