@@ -9,7 +9,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
+import struct
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -231,6 +234,7 @@ class RootlessUser:
         os.mkdir(self.home, 0o755)
         os.chown(self.home, self.uid, self.gid)
         self.containers: list[tuple[str, str]] = []  # (runtime, id) to force-delete
+        self.grants = grant_traverse([OCIRT, sys.executable], self.uid)
 
     def __call__(self, *argv: str, cwd: str | None = None) -> subprocess.CompletedProcess[str]:
         env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": self.home, "USER": self.name}
@@ -299,8 +303,60 @@ class RootlessUser:
         for path in ("/etc/subuid", "/etc/subgid"):
             _drop_lines(path, f"{self.name}:")
         shutil.rmtree(self.xdg, ignore_errors=True)
+        revoke(self.grants)
         if self.made_run_user:
             shutil.rmtree("/run/user", ignore_errors=True)
+
+
+_ACL = "system.posix_acl_access"
+
+
+def grant_traverse(paths: list[str], uid: int) -> list[tuple[str, int]]:
+    """The checkout may live under a private directory (/root): give the user, and only
+    it, search permission on each such ancestor with a POSIX ACL, undone by ``revoke``."""
+    grants: list[tuple[str, int]] = []
+    dirs = {d for p in paths for d in _ancestors(p) | _ancestors(os.path.realpath(p))}
+    try:
+        for directory in sorted(dirs):
+            mode = os.stat(directory).st_mode
+            if mode & stat.S_IXOTH:
+                continue
+            assert _ACL not in os.listxattr(directory), f"{directory} has an ACL already: grant by hand"
+            os.setxattr(directory, _ACL, _acl(mode, uid))
+            grants.append((directory, stat.S_IMODE(mode)))
+    except BaseException:
+        revoke(grants)
+        raise
+    return grants
+
+
+def revoke(grants: list[tuple[str, int]]) -> None:
+    for directory, mode in grants:
+        os.removexattr(directory, _ACL)
+        os.chmod(directory, mode)  # the ACL's mask had replaced the group bits
+
+
+def _ancestors(path: str) -> set[str]:
+    out, path = set(), os.path.dirname(os.path.abspath(path))
+    while path != "/":
+        out.add(path)
+        path = os.path.dirname(path)
+    return out
+
+
+def _acl(mode: int, uid: int) -> bytes:
+    """posix_acl_xattr format: version 2, then (tag, perm, id) sorted by tag: the mode's
+    owner, ``uid`` with search, the group, a mask letting search through, the others."""
+    undefined = 0xFFFFFFFF
+    group = (mode >> 3) & 7
+    entries = [
+        (0x01, (mode >> 6) & 7, undefined),
+        (0x02, 1, uid),
+        (0x04, group, undefined),
+        (0x10, group | 1, undefined),
+        (0x20, mode & 7, undefined),
+    ]
+    return struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *e) for e in entries)
 
 
 def _id(name: str, flag: str) -> str:
