@@ -15,7 +15,8 @@ Measured here (2 shared cores, fastest of 60 runs, ``python -IS -c pass`` 10.0 m
 
 - a sealed memfd copy of the interpreter: 4.7 ms to copy, 24.5 ms in all from a launcher
   (the copy's pages are new to the page cache); re-executing from the runtime instead of a
-  launcher adds the interpreter's start and the imports again, about 40 ms per create.
+  launcher adds the interpreter's start and ``run``'s imports again (20.9 ms), so about
+  40 ms per create.
 - an exec helper in C for the container-facing processes: init does the rootfs, hooks and
   the exec-fifo wait in Python inside the pid namespace, so it would move all of that.
 - a read-only bind of the interpreter: it does stop the reopen through the magic link
@@ -25,7 +26,9 @@ Measured here (2 shared cores, fastest of 60 runs, ``python -IS -c pass`` 10.0 m
   empty directory on the host for its second lower layer; unlike the bind it cannot be
   remounted writable, but that takes CAP_SYS_ADMIN, which opens the host anyway.
 
-The runtime's ``run``/``exec`` pay only the launcher's exec and the clone (``make bench``).
+``run``/``exec`` pay only the launcher's exec and the clone: with bench/lifecycle.py's
+workloads (medians of 20, twice), ``run`` took 62 and 68 ms with the script launcher, 48
+and 69 with this one, ``exec`` 46 and 52 against 50 and 44; within this machine's noise.
 """
 
 from __future__ import annotations
