@@ -586,7 +586,8 @@ def _is_procfs(path: str) -> bool:
 
 
 def _copy_up(rfs: Rootfs, dest: str, fd: int, flags: int, data: str) -> None:
-    """``tmpcopyup``: the new tmpfs starts with what the image had at ``dest``."""
+    """``tmpcopyup``: the new tmpfs starts with what the image had at ``dest``, owned as the
+    directory was; its mode is in ``data`` (the one asked for, else the directory's)."""
     src = paths.open_in_root(rfs.root_fd, dest, os.O_RDONLY | os.O_DIRECTORY)
     try:
         syscalls.mount("tmpfs", paths.fd_path(fd), "tmpfs", flags, data or None)
@@ -595,7 +596,6 @@ def _copy_up(rfs: Rootfs, dest: str, fd: int, flags: int, data: str) -> None:
             copy_tree(src, dst)
             st = os.fstat(src)
             os.fchown(dst, st.st_uid, st.st_gid)
-            os.fchmod(dst, stat.S_IMODE(st.st_mode))
         finally:
             os.close(dst)
     finally:

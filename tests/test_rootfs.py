@@ -280,6 +280,8 @@ def test_tmpfs_options_readonly_tmpfs_and_copyup(bundle: str) -> None:
         f.write("s")
     os.chmod(os.path.join(copy, "d", "secret"), 0o600)
     os.chown(os.path.join(copy, "d"), 1000, 1000)
+    os.chmod(copy, 0o750)
+    os.makedirs(os.path.join(bundle, "rootfs", "moded"), mode=0o755)
     mounts = [
         {
             "destination": "/t1",
@@ -289,6 +291,8 @@ def test_tmpfs_options_readonly_tmpfs_and_copyup(bundle: str) -> None:
         },
         {"destination": "/t2", "type": "tmpfs", "source": "tmpfs", "options": ["ro", "size=64k"]},
         {"destination": "/copy", "type": "tmpfs", "source": "tmpfs", "options": ["tmpcopyup"]},
+        # podman's --mount type=tmpfs,tmpfs-mode=1770: the asked mode wins over the directory's
+        {"destination": "/moded", "type": "tmpfs", "source": "tmpfs", "options": ["mode=1770", "tmpcopyup"]},
     ]
 
     def body() -> dict[str, Any]:
@@ -304,6 +308,7 @@ def test_tmpfs_options_readonly_tmpfs_and_copyup(bundle: str) -> None:
                 os.stat("/copy/d").st_uid,
             ),
             "copy_write": write_errno("/copy/new"),
+            "modes": (stat.S_IMODE(os.stat("/copy").st_mode), stat.S_IMODE(os.stat("/moded").st_mode)),
         }
 
     seen = in_child(body)
@@ -317,6 +322,7 @@ def test_tmpfs_options_readonly_tmpfs_and_copyup(bundle: str) -> None:
     assert seen["copy_meta"] == (0o600, 1000)
     assert seen["copy_write"] == 0
     assert not os.path.exists(os.path.join(copy, "new")), "the write went to the image"
+    assert seen["modes"] == (0o750, 0o1770)
 
 
 def test_bind_mounts_flags_recursion_and_propagation(bundle: str) -> None:
