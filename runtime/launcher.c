@@ -21,7 +21,9 @@
 
 extern char **environ;
 
-/* -1 without CAP_SYS_ADMIN: such a caller cannot create containers, nothing to guard. */
+/* -1 without CAP_SYS_ADMIN (rootless): the containers are then in a user namespace, and
+ * CAP_SYS_PTRACE there does not reach our non-dumpable processes, whose memory belongs to
+ * the host's user namespace. */
 static int read_only_clone(void)
 {
     struct mount_attr attr = {
