@@ -44,6 +44,7 @@ DETAILED = [
     *("--mount", "type=tmpfs,destination=/t2,tmpfs-mode=1770"),
 ]
 SLEEP = ["sleep", "3600"]
+EXEC_FLAGS = ["--user", "65534:65534", "--env", "EXTRA=1", "--workdir", "/tmp"]
 # The host's namespaces, an init the manager injects, no seccomp, an added device, a read-only
 # volume. (--privileged asks for capabilities this host cannot grant, which runc refuses.)
 HOSTLY = [
@@ -99,11 +100,13 @@ def test_podman_configs(wrapper: str) -> None:
         hostly = pm(*pm.run_args("-d", *HOSTLY, *volume), test_podman.IMAGE, *SLEEP).ok().stdout.strip()
         detailed = pm(*pm.run_args("-d", *DETAILED), test_podman.IMAGE, *SLEEP).ok().stdout.strip()
         pm("exec", flagged, "true").ok()
+        pm("exec", *EXEC_FLAGS, plain, "true").ok()
         variants = [("plain", plain), ("flags", flagged), ("host", hostly), ("detailed", detailed)]
         for name, cid in variants:
             _replay(pm.ws.dir, pm.ws.token, captured.load(captures, cid), f"podman-{name}")
-        process = captured.load_exec(captures, flagged)
-        _replay_exec(pm.ws.dir, pm.ws.token, captured.load(captures, flagged), process, "podman-exec")
+        for name, cid in (("exec", flagged), ("exec-flags", plain)):
+            run, process = captured.load(captures, cid), captured.load_exec(captures, cid)
+            _replay_exec(pm.ws.dir, pm.ws.token, run, process, f"podman-{name}")
         _replay_pod_member(pm, captures)
 
 
@@ -133,12 +136,14 @@ def test_docker_configs(wrapper: str) -> None:
         joined = dk(*run, *sharing, test_docker.IMAGE, *SLEEP).ok().stdout.strip()
         detailed = dk(*run, *DETAILED, test_docker.IMAGE, *SLEEP).ok().stdout.strip()
         dk("exec", flagged, "true").ok()
+        dk("exec", *EXEC_FLAGS, plain, "true").ok()
         variants = [("plain", plain), ("flags", flagged), ("host", hostly), ("joined", joined)]
         variants.append(("detailed", detailed))
         for name, cid in variants:
             _replay(dk.ws.dir, dk.ws.token, captured.load(captures, cid), f"docker-{name}")
-        process = captured.load_exec(captures, flagged)
-        _replay_exec(dk.ws.dir, dk.ws.token, captured.load(captures, flagged), process, "docker-exec")
+        for name, cid in (("exec", flagged), ("exec-flags", plain)):
+            run, process = captured.load(captures, cid), captured.load_exec(captures, cid)
+            _replay_exec(dk.ws.dir, dk.ws.token, run, process, f"docker-{name}")
 
 
 def test_containerd_configs(wrapper: str) -> None:
@@ -150,10 +155,13 @@ def test_containerd_configs(wrapper: str) -> None:
         volume = f"type=bind,src={ctd.ws.path('volume')},dst=/data,options=rbind:ro"
         ctd(*ctd.run_args("-d", *hostly, "--mount", volume), test_containerd.IMAGE, "host", *SLEEP).ok()
         host.run(ctd.exec_args("flags", "e1", "true")).ok()
+        as_nobody = ["--exec-id", "e2", "--user", "65534", "--cwd", "/tmp"]
+        ctd("task", "exec", "--fifo-dir", ctd.ws.path("fifo"), *as_nobody, "plain", "true").ok()
         for cid in ("plain", "flags", "host"):
             _replay(ctd.ws.dir, ctd.ws.token, captured.load(captures, cid), f"containerd-{cid}")
-        process = captured.load_exec(captures, "flags")
-        _replay_exec(ctd.ws.dir, ctd.ws.token, captured.load(captures, "flags"), process, "containerd-exec")
+        for name, cid in (("exec", "flags"), ("exec-flags", "plain")):
+            run, process = captured.load(captures, cid), captured.load_exec(captures, cid)
+            _replay_exec(ctd.ws.dir, ctd.ws.token, run, process, f"containerd-{name}")
 
 
 def test_runc_spec_config() -> None:
