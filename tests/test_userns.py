@@ -441,14 +441,20 @@ def test_rootless_spec_runs_as_under_runc(user: RootlessUser) -> None:
 
 
 def test_ocirt_spec_rootless_runs_under_both(user: RootlessUser) -> None:
+    """``ocirt spec --rootless`` has runc's shape (the user's ids mapped to root, no network
+    namespace, /sys bound, no resources) and runs the same under runc 1.1.5 and ocirt."""
     bundle = user.bundle(OCIRT, SEES.replace("hostname; ", ""))
     with open(os.path.join(bundle, "config.json")) as f:
-        linux = json.load(f)["linux"]
+        config = json.load(f)
+    linux = config["linux"]
     assert linux["uidMappings"] == [{"containerID": 0, "hostID": user.uid, "size": 1}]
     assert linux["gidMappings"] == [{"containerID": 0, "hostID": user.gid, "size": 1}]
-    ours = user.run(OCIRT, bundle)
+    assert "resources" not in linux and "network" not in [ns["type"] for ns in linux["namespaces"]]
+    ours, theirs = user.run(OCIRT, bundle), user.run("runc", bundle)
     assert ours.returncode == 0, ours.stderr
-    assert "uid=0(root) gid=0(root)" in ours.stdout
+    assert theirs.returncode == 0, theirs.stderr
+    assert ours.stdout == theirs.stdout
+    assert ours.stdout.startswith("uid=0(root) gid=0(root)\n")
 
 
 def test_rootless_subordinate_ids_through_newuidmap(user: RootlessUser) -> None:
@@ -640,3 +646,24 @@ def test_rootless_podman_on_ocirt_as_on_runc(user: RootlessUser) -> None:
         user(*podman, "rmi", "--all", "--force")
     assert seen[OCIRT] == seen["runc"]
     assert f"0 {user.uid} 1 1 " in " ".join(seen[OCIRT].split())  # root, then the subuid range
+
+
+def test_rootless_ids_outside_the_users_ranges(user: RootlessUser) -> None:
+    """newuidmap refuses a range /etc/subuid does not give the user: one line naming the
+    field with the helper's reason, as runc fails too, and nothing left behind."""
+    outside = user.sub + 65536 * 4
+
+    def edit(config: dict[str, Any]) -> None:
+        config["linux"]["uidMappings"] = [
+            {"containerID": 0, "hostID": user.uid, "size": 1},
+            {"containerID": 1, "hostID": outside, "size": 1000},
+        ]
+
+    bundle = user.bundle("runc", "true", edit)
+    ours, theirs = user.run(OCIRT, bundle), user.run("runc", bundle)
+    assert theirs.returncode != 0
+    assert ours.returncode == 1
+    error = ours.stderr.splitlines()[-1]
+    assert error.startswith("ocirt: config.json: linux.uidMappings: newuidmap failed (newuidmap: "), error
+    assert error.endswith(" not allowed)"), error
+    assert os.listdir(os.path.join(user.xdg, "ocirt")) == []
