@@ -105,8 +105,8 @@ def test_podman_configs(wrapper: str) -> None:
         for name, cid in variants:
             _replay(pm.ws.dir, pm.ws.token, captured.load(captures, cid), f"podman-{name}")
         for name, cid in (("exec", flagged), ("exec-flags", plain)):
-            run, process = captured.load(captures, cid), captured.load_exec(captures, cid)
-            _replay_exec(pm.ws.dir, pm.ws.token, run, process, f"podman-{name}")
+            made, process = captured.load(captures, cid), captured.load_exec(captures, cid)
+            _replay_exec(pm.ws.dir, pm.ws.token, made, process, f"podman-{name}")
         _replay_pod_member(pm, captures)
 
 
@@ -142,8 +142,8 @@ def test_docker_configs(wrapper: str) -> None:
         for name, cid in variants:
             _replay(dk.ws.dir, dk.ws.token, captured.load(captures, cid), f"docker-{name}")
         for name, cid in (("exec", flagged), ("exec-flags", plain)):
-            run, process = captured.load(captures, cid), captured.load_exec(captures, cid)
-            _replay_exec(dk.ws.dir, dk.ws.token, run, process, f"docker-{name}")
+            made, process = captured.load(captures, cid), captured.load_exec(captures, cid)
+            _replay_exec(dk.ws.dir, dk.ws.token, made, process, f"docker-{name}")
 
 
 def test_containerd_configs(wrapper: str) -> None:
@@ -160,8 +160,8 @@ def test_containerd_configs(wrapper: str) -> None:
         for cid in ("plain", "flags", "host"):
             _replay(ctd.ws.dir, ctd.ws.token, captured.load(captures, cid), f"containerd-{cid}")
         for name, cid in (("exec", "flags"), ("exec-flags", "plain")):
-            run, process = captured.load(captures, cid), captured.load_exec(captures, cid)
-            _replay_exec(ctd.ws.dir, ctd.ws.token, run, process, f"containerd-{name}")
+            made, process = captured.load(captures, cid), captured.load_exec(captures, cid)
+            _replay_exec(ctd.ws.dir, ctd.ws.token, made, process, f"containerd-{name}")
 
 
 def test_runc_spec_config() -> None:
