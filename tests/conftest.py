@@ -22,8 +22,8 @@ from typing import Any
 
 import pytest
 from ocirt.conformance.bundle import base_config, make_bundle, write_config
-from ocirt.conformance.runner import HUGETLB, mount_hugetlb
-from support import leakcheck
+from ocirt.conformance.runner import HUGETLB
+from support import hugetlb, leakcheck
 
 OCIRT = os.path.join(os.path.dirname(sys.executable), "ocirt")
 
@@ -147,55 +147,22 @@ def open_dir() -> Iterator[str]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def _cgroup_v1_host() -> bool:
-    return os.path.ismount("/sys/fs/cgroup/memory")
-
-
-@pytest.fixture(scope="session")
-def hugetlb_mount() -> Iterator[tuple[str, str]]:
-    """(the hugetlb v1 hierarchy, "") on a cgroup v1 host, or ("", why not). A fresh boot
-    has it unmounted: mounted here for the session, and unmounted at its end only when
-    mounted here and nothing was left in it."""
-    if not _cgroup_v1_host():
-        yield "", "this host has no cgroup v1 hierarchies"
-        return
-    if os.path.ismount(HUGETLB):
-        yield HUGETLB, ""
-        return
-    made_dir = not os.path.exists(HUGETLB)
-    why = mount_hugetlb()
-    if why:
-        if made_dir:
-            os.rmdir(HUGETLB)
-        yield "", why
-        return
-    try:
-        yield HUGETLB, ""
-    finally:
-        left = [e.path for e in os.scandir(HUGETLB) if e.is_dir(follow_symlinks=False)]
-        if not left:
-            subprocess.run(["umount", HUGETLB], check=True)
-            if made_dir:
-                os.rmdir(HUGETLB)
-        assert not left, f"cgroups left in the hugetlb hierarchy (kept mounted): {left}"
-
-
 @pytest.fixture
-def hugetlb_v1(hugetlb_mount: tuple[str, str]) -> str:
-    """For a test of the v1 driver's hugetlb files: fails, saying why, without them."""
-    path, why = hugetlb_mount
-    if not path:
-        pytest.fail(f"this test needs the hugetlb cgroup v1 hierarchy at {HUGETLB}: {why}")
-    return path
+def hugetlb_v1(request: pytest.FixtureRequest) -> Iterator[str]:
+    """For a test of the v1 driver's hugetlb files: the hierarchy, mounted for the test if
+    missing (a fresh boot has it unmounted) and undone after; the test fails, saying why,
+    without it."""
+    with hugetlb.v1_hierarchy(alone(request.config)) as why:
+        if why:
+            pytest.fail(f"this test needs the hugetlb cgroup v1 hierarchy at {HUGETLB}: {why}")
+        yield HUGETLB
 
 
-@pytest.fixture(autouse=True, scope="session")
-def host_state_first(request: pytest.FixtureRequest) -> None:
-    """Host state that some test of this run needs is made before the first test: a cgroup2
-    test run earlier could otherwise hold the hugetlb controller and keep v1 from taking it.
-    What cannot be made is reported by the tests that need it, not by every test."""
-    if any("hugetlb_mount" in getattr(item, "fixturenames", ()) for item in request.session.items):
-        request.getfixturevalue("hugetlb_mount")
+def alone(config: pytest.Config) -> bool:
+    """No other pytest run on this machine so far (another may be using host state)."""
+    state = config.stash[LEAKS]
+    state.watch()
+    return not state.others
 
 
 _HOST_NODES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty")

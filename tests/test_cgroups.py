@@ -21,7 +21,7 @@ from ocirt.runtime.cgroups.systemd import expand_slice, systemd_path
 from ocirt.runtime.cgroups.v1 import hierarchies
 from ocirt.runtime.cgroups.v2 import V2Cgroup, open_v2
 from ocirt.runtime.errors import OcirtError, SpecError
-from support import hostfacts
+from support import hostfacts, hugetlb
 
 UNIFIED = "/sys/fs/cgroup/unified"
 MiB = 1024 * 1024
@@ -192,6 +192,24 @@ def test_v1_swappiness_oom_rt_kernel_tcp_and_hugetlb(made: Made, hugetlb_v1: str
     assert read(f"{hugetlb}/hugetlb.2MB.limit_in_bytes") == str(4 * MiB)
     assert read(f"{hugetlb}/hugetlb.2MB.rsvd.limit_in_bytes") == str(4 * MiB)
     cg.destroy()
+
+
+def test_hugetlb_leaves_cgroup2_deepest_first_and_returns_parents_first(made: Made) -> None:
+    """How the suite frees the controller for v1 (tests/support/hugetlb.py), on a subtree of
+    its own: a parent cannot drop hugetlb while a child still enables it."""
+    offered = read(f"{UNIFIED}/cgroup.subtree_control").split()
+    hostfacts.require("hugetlb" in offered, "cgroup2 does not offer hugetlb to its cgroups")
+    base = f"{UNIFIED}/{made.name}"
+    os.makedirs(f"{base}/a/b")
+    for cgroup in (base, f"{base}/a"):
+        with open(f"{cgroup}/cgroup.subtree_control", "w") as f:
+            f.write("+hugetlb")
+    tree = (base, f"{base}/a", f"{base}/a/b")
+    changed = hugetlb.release(base)
+    assert changed == [f"{base}/a", base]
+    assert [read(f"{c}/cgroup.subtree_control") for c in tree] == ["", "", ""]
+    assert hugetlb.restore(changed) == []
+    assert [read(f"{c}/cgroup.subtree_control") for c in tree] == ["hugetlb", "hugetlb", ""]
 
 
 def test_v1_memory_and_swap_order_when_raising_and_lowering(made: Made) -> None:

@@ -12,9 +12,11 @@ from __future__ import annotations
 import os
 
 import pytest
+from conftest import alone
 from ocirt.conformance.harness import Harness, cgroup_mounts
 from ocirt.conformance.model import FAIL, MUST, Outcome
 from ocirt.conformance.runner import load_cases, resolve, run_suite
+from support import hugetlb
 
 DELETE_CREATED = """runc's CLI deletes a created container without --force and managers (containerd)
 rely on it; runtime.md asks for an error. ocirt follows runc here on purpose."""
@@ -43,13 +45,13 @@ EXPECTED: dict[str, dict[str, str]] = {
 
 
 @pytest.fixture(scope="module", params=["ocirt", "runc"])
-def results(
-    request: pytest.FixtureRequest, hugetlb_mount: tuple[str, str]
-) -> tuple[str, list[Outcome], Harness]:
-    """Without the hugetlb hierarchy (``hugetlb_mount`` could not make it) the hugetlb case
+def results(request: pytest.FixtureRequest) -> tuple[str, list[Outcome], Harness]:
+    """Run with the hugetlb v1 hierarchy where it can be had; without it the hugetlb case
     reports itself not applicable, with the reason."""
     harness = Harness(resolve(request.param))
-    return request.param, run_suite(harness.runtime, load_cases(), harness=harness), harness
+    with hugetlb.v1_hierarchy(alone(request.config)):
+        outcomes = run_suite(harness.runtime, load_cases(), harness=harness)
+    return request.param, outcomes, harness
 
 
 def test_no_unexplained_must_failure(results: tuple[str, list[Outcome], Harness]) -> None:
