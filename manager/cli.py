@@ -32,6 +32,7 @@ _BY_GROUP = {
 }
 COMMANDS = {name: group for group, names in _BY_GROUP.items() for name in names.split()}
 _VALUED = ("--root", "--runtime")  # the global options that take a value
+INTERNAL_ERROR = 125  # docker's and podman's exit code for a failure of the tool itself
 
 
 def build_parser(groups: tuple[str, ...] = GROUPS) -> argparse.ArgumentParser:
@@ -74,13 +75,27 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(func(args) or 0)
-    except ManagerError as exc:
-        if args.debug:
-            raise
-        print(f"ocirtctl: {exc}", file=sys.stderr)
-        return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        if args.debug:
+            raise
+        return _report(exc)
+
+
+def _report(exc: Exception) -> int:
+    """The one error boundary: a user's mistake is one line; anything else is a bug, said
+    so on one line (the traceback is for ``--debug``)."""
+    if isinstance(exc, ManagerError):
+        print(f"ocirtctl: {exc}", file=sys.stderr)
+        return exc.exit_code
+    text = " ".join(str(exc).split()) or "no message"
+    print(
+        f"ocirtctl: internal error: {type(exc).__name__}: {text}"
+        " (please report this bug; run with --debug for the traceback)",
+        file=sys.stderr,
+    )
+    return INTERNAL_ERROR
 
 
 def entry() -> None:

@@ -363,7 +363,7 @@ def test_cp_never_reaches_the_host_while_the_container_swaps_a_component(
     [
         (["-m", "lots"], "--memory: invalid size 'lots'"),
         (["--restart", "sometimes"], "--restart: unknown policy 'sometimes'"),
-        (["--cpus", "0"], "--cpus: '0' must be positive"),
+        (["--cpus", "0"], "--cpus: '0' is out of range"),
         (["--ulimit", "bogus=1"], "--ulimit: unknown limit 'bogus'"),
         (["-v", "rel/path:/x"], "-v: invalid volume name 'rel/path'"),
         (["--network", "nosuchnet"], "nosuchnet"),

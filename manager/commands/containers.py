@@ -85,7 +85,7 @@ def register(sub: Sub) -> None:
     p.add_argument("-i", "--interactive", action="store_true", help="attach stdin")
     for name, text in (("stop", "stop containers"), ("restart", "restart containers")):
         p = _refs(sub, name, text, cmd_stop if name == "stop" else cmd_restart)
-        p.add_argument("-t", "--time", type=int, default=None, help="seconds before SIGKILL")
+        p.add_argument("-t", "--time", default=None, help="seconds before SIGKILL")
     _refs(sub, "kill", "signal containers", cmd_kill).add_argument("-s", "--signal", default="KILL")
     _refs(sub, "pause", "freeze containers", cmd_pause).set_defaults(resume=False)
     _refs(sub, "unpause", "thaw containers", cmd_pause).set_defaults(resume=True)

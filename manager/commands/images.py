@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ocirt.manager.containers import units
 from ocirt.manager.errors import ManagerError
 from ocirt.manager.images import archive, reference, service, tarball
 from ocirt.manager.images import push as pushing
@@ -65,7 +66,7 @@ def _add_push(sub: Sub, name: str = "push") -> None:
     p.add_argument("image")
     p.add_argument("destination", nargs="?", default=None)
     p.add_argument("-q", "--quiet", action="store_true")
-    p.add_argument("--chunk-size", type=int, default=pushing.CHUNK_SIZE, help="bytes per upload chunk")
+    p.add_argument("--chunk-size", default=None, help="bytes per upload chunk")
     _tls(p)
     p.set_defaults(func=_guard(cmd_push))
 
@@ -182,7 +183,9 @@ def cmd_push(args: argparse.Namespace) -> int:
         tls_verify=args.tls_verify == "true",
         quiet=args.quiet,
         authfile=args.authfile,
-        chunk_size=args.chunk_size,
+        chunk_size=pushing.CHUNK_SIZE
+        if args.chunk_size is None
+        else units.size(args.chunk_size, "--chunk-size"),
     )
     print(digest if args.quiet else f"Digest: {digest}")
     return 0

@@ -19,12 +19,14 @@ from ocirt.manager.containers import (
     flags,
     layout,
     logs,
+    options,
     present,
     remove,
     start,
     stats,
     status,
     store,
+    units,
 )
 from ocirt.manager.containers import create as creating
 from ocirt.manager.containers import spec as specmod
@@ -90,9 +92,14 @@ def _each(refs: list[str], action: Callable[[str], object], echo: bool = True) -
     return failed
 
 
+def _time(text: str | None) -> int | None:
+    return None if text is None else units.integer(text, "-t/--time", 0, units.SECONDS_MAX)
+
+
 def cmd_stop(args: argparse.Namespace) -> int:
     ctx = ctx_of(args)
-    return _each(args.containers, lambda ref: stopping.stop(ctx, ref, args.time))
+    timeout = _time(args.time)
+    return _each(args.containers, lambda ref: stopping.stop(ctx, ref, timeout))
 
 
 def cmd_kill(args: argparse.Namespace) -> int:
@@ -102,7 +109,8 @@ def cmd_kill(args: argparse.Namespace) -> int:
 
 def cmd_restart(args: argparse.Namespace) -> int:
     ctx = ctx_of(args)
-    return _each(args.containers, lambda ref: stopping.restart(ctx, ref, args.time))
+    timeout = _time(args.time)
+    return _each(args.containers, lambda ref: stopping.restart(ctx, ref, timeout))
 
 
 def cmd_pause(args: argparse.Namespace) -> int:
@@ -185,13 +193,14 @@ def _get(ctx: Context, ref: str) -> store.Container:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
+    tail = None if args.tail in (None, "all") else units.integer(args.tail, "--tail")
+    logs.since_filter(args.since)  # a bad --since is named before the container is looked up
     ctx = ctx_of(args)
     c = _get(ctx, args.container)
     driver = c.options.log_driver
     if driver == "none":
         raise ManagerError(f"container {c.name} uses the none log driver: nothing to show")
     path = layout.log_path(ctx.root, c.id)
-    tail = None if args.tail in (None, "all") else int(args.tail)
     max_file = int(c.options.log_opts.get("max-file", "1"))
     shown, offset = logs.collect(path, driver, max_file, args.since, tail)
 
@@ -345,6 +354,7 @@ def cmd_rename(args: argparse.Namespace) -> int:
 
 
 def cmd_update(args: argparse.Namespace) -> int:
+    flags.resources(args, options.Resources())  # a bad flag is named before any lookup
     ctx = ctx_of(args)
     conn = db.connect(ctx.root)
     for ref in args.containers:

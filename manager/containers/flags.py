@@ -146,7 +146,7 @@ def _plumbing(ns: argparse.Namespace, opts: CreateOptions) -> None:
             raise ManagerError(f"--stop-signal: {exc}") from None
         opts.stop_signal = ns.stop_signal
     if ns.stop_timeout is not None:
-        opts.stop_timeout = units.integer(ns.stop_timeout, "--stop-timeout", 0)
+        opts.stop_timeout = units.integer(ns.stop_timeout, "--stop-timeout", 0, units.SECONDS_MAX)
     if ns.log_driver is not None:
         if ns.log_driver not in options.LOG_DRIVERS:
             raise ManagerError(f"--log-driver: unsupported driver {ns.log_driver!r}")
@@ -154,8 +154,19 @@ def _plumbing(ns: argparse.Namespace, opts: CreateOptions) -> None:
     opts.log_opts = dict(options.log_opt(t) for t in ns.log_opt)
     opts.network = ns.network or "bridge"
     opts.ports, opts.publish_all, opts.ip = list(ns.publish), ns.publish_all, ns.ip
+    _check_network_flags(opts)
     opts.aliases = list(ns.network_alias)
     opts.volumes, opts.mounts, opts.volumes_from = list(ns.volume), list(ns.mount), list(ns.volumes_from)
+
+
+def _check_network_flags(opts: CreateOptions) -> None:
+    """``-p`` and ``--ip`` checked now, before an image is pulled or anything is made."""
+    from ocirt.manager.network import ipam, ports
+
+    for spec in opts.ports:
+        ports.parse_port_spec(spec)
+    if opts.ip is not None:
+        ipam.parse_address(opts.ip, "--ip")
 
 
 def resources(ns: argparse.Namespace, res: options.Resources) -> options.Resources:
@@ -170,9 +181,9 @@ def resources(ns: argparse.Namespace, res: options.Resources) -> options.Resourc
     if ns.cpus is not None:
         res.cpus = units.cpus(ns.cpus)
     if ns.cpuset_cpus is not None:
-        res.cpuset_cpus = ns.cpuset_cpus
+        res.cpuset_cpus = units.cpu_list(ns.cpuset_cpus, "--cpuset-cpus")
     if ns.pids_limit is not None:
-        res.pids_limit = units.integer(ns.pids_limit, "--pids-limit", -1)
+        res.pids_limit = units.integer(ns.pids_limit, "--pids-limit", -1, units.INT64_MAX)
     if ns.blkio_weight is not None:
         res.blkio_weight = units.integer(ns.blkio_weight, "--blkio-weight", 10, 1000)
     for name in ("device_read_bps", "device_write_bps", "device_read_iops", "device_write_iops"):

@@ -4,6 +4,7 @@ oldest first), partial records joined into lines, filtered by ``--since`` and ``
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import time
@@ -86,9 +87,12 @@ def _since_epoch(text: str) -> float:
     if m:
         return time.time() - float(m.group(1)) * {"s": 1, "m": 60, "h": 3600}[m.group(2)]
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         pass
+    else:
+        if math.isfinite(value):
+            return value
     try:
         return _epoch(text)
     except ValueError:

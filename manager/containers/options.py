@@ -17,6 +17,7 @@ from ocirt.manager.errors import ManagerError
 
 RESTART_POLICIES = ("no", "always", "on-failure", "unless-stopped")
 LOG_DRIVERS = ("json-file", "k8s-file", "none")
+MAX_LOG_FILES = 1000  # every rotated file is looked for on each read
 ULIMIT_NAMES = (
     "as", "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile",
     "nproc", "rss", "rtprio", "rttime", "sigpending", "stack",
@@ -142,7 +143,7 @@ def ulimit(text: str) -> list[Any]:
 
 
 def _limit(text: str) -> int:
-    value = units.integer(text, "--ulimit", -1)
+    value = units.integer(text, "--ulimit", -1, units.UINT64_MAX)
     return (1 << 64) - 1 if value == -1 else value
 
 
@@ -168,7 +169,7 @@ def device_rate(text: str, flag: str, parse_size: bool) -> list[Any]:
     path, sep, rate = text.rpartition(":")
     if not sep or not path.startswith("/"):
         raise ManagerError(f"{flag}: expected DEVICE:RATE, got {text!r}")
-    value = units.size(rate, flag) if parse_size else units.integer(rate, flag, 0)
+    value = units.size(rate, flag) if parse_size else units.integer(rate, flag, 0, units.UINT64_MAX)
     return [path, value]
 
 
@@ -200,5 +201,5 @@ def log_opt(text: str) -> tuple[str, str]:
     if key == "max-size":
         units.size(value, "--log-opt max-size")
     else:
-        units.integer(value, "--log-opt max-file", 1)
+        units.integer(value, "--log-opt max-file", 1, MAX_LOG_FILES)
     return key, value

@@ -1,10 +1,20 @@
-"""Sizes, rates and limits as docker's flags spell them (``512m``, ``1.5g``, ``1024``)."""
+"""Sizes, rates and limits as docker's flags spell them (``512m``, ``1.5g``, ``1024``).
+
+Every value is checked here, before anything is made: a limit the spec or the kernel cannot
+hold (infinity, NaN, beyond 64 bits) is the user's error, named by its flag."""
 
 from __future__ import annotations
+
+import math
+import os
 
 from ocirt.manager.errors import ManagerError
 
 _SUFFIX = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+INT64_MAX = (1 << 63) - 1  # the spec's limits are int64
+UINT64_MAX = (1 << 64) - 1
+SECONDS_MAX = (1 << 31) - 1  # timeouts: what a wait or a timer accepts everywhere
+MIN_CPUS = 0.01  # 1 ms per 100 ms period: the kernel's smallest CFS quota
 
 
 def size(text: str, flag: str) -> int:
@@ -13,14 +23,22 @@ def size(text: str, flag: str) -> int:
     if raw.endswith("b") and len(raw) > 1 and raw[-2] in "kmgt":
         raw = raw[:-1]
     unit = raw[-1] if raw and raw[-1] in _SUFFIX else ""
-    number = raw[: len(raw) - len(unit)]
+    value = _finite(raw[: len(raw) - len(unit)], flag, "size", text)
+    if value < 0:
+        raise ManagerError(f"{flag}: invalid size {text!r}: negative")
+    if value * _SUFFIX[unit] > INT64_MAX:
+        raise ManagerError(f"{flag}: invalid size {text!r}: above {INT64_MAX} bytes")
+    return int(value * _SUFFIX[unit])
+
+
+def _finite(number: str, flag: str, what: str, text: str) -> float:
     try:
         value = float(number)
     except ValueError:
-        raise ManagerError(f"{flag}: invalid size {text!r}") from None
-    if value < 0:
-        raise ManagerError(f"{flag}: invalid size {text!r}: negative")
-    return int(value * _SUFFIX[unit])
+        raise ManagerError(f"{flag}: invalid {what} {text!r}") from None
+    if not math.isfinite(value):
+        raise ManagerError(f"{flag}: invalid {what} {text!r}: not a finite number")
+    return value
 
 
 def integer(text: str, flag: str, low: int | None = None, high: int | None = None) -> int:
@@ -34,13 +52,22 @@ def integer(text: str, flag: str, low: int | None = None, high: int | None = Non
 
 
 def cpus(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise ManagerError(f"--cpus: {text!r} is not a number") from None
-    if value <= 0:
-        raise ManagerError(f"--cpus: {text!r} must be positive")
+    """As docker: from 0.01 (the kernel's 1 ms quota) to the CPUs this host has."""
+    value = _finite(text, "--cpus", "number", text)
+    available = os.cpu_count() or 1
+    if value < MIN_CPUS or value > available:
+        raise ManagerError(f"--cpus: {text!r} is out of range 0.01..{available} (CPUs available)")
     return value
+
+
+def cpu_list(text: str, flag: str) -> str:
+    """``0-3,5``: each entry a number or an increasing range, as the kernel's cpuset takes."""
+    for part in text.split(","):
+        first, sep, last = part.partition("-")
+        ends = [first, last] if sep else [first]
+        if not all(e.isascii() and e.isdigit() for e in ends) or int(ends[0]) > int(ends[-1]):
+            raise ManagerError(f"{flag}: invalid list {text!r} (e.g. 0-3,5)")
+    return text
 
 
 def key_value(text: str, flag: str) -> tuple[str, str]:

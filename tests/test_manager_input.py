@@ -1,0 +1,109 @@
+"""Bad input to ``ocirtctl``: one line naming the flag, exit 125 (docker's and podman's code
+for the tool's own failure), no traceback, nothing made; and the one boundary that turns
+anything unexpected into one line too.
+
+The image named is on a loopback port nothing listens on: every case must be refused while
+its flags are read, before an image is looked for."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+OCIRTCTL = os.path.join(os.path.dirname(sys.executable), "ocirtctl")
+IMAGE = "127.0.0.1:9/none:1"
+
+CREATE_CASES = [
+    (["-m", "inf"], "--memory"),
+    (["-m", "nan"], "--memory"),
+    (["-m", "1e30"], "--memory"),  # beyond the spec's int64
+    (["--memory-swap", "inf"], "--memory-swap"),
+    (["--memory-reservation=-inf"], "--memory-reservation"),
+    (["--cpus", "nan"], "--cpus"),
+    (["--cpus", "inf"], "--cpus"),
+    (["--cpus", "0.001"], "--cpus"),  # under the kernel's 1 ms quota
+    (["--cpus", str((os.cpu_count() or 1) + 1)], "--cpus"),  # more than the host has, as docker
+    (["-c", "1.5"], "--cpu-shares"),
+    (["--cpuset-cpus", "a-b"], "--cpuset-cpus"),
+    (["--cpuset-cpus", "3-1"], "--cpuset-cpus"),
+    (["--pids-limit", str(1 << 63)], "--pids-limit"),
+    (["--blkio-weight", "1001"], "--blkio-weight"),
+    (["--ulimit", f"nofile={1 << 64}"], "--ulimit"),
+    (["--ulimit", "nofile=x"], "--ulimit"),
+    (["-p", "70000:80"], "-p"),
+    (["-p", "80/sctp"], "-p"),
+    (["--stop-timeout", str(1 << 40)], "--stop-timeout"),
+    (["--stop-timeout", "1.5"], "--stop-timeout"),
+    (["--device-read-bps", "/dev/null:inf"], "--device-read-bps"),
+    (["--device-write-iops", f"/dev/null:{1 << 64}"], "--device-write-iops"),
+    (["--log-opt", "max-size=nan"], "--log-opt max-size"),
+    (["--log-opt", f"max-file={1 << 62}"], "--log-opt max-file"),
+    (["--oom-score-adj", "1001"], "--oom-score-adj"),
+    (["--ip", "10.1.2"], "--ip"),
+]
+
+
+def ctl(root: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [OCIRTCTL, "--root", root, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def one_line_error(done: subprocess.CompletedProcess[str], flag: str) -> None:
+    lines = done.stderr.splitlines()
+    assert done.returncode == 125, done
+    assert len(lines) == 1 and lines[0].startswith("ocirtctl: ") and flag in lines[0], done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(("args", "flag"), CREATE_CASES, ids=[" ".join(a) for a, _ in CREATE_CASES])
+@pytest.mark.parametrize("command", ["create", "run"])
+def test_bad_create_flag_is_one_line(tmp_path: str, command: str, args: list[str], flag: str) -> None:
+    root = os.path.join(tmp_path, "root")
+    one_line_error(ctl(root, command, *args, IMAGE, "true"), flag)
+    names = ctl(root, "ps", "-a", "-q")
+    assert names.returncode == 0 and names.stdout == "", "a refused create left a container"
+
+
+@pytest.mark.parametrize(
+    ("args", "flag"),
+    [
+        (["logs", "--tail", "abc", "c"], "--tail"),
+        (["logs", "--since", "nan", "c"], "--since"),
+        (["logs", "--since", "inf", "c"], "--since"),
+        (["stop", "-t", "abc", "c"], "--time"),
+        (["restart", "--time", str(1 << 40), "c"], "--time"),
+        (["update", "--cpus", "nan", "c"], "--cpus"),
+        (["update", "-m", "inf", "c"], "--memory"),
+        (["push", "--chunk-size", "x", "a", "b"], "--chunk-size"),
+    ],
+)
+def test_bad_flag_of_other_commands_is_one_line(tmp_path: str, args: list[str], flag: str) -> None:
+    """Named before the container or image is looked up (none exists: that would be another
+    message)."""
+    one_line_error(ctl(os.path.join(tmp_path, "root"), *args), flag)
+
+
+def test_unexpected_failure_is_one_line_and_traceback_under_debug(tmp_path: str) -> None:
+    """A metadata file that is not a database is no bad flag: the boundary says it is a bug,
+    on one line, and ``--debug`` shows where it happened."""
+    root = os.path.join(tmp_path, "root")
+    os.makedirs(root)
+    with open(os.path.join(root, "ocirt.db"), "wb") as f:
+        f.write(b"not a database, " * 64)
+    done = ctl(root, "ps", "-a")
+    lines = done.stderr.splitlines()
+    assert done.returncode == 125, done
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("ocirtctl: internal error: DatabaseError: file is not a database")
+    assert lines[0].endswith("(please report this bug; run with --debug for the traceback)")
+    debug = ctl(root, "--debug", "ps", "-a")
+    assert debug.returncode != 0 and "Traceback (most recent call last)" in debug.stderr
+    assert "sqlite3.DatabaseError" in debug.stderr
