@@ -19,7 +19,7 @@ _OTHER_OPTIONS = ("defaults", "tmpcopyup", "idmap", "ridmap")
 
 
 def build() -> dict[str, Any]:
-    from ocirt.runtime import capabilities, lsm, mounts, namespaces
+    from ocirt.runtime import capabilities, lsm, mempolicy, mounts, namespaces
     from ocirt.specs.config import SPEC_VERSION
 
     return {
@@ -39,6 +39,7 @@ def build() -> dict[str, Any]:
             # bind mounts only: mounts.idmapped_trees
             "mountExtensions": {"idmap": {"enabled": True}},
             "netDevices": {"enabled": supported("linux", "netDevices")},
+            "memoryPolicy": {"modes": sorted(mempolicy.MODES), "flags": sorted(mempolicy.FLAGS)},
         },
         "annotations": {},
     }

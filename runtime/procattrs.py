@@ -173,16 +173,16 @@ def format_cpus(cpus: set[int]) -> str:
     return ",".join(str(c) for c in sorted(cpus))
 
 
-def parse_cpu_list(text: str, path: str) -> set[int]:
-    """The kernel's list format: ``0-3,7``."""
+def parse_cpu_list(text: str, path: str, what: str = "CPU", limit: int = 8192) -> set[int]:
+    """The kernel's list format: ``0-3,7`` (of CPUs, or of NUMA nodes)."""
     cpus: set[int] = set()
     for part in text.split(","):
         first, dash, last = part.strip().partition("-")
         if not first.isdigit() or (dash and not last.isdigit()):
-            raise SpecError(path, f"{text!r} is not a CPU list such as '0-3,7'")
+            raise SpecError(path, f"{text!r} is not a {what} list such as '0-3,7'")
         low, high = int(first), int(last) if dash else int(first)
-        if high < low or high >= 8192:
-            raise SpecError(path, f"{text!r}: bad CPU range {part.strip()!r}")
+        if high < low or high >= limit:
+            raise SpecError(path, f"{text!r}: bad {what} range {part.strip()!r}")
         cpus.update(range(low, high + 1))
     return cpus
 

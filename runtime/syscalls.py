@@ -334,6 +334,37 @@ def ioprio_get(pid: int) -> int:
     return _check(lib.ocirt_ioprio_get(IOPRIO_WHO_PROCESS, pid), "ioprio_get")
 
 
+MPOL_DEFAULT: int = lib.MPOL_DEFAULT
+MPOL_PREFERRED: int = lib.MPOL_PREFERRED
+MPOL_BIND: int = lib.MPOL_BIND
+MPOL_INTERLEAVE: int = lib.MPOL_INTERLEAVE
+MPOL_LOCAL: int = lib.MPOL_LOCAL
+MPOL_PREFERRED_MANY: int = lib.MPOL_PREFERRED_MANY
+MPOL_WEIGHTED_INTERLEAVE: int = lib.OCIRT_MPOL_WEIGHTED_INTERLEAVE
+MPOL_F_STATIC_NODES: int = lib.MPOL_F_STATIC_NODES
+MPOL_F_RELATIVE_NODES: int = lib.MPOL_F_RELATIVE_NODES
+MPOL_F_NUMA_BALANCING: int = lib.MPOL_F_NUMA_BALANCING
+MAX_NODES = 1024  # the kernel's MAX_NUMNODES on the largest configurations
+_MASK_WORDS = MAX_NODES // 64
+
+
+def set_mempolicy(mode: int, nodes: set[int]) -> None:
+    """The calling thread's NUMA policy; ``mode`` may carry MPOL_F_* flags."""
+    mask = ffi.new("unsigned long[]", _MASK_WORDS)
+    for node in nodes:
+        mask[node // 64] |= 1 << (node % 64)
+    _check(lib.ocirt_set_mempolicy(mode, mask, _MASK_WORDS * 64 + 1), "set_mempolicy")
+
+
+def get_mempolicy() -> tuple[int, set[int]]:
+    """The calling thread's policy: mode (with its MPOL_F_* flags) and nodes."""
+    mode = ffi.new("int *")
+    mask = ffi.new("unsigned long[]", _MASK_WORDS)
+    _check(lib.ocirt_get_mempolicy(mode, mask, _MASK_WORDS * 64), "get_mempolicy")
+    nodes = {w * 64 + b for w in range(_MASK_WORDS) for b in range(64) if mask[w] >> b & 1}
+    return mode[0], nodes
+
+
 def personality(persona: int) -> int:
     """Set the execution domain and flags; return the previous ones (0xffffffff only reads)."""
     return _check(lib.personality(persona), "personality")

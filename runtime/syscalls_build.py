@@ -173,6 +173,19 @@ int ocirt_ioprio_set(int which, int who, int ioprio);
 int ocirt_ioprio_get(int which, int who);
 int personality(unsigned long persona);
 
+#define MPOL_DEFAULT ...
+#define MPOL_PREFERRED ...
+#define MPOL_BIND ...
+#define MPOL_INTERLEAVE ...
+#define MPOL_LOCAL ...
+#define MPOL_PREFERRED_MANY ...
+#define OCIRT_MPOL_WEIGHTED_INTERLEAVE ...
+#define MPOL_F_STATIC_NODES ...
+#define MPOL_F_RELATIVE_NODES ...
+#define MPOL_F_NUMA_BALANCING ...
+int ocirt_set_mempolicy(int mode, const unsigned long *nodemask, unsigned long maxnode);
+int ocirt_get_mempolicy(int *mode, unsigned long *nodemask, unsigned long maxnode);
+
 int ocirt_bpf_device_load(const void *insns, unsigned int count, const char *license,
                           const char *name);
 int ocirt_bpf_device_attach(int cgroup_fd, int prog_fd);
@@ -324,6 +337,21 @@ static int ocirt_ioprio_set(int which, int who, int ioprio)
 static int ocirt_ioprio_get(int which, int who)
 {
     return (int) syscall(SYS_ioprio_get, which, who);
+}
+
+#include <linux/mempolicy.h>
+/* Linux 6.9, newer than the headers builds may have; the value is the kernel's ABI. */
+#define OCIRT_MPOL_WEIGHTED_INTERLEAVE 6
+
+/* glibc leaves these to libnuma, which the runtime does not need for two syscalls. */
+static int ocirt_set_mempolicy(int mode, const unsigned long *nodemask, unsigned long maxnode)
+{
+    return (int) syscall(SYS_set_mempolicy, mode, nodemask, maxnode);
+}
+
+static int ocirt_get_mempolicy(int *mode, unsigned long *nodemask, unsigned long maxnode)
+{
+    return (int) syscall(SYS_get_mempolicy, mode, nodemask, maxnode, NULL, 0UL);
 }
 
 #include <string.h>

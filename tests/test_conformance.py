@@ -36,6 +36,8 @@ EXPECTED: dict[str, dict[str, str]] = {
         "devices.path-conflict": "runc 1.1.5 accepts a device path that is an existing regular file",
         "domainname": "runc 1.1.5 ignores domainname",
         "personality": "runc 1.1.5 ignores linux.personality",
+        "memory-policy": "runc 1.1.5 ignores linux.memoryPolicy (runtime-spec 1.3)",
+        "memory-policy.no-mode": "runc 1.1.5 ignores linux.memoryPolicy (runtime-spec 1.3)",
         "default-filesystems.no-proc": "runc 1.1.5 opens /proc/self/fd inside the container",
         "cgroups.pids.limit-zero": "runc 1.1.5 treats pids.limit 0 as unset (a limit since runtime-spec 1.3)",
         "hooks.order": "race: runc runs poststart hooks while init may still run startContainer hooks",

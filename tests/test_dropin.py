@@ -7,6 +7,7 @@ import subprocess
 import time
 from typing import Any
 
+import pytest
 from conftest import Runtime
 from ocirt.runtime import syscalls
 
@@ -152,3 +153,57 @@ def test_a_joined_mount_namespace_gets_the_rootfs(rt: Runtime) -> None:
     finally:
         holder.kill()
         holder.wait()
+
+
+NUMA_POLICY = "head -1 /proc/self/numa_maps | cut -d' ' -f2"
+
+
+@pytest.mark.parametrize(
+    ("policy", "seen"),
+    [
+        ({"mode": "MPOL_BIND", "nodes": "0"}, "bind:0"),
+        ({"mode": "MPOL_INTERLEAVE", "nodes": "0", "flags": ["MPOL_F_STATIC_NODES"]}, "interleave=static:0"),
+        ({"mode": "MPOL_PREFERRED", "nodes": "0"}, "prefer:0"),
+        ({"mode": "MPOL_LOCAL"}, "local"),
+    ],
+)
+def test_memory_policy_is_the_container_process_policy(
+    rt: Runtime, policy: dict[str, Any], seen: str
+) -> None:
+    """linux.memoryPolicy: set_mempolicy before execve; the kernel shows the task policy on
+    every mapping of /proc/self/numa_maps that has none of its own."""
+    if not os.path.exists("/proc/self/numa_maps"):
+        pytest.skip("kernel without NUMA support (/proc/self/numa_maps missing)")
+
+    def edit(c: dict[str, Any]) -> None:
+        c["linux"]["memoryPolicy"] = policy
+
+    res = rt("run", "--bundle", rt.bundle(["sh", "-c", NUMA_POLICY], edit), rt.new_id())
+    assert (res.returncode, res.stdout.strip()) == (0, seen), res.stderr
+
+
+@pytest.mark.parametrize(
+    ("policy", "error"),
+    [
+        ({}, "linux.memoryPolicy.mode: is required"),
+        ({"mode": "MPOL_FIRST_TOUCH"}, "linux.memoryPolicy.mode: unknown mode 'MPOL_FIRST_TOUCH'"),
+        ({"mode": "MPOL_BIND"}, "linux.memoryPolicy.nodes: MPOL_BIND needs at least one node"),
+        ({"mode": "MPOL_LOCAL", "nodes": "0"}, "linux.memoryPolicy.nodes: MPOL_LOCAL takes no nodes"),
+        ({"mode": "MPOL_BIND", "nodes": "0-x"}, "linux.memoryPolicy.nodes: '0-x' is not a node list"),
+        (
+            {"mode": "MPOL_BIND", "nodes": "0", "flags": ["MPOL_F_X"]},
+            "linux.memoryPolicy.flags[0]: unknown flag",
+        ),
+        ({"mode": "MPOL_BIND", "nodes": "1000"}, "linux.memoryPolicy: set_mempolicy: Invalid argument"),
+    ],
+)
+def test_memory_policy_errors_name_the_field(rt: Runtime, policy: dict[str, Any], error: str) -> None:
+    def edit(c: dict[str, Any]) -> None:
+        c["linux"]["memoryPolicy"] = policy
+
+    cid = rt.new_id()
+    res = rt("create", "--bundle", rt.bundle(["true"], edit), cid)
+    assert res.returncode == 1
+    assert res.stderr.startswith("ocirt: ") and res.stderr.count("\n") == 1, res.stderr
+    assert error in res.stderr
+    assert not os.path.exists(os.path.join(rt.root, cid))

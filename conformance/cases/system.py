@@ -126,6 +126,35 @@ probe(
 )
 
 
+def _numa_maps() -> str | None:
+    if not os.path.exists("/proc/self/numa_maps"):
+        return "kernel without NUMA support (/proc/self/numa_maps missing)"
+    return None
+
+
+probe(
+    "memory-policy",
+    CL,
+    "Memory policy",
+    "head -1 /proc/self/numa_maps | cut -d' ' -f2",
+    "bind:0",
+    _linux(memoryPolicy={"mode": "MPOL_BIND", "nodes": "0"}),
+    version="1.3.0",
+    needs=_numa_maps,
+    doc="memoryPolicy is the container process's NUMA policy (set_mempolicy(2)); numa_maps shows "
+    "it on mappings without a policy of their own. runc 1.1.5 predates the field and ignores it.",
+)
+refused(
+    "memory-policy.no-mode",
+    CL,
+    "Memory policy",
+    _linux(memoryPolicy={"nodes": "0"}),
+    version="1.3.0",
+    doc="mode is REQUIRED: a policy without one cannot be applied, create MUST fail. runc 1.1.5 "
+    "ignores memoryPolicy.",
+)
+
+
 def _time_offsets(cfg: dict[str, Any], ctx: Context) -> None:
     cfg["linux"]["namespaces"].append({"type": "time"})
     cfg["linux"]["timeOffsets"] = {

@@ -27,10 +27,7 @@ if TYPE_CHECKING:
     from ocirt.specs.config import Config
 
 # Sections whose handling arrives with later work: refused, never silently ignored.
-_NOT_YET = (
-    ("linux", "netDevices"),
-    ("linux", "memoryPolicy"),
-)
+_NOT_YET = (("linux", "netDevices"),)
 # Fields checked (and applied) by runtime/procattrs.py and runtime/lsm.py, imported only when present.
 _PROC_ATTRS = ("scheduler", "ioPriority", "execCPUAffinity")
 _LSM_FIELDS = (("process", "apparmorProfile"), ("process", "selinuxLabel"), ("linux", "mountLabel"))
@@ -79,7 +76,7 @@ def _check_supported(cfg: Config, args: Args, detach: bool) -> None:
 
 
 def _check_process_attrs(cfg: Config) -> None:
-    """Scheduler, I/O priority, affinity, personality, labels and Intel RDT: checked here,
+    """Scheduler, I/O priority, affinity, personality, memory policy, labels and Intel RDT: checked here,
     so that a bad value or a host without the feature fails before anything exists."""
     proc = cfg.process.raw if cfg.process is not None else {}
     linux = cfg.linux.raw
@@ -87,6 +84,10 @@ def _check_process_attrs(cfg: Config) -> None:
         from ocirt.runtime import procattrs
 
         procattrs.parse(proc, linux.get("personality"))
+    if linux.get("memoryPolicy") is not None:
+        from ocirt.runtime import mempolicy
+
+        mempolicy.parse(linux["memoryPolicy"])
     if "intelRdt" in linux or any((linux if s == "linux" else proc).get(k) for s, k in _LSM_FIELDS):
         from ocirt.runtime import lsm
 

@@ -19,7 +19,7 @@ import resource
 import stat
 import struct
 
-from ocirt.runtime import console, hooks, lsm, paths, procattrs, rootfs, seccomp, syscalls
+from ocirt.runtime import console, hooks, lsm, mempolicy, paths, procattrs, rootfs, seccomp, syscalls
 from ocirt.runtime.errors import OcirtError, SpecError
 from ocirt.runtime.process import channel
 from ocirt.runtime.process.launch import describe
@@ -88,6 +88,8 @@ def _prepare(launch: Launch, chan: Channel) -> tuple[str, list[str]]:
     if not launch.no_new_keyring:
         _new_session_keyring(launch.hook_state["id"])
     procattrs.apply(procattrs.parse(proc.raw, cfg.linux.raw.get("personality")))
+    if cfg.linux.raw.get("memoryPolicy") is not None:
+        mempolicy.apply(mempolicy.parse(cfg.linux.raw["memoryPolicy"]))
     lsm.apply_labels(proc.raw)
     seccomp.load(launch.seccomp, launch.hook_state, early=True)
     env = with_home(proc.env, proc.user.uid)
