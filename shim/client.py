@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ocirt.runtime.state import process_start_time
 from ocirt.shim import protocol, zygote
 
 DETACH_KEYS = b"\x10\x11"  # Ctrl-p Ctrl-q, as docker and podman
@@ -210,13 +211,12 @@ class ShimClient:
             return False
         try:
             written = os.stat(os.path.join(self.state_dir, protocol.PID_FILE)).st_mtime
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rpartition(")")[2].split()
-        except (FileNotFoundError, ProcessLookupError):
+        except FileNotFoundError:
             return False
-        if fields[0] == "Z":
+        ticks = process_start_time(pid)
+        if ticks is None:
             return False
-        started = _boot_time() + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+        started = _boot_time() + ticks / os.sysconf("SC_CLK_TCK")
         return started <= written + 1.0  # btime is whole seconds
 
     def state(self) -> dict[str, Any]:

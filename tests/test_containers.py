@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import stat
+import subprocess
 import time
 from collections.abc import Iterator
 
 import pytest
+from ocirt.runtime.state import process_start_time
 from support import hostfacts
 from support.ctl import Manager, checked, manager
 
@@ -446,6 +449,36 @@ def test_attach_stdin_and_detach_keys(ctl: Manager) -> None:
         "run", "--rm", "-i", "--network", "none", ctl.httpd, "sh", "-c", "read x; echo got $x", input="abc\n"
     )
     assert done.stdout == "got abc\n"
+
+
+def test_reused_pid_is_not_mistaken_for_the_container(ctl: Manager) -> None:
+    """Shim and container killed, and their pid then held by an unrelated process: the record
+    must say exited, and ``rm -f`` must remove it without touching that process. Forcing the
+    kernel to reuse a pid is slow and racy, so the record is pointed at a live process this
+    test started after the container (so with another start time): what reuse looks like."""
+    ctl("run", "-d", "--name", "reused", "--network", "none", ctl.httpd, "sleep", "600")
+    pid = ctl.inspect("reused")["State"]["Pid"]
+    with open(f"/proc/{pid}/stat") as f:
+        shim = int(f.read().rpartition(")")[2].split()[1])
+    os.kill(shim, 9)
+    os.kill(pid, 9)
+    wait_for(lambda: process_start_time(pid) is None)  # gone, or a zombie nobody reaps yet
+    other = subprocess.Popen(["sleep", "600"])
+    try:
+        conn = sqlite3.connect(os.path.join(ctl.root, "ocirt.db"), timeout=30)
+        with conn:
+            conn.execute("UPDATE containers SET pid=? WHERE name='reused'", (other.pid,))
+        conn.close()
+        state = ctl.inspect("reused")["State"]
+        assert (state["Status"], state["Running"]) == ("exited", False), state
+        row = [line for line in ctl("ps", "-a").stdout.splitlines() if line.endswith("reused")]
+        assert len(row) == 1 and " Up " not in row[0] and "Exited" in row[0], row
+        ctl("rm", "-f", "reused", timeout=30)
+        assert "reused" not in ctl("ps", "-a").stdout
+        assert other.poll() is None, "rm -f signalled the process that holds the recorded pid"
+    finally:
+        other.kill()
+        other.wait()
 
 
 def test_killed_shim_is_reported_honestly_and_rm_cleans_up(ctl: Manager) -> None:

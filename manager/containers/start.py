@@ -11,13 +11,14 @@ import time
 from typing import Any
 
 from ocirt.manager import db
-from ocirt.manager.containers import create, etcfiles, layout, mounts, networking, spec, store
+from ocirt.manager.containers import create, etcfiles, layout, mounts, networking, spec, status, store
 from ocirt.manager.containers.options import Resources
 from ocirt.manager.containers.runtime import Context
 from ocirt.manager.containers.store import Container
 from ocirt.manager.containers.units import size
 from ocirt.manager.errors import ManagerError
 from ocirt.manager.images import bundle
+from ocirt.runtime.state import process_start_time
 from ocirt.shim.client import ShimClient, ShimError, ShimHandle, ShimOptions, launch
 
 
@@ -41,6 +42,7 @@ def launch_locked(ctx: Context, c: Container, no_start: bool = False) -> ShimHan
             networking.teardown(ctx, c)
         raise
     c.state, c.pid, c.started_at = "running", handle.container_pid, time.time()
+    c.plan[status.PID_START] = process_start_time(c.pid)
     c.exit_code, c.oom_killed, c.stopped_by_user = None, False, False
     conn = db.connect(ctx.root)
     with db.transaction(conn):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 
 from ocirt.manager import db
-from ocirt.manager.containers import exits, layout, start, store
+from ocirt.manager.containers import exits, layout, start, status, store
 from ocirt.manager.containers.runtime import Context
 from ocirt.manager.containers.store import Container
 from ocirt.manager.errors import ManagerError
@@ -77,19 +77,14 @@ def _kill_all(ctx: Context, c: Container) -> None:
         client.wait(timeout=30)
     except (ShimError, OSError):
         ctx.run("kill", "--all", c.id, "KILL", check=False)
-        _wait_gone(c.pid, 10.0)
+        _wait_gone(c, 10.0)
 
 
-def _wait_gone(pid: int, timeout: float) -> None:
-    """Without a shim nobody reaps the init at once: wait until it is gone or a zombie."""
+def _wait_gone(c: Container, timeout: float) -> None:
+    """Without a shim nobody reaps the init at once: wait until it is gone or a zombie (or
+    its pid names another process by now)."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                if f.read().rpartition(")")[2].split()[0] in ("Z", "X"):
-                    return
-        except (FileNotFoundError, ProcessLookupError):
-            return
+    while time.monotonic() < deadline and status.alive(c):
         time.sleep(0.05)
 
 
