@@ -30,7 +30,7 @@ def test_faults_leave_nothing_and_state_tells_the_truth(
 ) -> None:
     seed = int(os.environ.get("OCIRT_FAULT_SEED") or random.SystemRandom().randrange(2**32))
     cases = int(os.environ.get("OCIRT_FAULT_CASES") or 300)
-    marker = f"ocirt-fault-{uuid.uuid4().hex[:6]}"
+    marker = f"faultlane-{uuid.uuid4().hex[:6]}"
     root = f"/run/{marker}"
     with capsys.disabled():
         print(f"\nfault seed {seed}, {cases} lifecycles: replay with OCIRT_FAULT_SEED={seed}")

@@ -31,7 +31,7 @@ FRESH_EVERY = 10
 def test_hostile_configs_fail_cleanly(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
     seed = int(os.environ.get("OCIRT_FUZZ_SEED") or random.SystemRandom().randrange(2**32))
     cases = int(os.environ.get("OCIRT_FUZZ_CASES") or 2500)
-    marker = f"ocirt-fuzz-{uuid.uuid4().hex[:6]}"
+    marker = f"fuzzlane-{uuid.uuid4().hex[:6]}"
     root = f"/run/{marker}"
     with capsys.disabled():
         print(f"\nfuzz seed {seed}, {cases} cases: replay with OCIRT_FUZZ_SEED={seed}")
