@@ -43,6 +43,13 @@ DETAILED = [
     *("--device-cgroup-rule", "c 42:* rmw", "--cpu-quota", "50000", "--cpu-period", "100000"),
     *("--mount", "type=tmpfs,destination=/t2,tmpfs-mode=1770"),
 ]
+# Still more: a domainname, the OOM killer off, swappiness, shareable ipc, the host's cgroup
+# namespace, an exec-able tmpfs on a read-only root, a fractional cpu limit.
+MORE = [
+    *("--domainname", "example.org", "--oom-kill-disable", "--memory", "64m"),
+    *("--memory-swappiness", "0", "--cgroupns", "host", "--read-only", "--cpus", "1.5"),
+    *("--tmpfs", "/run:exec,mode=1777,size=2m"),
+]
 SLEEP = ["sleep", "3600"]
 EXEC_FLAGS = ["--user", "65534:65534", "--env", "EXTRA=1", "--workdir", "/tmp"]
 # The host's namespaces, an init the manager injects, no seccomp, an added device, a read-only
@@ -99,10 +106,12 @@ def test_podman_configs(wrapper: str) -> None:
         volume = ["-v", f"{pm.ws.path('volume')}:/data:ro"]
         hostly = pm(*pm.run_args("-d", *HOSTLY, *volume), test_podman.IMAGE, *SLEEP).ok().stdout.strip()
         detailed = pm(*pm.run_args("-d", *DETAILED), test_podman.IMAGE, *SLEEP).ok().stdout.strip()
+        more_flags = ["--ipc", "shareable", *MORE[2:]]  # podman has no --domainname
+        more = pm(*pm.run_args("-d", *more_flags), test_podman.IMAGE, *SLEEP).ok().stdout.strip()
         pm("exec", flagged, "true").ok()
         pm("exec", *EXEC_FLAGS, plain, "true").ok()
         variants = [("plain", plain), ("flags", flagged), ("host", hostly), ("detailed", detailed)]
-        for name, cid in variants:
+        for name, cid in [*variants, ("more", more)]:
             _replay(pm.ws.dir, pm.ws.token, captured.load(captures, cid), f"podman-{name}")
         for name, cid in (("exec", flagged), ("exec-flags", plain)):
             made, process = captured.load(captures, cid), captured.load_exec(captures, cid)
@@ -135,10 +144,11 @@ def test_docker_configs(wrapper: str) -> None:
         sharing = ["--pid", f"container:{plain}", "--network", f"container:{plain}"]
         joined = dk(*run, *sharing, test_docker.IMAGE, *SLEEP).ok().stdout.strip()
         detailed = dk(*run, *DETAILED, test_docker.IMAGE, *SLEEP).ok().stdout.strip()
+        more = dk(*run, "--ipc", "shareable", *MORE, test_docker.IMAGE, *SLEEP).ok().stdout.strip()
         dk("exec", flagged, "true").ok()
         dk("exec", *EXEC_FLAGS, plain, "true").ok()
         variants = [("plain", plain), ("flags", flagged), ("host", hostly), ("joined", joined)]
-        variants.append(("detailed", detailed))
+        variants += [("detailed", detailed), ("more", more)]
         for name, cid in variants:
             _replay(dk.ws.dir, dk.ws.token, captured.load(captures, cid), f"docker-{name}")
         for name, cid in (("exec", flagged), ("exec-flags", plain)):
