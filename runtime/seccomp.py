@@ -114,11 +114,17 @@ class Listener:
         doc["state"] = {**state, "pid": pid}
         self.payload = fastjson.dumps(doc).encode()
         self.sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
+        cwd = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            self.sock.connect(f"/proc/self/fd/{self.path_fd}")
+            # through the host's /proc held since before pivot_root: the container's may be absent
+            os.fchdir(self.proc_fd)
+            self.sock.connect(f"self/fd/{self.path_fd}")
         except OSError as exc:
             self.close()
             raise OcirtError(f"linux.seccomp.listenerPath: connect to {self.path}: {exc.strerror}") from None
+        finally:
+            os.fchdir(cwd)
+            os.close(cwd)
         for fd in (self.path_fd, self.proc_fd):
             os.close(fd)
         self.path_fd = self.proc_fd = -1

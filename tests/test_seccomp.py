@@ -404,6 +404,25 @@ def test_notify_hands_the_fd_and_state_to_the_agent(
     assert agent.ns_pids == [str(msg["pid"]), "1"], "the pid is the host's, of the container's pid 1"
 
 
+def test_notify_reaches_the_agent_from_a_container_without_proc(rt: Runtime, agent: Agent) -> None:
+    """The runtime connects to the listener through the host's /proc it holds, not the
+    container's, which a config need not mount."""
+    seccomp = profile(
+        syscalls=[{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}],
+        listenerPath=agent.server.getsockname(),
+    )
+
+    def edit(c: dict[str, Any]) -> None:
+        c["linux"]["seccomp"] = seccomp
+        c["mounts"] = [m for m in c["mounts"] if m["destination"] != "/proc"]
+
+    res = rt("run", "--bundle", rt.bundle(["sh", "-c", "mkdir /tmp/x; echo rc=$?"], edit), rt.new_id())
+    agent.close()
+    assert agent.error is None, agent.error
+    assert (res.returncode, res.stdout) == (0, "rc=1\n"), res.stderr
+    assert agent.message["fds"] == ["seccompFd"]
+
+
 def test_agent_that_does_not_listen_fails_start(rt: Runtime) -> None:
     """The spec: if sending to the listener fails, the runtime must generate an error."""
     path = os.path.join(rt.workdir, "deaf.sock")
