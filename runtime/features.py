@@ -30,7 +30,7 @@ def build() -> dict[str, Any]:
         "linux": {
             "namespaces": sorted(namespaces.CLONE_FLAGS),
             "capabilities": list(capabilities.NAMES),
-            "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False, "rdma": True},
+            "cgroup": {"v1": True, "v2": True, "systemd": True, "systemdUser": False, "rdma": True},
             "seccomp": seccomp_section(),
             # labels are applied where the host has the LSM, refused otherwise (runtime/lsm.py)
             "apparmor": {"enabled": lsm.apparmor_enabled()},

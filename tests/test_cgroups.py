@@ -510,7 +510,12 @@ def test_systemd_path_format_and_slice_expansion() -> None:
     assert systemd_path(":crio:n", "x") == "/system.slice/crio-n.scope"
     assert systemd_path("-.slice:p:n", "x") == "/p-n.scope"
     assert systemd_path("", "abc") == "/system.slice/ocirt-abc.scope"
-    assert systemd_path("machine.slice:p:my.slice", "x") == "/machine.slice/my.slice"
+    with pytest.raises(SpecError) as exc:
+        systemd_path("machine.slice:p:my.slice", "x")
+    assert str(exc.value) == (
+        "config.json: linux.cgroupsPath: --systemd-cgroup: "
+        "the container's unit must be a scope, not 'my.slice'"
+    )
     assert expand_slice("user-1000.slice") == "/user.slice/user-1000.slice"
     for bad in ("a--b.slice", "-a.slice", "a/b.slice", "nope"):
         with pytest.raises(SpecError) as exc:

@@ -432,7 +432,7 @@ def test_features_document(rt: Runtime) -> None:
     linux = doc["linux"]
     assert linux["namespaces"] == kernel_namespaces()
     assert linux["capabilities"] == kernel_capabilities()
-    assert linux["cgroup"] == {"v1": True, "v2": True, "systemd": False, "systemdUser": False, "rdma": True}
+    assert linux["cgroup"] == {"v1": True, "v2": True, "systemd": True, "systemdUser": False, "rdma": True}
     seccomp = linux["seccomp"]
     assert seccomp["enabled"] is True
     assert (seccomp["actions"], seccomp["operators"]) == (SPEC_SECCOMP_ACTIONS, SPEC_SECCOMP_OPERATORS)

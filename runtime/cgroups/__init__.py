@@ -8,7 +8,8 @@ the unified hierarchy at ``/sys/fs/cgroup/unified``, as runc does, for ``cgroup.
 taken from each hierarchy's root; a relative one from the cgroup of the calling process in
 that hierarchy (``/proc/self/cgroup``); an empty one is the relative path ``<id>``. Paths
 are cleaned first, so ``..`` cannot climb above that starting point. With
-``--systemd-cgroup`` the path is ``slice:prefix:name`` (see ``systemd``).
+``--systemd-cgroup`` the path is ``slice:prefix:name`` and the cgroup is a transient scope
+unit of systemd's (see ``systemd``): ``unit`` names it once started, else it is None.
 """
 
 from __future__ import annotations
@@ -31,11 +32,12 @@ _PATH_MAX, _NAME_MAX = 4096, 255
 class Cgroup:
     """What the v1 and v2 drivers share; ``paths`` maps a hierarchy key to its directory."""
 
-    __slots__ = ("paths",)
+    __slots__ = ("paths", "unit")
     version = 0
 
     def __init__(self, paths: dict[str, str]) -> None:
         self.paths = paths
+        self.unit: str | None = None
 
     def create(self) -> None:
         raise NotImplementedError
@@ -112,6 +114,10 @@ class Cgroup:
                 self.thaw()
 
     def destroy(self) -> None:
+        if self.unit:
+            from ocirt.runtime.cgroups.systemd import stop
+
+            stop(self.unit)
         errors = []
         for path in self.dirs():
             try:
@@ -126,6 +132,17 @@ class Cgroup:
         return list(dict.fromkeys(self.paths.values()))
 
     def to_state(self) -> dict[str, Any]:
+        saved = self.layout()
+        if self.unit:
+            saved["unit"] = self.unit
+        return saved
+
+    def layout(self) -> dict[str, Any]:
+        """The version and directories, as ``load_cgroup`` takes them back."""
+        raise NotImplementedError
+
+    def tracking_dir(self) -> str:
+        """The directory where systemd puts a unit's processes."""
         raise NotImplementedError
 
 
@@ -138,18 +155,21 @@ def _send(pid: int, signum: int) -> None:
 
 def open_cgroup(cgroups_path: str | None, container_id: str, systemd: bool) -> Cgroup:
     if systemd:
-        from ocirt.runtime.cgroups.systemd import scope_path
+        from ocirt.runtime.cgroups.systemd import locate
 
-        inner = scope_path(cgroups_path or "", container_id)
+        inner = locate(cgroups_path or "", container_id)
     else:
         inner = clean_path(cgroups_path or container_id)
+    cg: Cgroup
     if os.path.exists(f"{ROOT}/cgroup.controllers"):
         from ocirt.runtime.cgroups.v2 import open_v2
 
-        return _fits(open_v2(inner))
-    from ocirt.runtime.cgroups.v1 import open_v1
+        cg = open_v2(inner)
+    else:
+        from ocirt.runtime.cgroups.v1 import open_v1
 
-    return _fits(open_v1(inner))
+        cg = open_v1(inner)
+    return _fits(cg)
 
 
 def rootless_view(cgroup: Cgroup) -> Cgroup | None:
@@ -223,13 +243,17 @@ def _fits(cgroup: Cgroup) -> Cgroup:
 
 
 def load_cgroup(saved: dict[str, Any]) -> Cgroup:
+    cg: Cgroup
     if saved.get("version") == 2:
         from ocirt.runtime.cgroups.v2 import V2Cgroup
 
-        return V2Cgroup(saved["path"], saved["root"])
-    from ocirt.runtime.cgroups.v1 import V1Cgroup
+        cg = V2Cgroup(saved["path"], saved["root"])
+    else:
+        from ocirt.runtime.cgroups.v1 import V1Cgroup
 
-    return V1Cgroup(saved["paths"])
+        cg = V1Cgroup(saved["paths"])
+    cg.unit = saved.get("unit")
+    return cg
 
 
 def start_grace_period() -> int:
@@ -309,7 +333,8 @@ def makedirs(path: str) -> None:
 
 
 def procs_under(path: str) -> list[int]:
-    """Members of the cgroup at ``path`` and of all its descendants."""
+    """Members of the cgroup at ``path`` and of all its descendants. A cgroup removed while
+    it is read (systemd removes an emptied scope's) gives ENODEV: it has no members."""
     pids: list[int] = []
     for dirpath, _, _ in os.walk(path):
         try:
@@ -317,6 +342,9 @@ def procs_under(path: str) -> list[int]:
                 pids += [int(line) for line in f]
         except FileNotFoundError:
             pass
+        except OSError as exc:
+            if exc.errno != errno.ENODEV:
+                raise
     return pids
 
 

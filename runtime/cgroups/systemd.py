@@ -1,44 +1,70 @@
-"""``--systemd-cgroup``: where systemd would put the container, for the cgroupfs driver.
+"""``--systemd-cgroup``: the container's cgroup is a transient scope unit of systemd's.
 
 ``linux.cgroupsPath`` is ``slice:prefix:name``, as for runc; an empty path is
-``system.slice:ocirt:<id>``. The cgroup is ``<slice path>/<prefix>-<name>.scope`` with the
-slice expanded as systemd does (``a-b.slice`` is ``a.slice/a-b.slice``), created and
-managed by the cgroupfs driver. No transient unit is registered over D-Bus, so systemd
-does not know the scope exists; the flag only chooses the place, and needs a host
-running systemd.
+``system.slice:ocirt:<id>``. As runc's systemd driver does, ocirt asks systemd's manager
+(over D-Bus, see ``dbus``) to start the scope ``<prefix>-<name>.scope`` in the slice with
+the container's first process, ``Delegate=yes`` and accounting on, waits until the process
+is in it, and then writes the limits itself through cgroupfs, as delegation allows. Its
+cgroup is ``<manager's cgroup>/<slice path>/<unit>``, with the slice expanded as systemd
+does (``a-b.slice`` is ``a.slice/a-b.slice``). ``delete`` stops the unit and clears a
+failed state, so the name can be used again.
+
+A host without a running systemd (no ``/run/systemd/system``) gets a one-line error.
 """
 
 from __future__ import annotations
 
 import os
+import time
 
 from ocirt.runtime.errors import OcirtError, SpecError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ocirt.runtime.cgroups import Cgroup
+    from ocirt.runtime.cgroups.dbus import Connection
+
 DEFAULT_SLICE = "system.slice"
 DEFAULT_PREFIX = "ocirt"
+PRIVATE_SOCKET = "/run/systemd/private"
+MANAGER = "/org/freedesktop/systemd1"
+MANAGER_IFACE = "org.freedesktop.systemd1.Manager"
+START_TIMEOUT = 10.0
+FLAG = "--systemd-cgroup"
 
 
-def scope_path(cgroups_path: str, container_id: str) -> str:
-    path = systemd_path(cgroups_path, container_id)
-    if not os.path.isdir("/run/systemd/system"):
-        raise OcirtError("--systemd-cgroup: systemd is not running on this host (no /run/systemd/system)")
-    return path
+class Unit:
+    """The scope to start: its name, its slice, and its cgroup path below the manager's."""
+
+    __slots__ = ("name", "path", "slice")
+
+    def __init__(self, name: str, slice_name: str, path: str) -> None:
+        self.name = name
+        self.slice = slice_name
+        self.path = path
 
 
-def systemd_path(cgroups_path: str, container_id: str) -> str:
-    """The absolute cgroup path for ``slice:prefix:name`` (checked, not yet looked up)."""
+def unit_for(cgroups_path: str, container_id: str) -> Unit:
+    """The unit for ``slice:prefix:name`` (checked, nothing asked of systemd yet)."""
     if not cgroups_path:
-        return f"{expand_slice(DEFAULT_SLICE)}/{DEFAULT_PREFIX}-{container_id}.scope"
+        cgroups_path = f"{DEFAULT_SLICE}:{DEFAULT_PREFIX}:{container_id}"
     parts = cgroups_path.split(":")
     if len(parts) != 3 or not parts[2] or "/" in parts[1] + parts[2]:
         raise SpecError(
             "linux.cgroupsPath",
-            f"expected slice:prefix:name for --systemd-cgroup, got {cgroups_path!r}",
+            f"expected slice:prefix:name for {FLAG}, got {cgroups_path!r}",
         )
     slice_name, prefix, name = parts
-    unit = name if name.endswith(".slice") else f"{prefix}-{name}.scope"
+    if name.endswith(".slice"):
+        raise SpecError("linux.cgroupsPath", f"{FLAG}: the container's unit must be a scope, not {name!r}")
+    unit = f"{prefix}-{name}.scope" if prefix else f"{name}.scope"
     parent = expand_slice(slice_name or DEFAULT_SLICE)
-    return f"{parent}/{unit}" if parent != "/" else f"/{unit}"
+    return Unit(unit, slice_name or DEFAULT_SLICE, f"{parent.rstrip('/')}/{unit}")
+
+
+def systemd_path(cgroups_path: str, container_id: str) -> str:
+    """The cgroup path of the container's unit below systemd's manager."""
+    return unit_for(cgroups_path, container_id).path
 
 
 def expand_slice(name: str) -> str:
@@ -50,3 +76,103 @@ def expand_slice(name: str) -> str:
     if stem == name or "/" in name or not all(parts):
         raise SpecError("linux.cgroupsPath", f"invalid systemd slice name {name!r}")
     return "".join(f"/{'-'.join(parts[: i + 1])}.slice" for i in range(len(parts)))
+
+
+def connect() -> Connection:
+    from ocirt.runtime.cgroups.dbus import Connection
+
+    if not os.path.isdir("/run/systemd/system"):
+        raise OcirtError(f"{FLAG}: systemd is not running on this host (no /run/systemd/system)")
+    return Connection(PRIVATE_SOCKET)
+
+
+def locate(cgroups_path: str, container_id: str) -> str:
+    """The unit's cgroup path: below the cgroup of systemd's manager (``/`` for the
+    system's, a user manager's own otherwise), as runc asks. A unit of that name that
+    systemd already knows is refused here, before anything is made: its cgroup is someone
+    else's, and cleaning up after a failed start would kill what runs in it."""
+    from ocirt.runtime.cgroups.dbus import DBusError
+
+    unit = unit_for(cgroups_path, container_id)
+    conn = connect()
+    try:
+        reply = conn.call(
+            MANAGER, "org.freedesktop.DBus.Properties", "Get", "ss", (MANAGER_IFACE, "ControlGroup")
+        )
+        root = str(reply.value("v")).rstrip("/")
+        try:
+            conn.call(MANAGER, MANAGER_IFACE, "GetUnit", "s", (unit.name,))
+        except DBusError as exc:
+            if exc.name != "org.freedesktop.systemd1.NoSuchUnit":
+                raise
+        else:
+            raise OcirtError(f"{FLAG}: systemd already has a unit {unit.name}")
+    finally:
+        conn.close()
+    return root + unit.path
+
+
+def start(cgroup: Cgroup, cgroups_path: str, container_id: str, pid: int) -> None:
+    """Start the scope with ``pid`` in it; return once systemd has moved it there. Only
+    then is ``cgroup.unit`` set, so a failure never stops a unit of the same name that
+    someone else started."""
+    unit = unit_for(cgroups_path, container_id)
+    properties = [
+        ("Description", ("s", f"ocirt container {container_id}")),
+        ("Slice", ("s", unit.slice)),
+        ("PIDs", ("au", [pid])),
+        ("Delegate", ("b", True)),
+        ("DefaultDependencies", ("b", False)),
+        *((f"{kind}Accounting", ("b", True)) for kind in ("CPU", "Memory", "IO", "Tasks")),
+    ]
+    conn = connect()
+    try:
+        conn.call(
+            MANAGER,
+            MANAGER_IFACE,
+            "StartTransientUnit",
+            "ssa(sv)a(sa(sv))",
+            (unit.name, "replace", properties, []),
+        )
+    finally:
+        conn.close()
+    cgroup.unit = unit.name
+    _wait_for(cgroup.tracking_dir(), pid, unit.name)
+
+
+def _wait_for(path: str, pid: int, name: str) -> None:
+    """The start job runs after the call returns; its end shows as ``pid`` in the scope."""
+    deadline = time.monotonic() + START_TIMEOUT
+    delay = 0.001
+    while True:
+        try:
+            with open(os.path.join(path, "cgroup.procs")) as f:
+                if str(pid) in f.read().split():
+                    return
+        except FileNotFoundError:
+            pass
+        if time.monotonic() > deadline:
+            raise OcirtError(
+                f"{FLAG}: systemd did not put pid {pid} into {name} ({path}) within {START_TIMEOUT:g}s"
+            )
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+
+
+def stop(name: str) -> None:
+    """Stop the unit and forget a failed state; a unit already gone is what we want."""
+    from ocirt.runtime.cgroups.dbus import DBusError
+
+    conn = connect()
+    try:
+        for member, sig, args in (("StopUnit", "ss", (name, "replace")), ("ResetFailedUnit", "s", (name,))):
+            try:
+                conn.call(MANAGER, MANAGER_IFACE, member, sig, args)
+            except DBusError as exc:
+                if exc.name not in (
+                    "org.freedesktop.systemd1.NoSuchUnit",
+                    "org.freedesktop.DBus.Error.InvalidArgs",
+                ):
+                    raise
+    finally:
+        conn.close()

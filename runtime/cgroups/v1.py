@@ -180,8 +180,12 @@ class V1Cgroup(Cgroup):
             raise OcirtError(f"{action} needs the freezer controller, not mounted on this host")
         return self.paths["unified"]
 
-    def to_state(self) -> dict[str, Any]:
+    def layout(self) -> dict[str, Any]:
         return {"version": 1, "paths": dict(self.paths)}
+
+    def tracking_dir(self) -> str:
+        """systemd's own hierarchy: ``unified`` on a hybrid host, else ``name=systemd``."""
+        return self.paths.get("unified") or self.paths.get("systemd") or self.dirs()[0]
 
 
 def open_v1(inner: str) -> V1Cgroup:

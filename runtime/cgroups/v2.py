@@ -6,6 +6,7 @@ them too, on its directory in the unified hierarchy of a hybrid host.
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 
@@ -100,8 +101,11 @@ class V2Cgroup(Cgroup):
     def kill_with_cgroup_kill(self) -> bool:
         return kill_dir(self.dir)
 
-    def to_state(self) -> dict[str, Any]:
+    def layout(self) -> dict[str, Any]:
         return {"version": 2, "path": self.dir, "root": self.root}
+
+    def tracking_dir(self) -> str:
+        return self.dir
 
 
 def open_v2(inner: str, root: str = ROOT) -> V2Cgroup:
@@ -186,5 +190,7 @@ def kill_dir(path: str) -> bool:
     except FileNotFoundError:
         return False
     except OSError as exc:
+        if exc.errno == errno.ENODEV:  # removed meanwhile (an emptied systemd scope): no one left
+            return True
         raise OcirtError(f"writing 1 to {path}/cgroup.kill: {exc.strerror}") from None
     return True

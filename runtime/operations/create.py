@@ -192,7 +192,14 @@ def _create_in(
 
     resources = cfg.linux.resources
 
-    def make_cgroup() -> None:
+    def make_cgroup(pid: int) -> None:
+        """systemd's scope starts with the first process in it, before any limit is set."""
+        if opts.systemd_cgroup:
+            from ocirt.runtime.cgroups.systemd import start
+
+            start(cgroup, cfg.linux.cgroups_path or "", st.id, pid)
+            st.cgroup = cgroup.to_state()
+            st.save()
         cgroup.create()
         cgroup.apply({k: v for k, v in resources.items() if k != "pids"} if resources else resources)
         log.debug(f"cgroup {cgroup.paths} ready")

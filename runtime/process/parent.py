@@ -26,10 +26,10 @@ if TYPE_CHECKING:
     from ocirt.runtime.process.launch import Launch
 
 
-def spawn(launch: Launch, cgroup: Cgroup, make_cgroup: Callable[[], None]) -> tuple[int, int]:
+def spawn(launch: Launch, cgroup: Cgroup, make_cgroup: Callable[[int], None]) -> tuple[int, int]:
     """Start the process chain; return the init's host pid and its start time.
 
-    ``make_cgroup`` creates the cgroup and applies its limits while the intermediate
+    ``make_cgroup(child)`` creates the cgroup and applies its limits while the intermediate
     imports what init needs (a few ms either way); it waits for ``go`` before making any
     namespace, so, as with runc, that is charged to the container's cgroup.
     """
@@ -45,7 +45,7 @@ def spawn(launch: Launch, cgroup: Cgroup, make_cgroup: Callable[[], None]) -> tu
     launch.plan.close()
     init_pid = 0
     try:
-        make_cgroup()
+        make_cgroup(child)
         cgroup.add(child)
         ours.send(channel.GO)
         if launch.plan.new_user:
