@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from conftest import Runtime
 from ocirt.runtime import syscalls
+from ocirt.runtime.process import parent
 
 
 def test_pids_limit_zero_is_a_limit_applied_after_the_runtime_forks(rt: Runtime) -> None:
@@ -207,3 +208,19 @@ def test_memory_policy_errors_name_the_field(rt: Runtime, policy: dict[str, Any]
     assert res.stderr.startswith("ocirt: ") and res.stderr.count("\n") == 1, res.stderr
     assert error in res.stderr
     assert not os.path.exists(os.path.join(rt.root, cid))
+
+
+def test_create_waits_for_init_to_block_on_the_fifo(tmp_path: Any) -> None:
+    """What create checks after ``ready``: a process asleep opening a fifo passes, one that
+    exits on the way fails (real processes, the kernel's own states)."""
+    fifo = str(tmp_path / "fifo")
+    os.mkfifo(fifo)
+    blocked = subprocess.Popen(["sh", "-c", f"echo > {fifo}"])
+    dying = subprocess.Popen(["sh", "-c", "exit 3"])
+    try:
+        assert parent.blocks_on_fifo(blocked.pid)
+        dying.wait()
+        assert not parent.blocks_on_fifo(dying.pid)
+    finally:
+        blocked.kill()
+        blocked.wait()

@@ -70,7 +70,7 @@ def spawn(launch: Launch, cgroup: Cgroup, make_cgroup: Callable[[int], None]) ->
         if channel.READY not in early:
             ours.expect(channel.READY, "container init process")
         start = process_start_time(init_pid)
-        if start is None or not _blocks_on_fifo(init_pid):
+        if start is None or not blocks_on_fifo(init_pid):
             raise OcirtError("container init process exited during setup")
         return init_pid, start
     except BaseException:
@@ -110,7 +110,7 @@ def _runtime_hooks(launch: Launch, chan: channel.Channel, init_pid: int, asked: 
     chan.send(channel.HOOKED)
 
 
-def _blocks_on_fifo(pid: int, timeout: float = 5.0) -> bool:
+def blocks_on_fifo(pid: int, timeout: float = 5.0) -> bool:
     """After ``ready`` init's one step left is to block opening the exec fifo: wait until it
     sleeps there, so an init that dies on the way is create's failure, not a container that
     ``start`` finds stopped. A host too slow to see it asleep in time gets the benefit."""
