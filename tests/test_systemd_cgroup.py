@@ -11,9 +11,11 @@ even when a test fails.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -155,3 +157,51 @@ def test_a_unit_that_exists_fails_in_one_line_and_leaves_the_first_alone(
     assert res.stderr.strip() == f"ocirt: --systemd-cgroup: systemd already has a unit ocirt-{cid}.scope"
     assert not os.path.exists(os.path.join(other.root, cid))
     assert host.show(f"ocirt-{cid}.scope")["ActiveState"] == "active"
+
+
+START = """
+import json, subprocess, sys
+from ocirt.runtime.cgroups import systemd
+from ocirt.runtime.cgroups.v2 import V2Cgroup
+cid, resources = sys.argv[1], json.loads(sys.argv[2])
+cgroup = V2Cgroup("/sys/fs/cgroup" + systemd.locate("", cid))
+sleeper = subprocess.Popen(["sleep", "1000"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+systemd.start(cgroup, "", cid, sleeper.pid, resources)
+"""
+
+
+def test_the_limits_systemd_manages_are_unit_properties(host: Host) -> None:
+    """A daemon-reload re-applies a unit's own properties: the limits must be among them.
+    This view's cgroup2 has no memory, cpu or cpuset controller, so the manager records
+    the properties without applying them; systemctl shows what it recorded."""
+    cid = f"ocirt-test-{uuid.uuid4().hex[:10]}"
+    resources = {
+        "memory": {"limit": 64 << 20, "swap": 96 << 20, "reservation": 32 << 20},
+        "cpu": {"shares": 1024, "quota": 33333, "period": 100000, "cpus": "0", "mems": "0"},
+    }
+    res = subprocess.run(
+        [host.view, sys.executable, "-I", "-c", START, cid, json.dumps(resources)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    unit = f"ocirt-{cid}.scope"
+    try:
+        assert res.returncode == 0, res.stderr
+        keys = "MemoryMax,MemoryLow,MemorySwapMax,CPUWeight,CPUQuotaPerSecUSec,CPUQuotaPeriodUSec,AllowedCPUs"
+        text = host.systemctl("show", "-p", f"{keys},AllowedMemoryNodes", unit)
+        shown = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+        assert shown == {
+            "MemoryMax": str(64 << 20),
+            "MemoryLow": str(32 << 20),
+            "MemorySwapMax": str(32 << 20),  # memory+swap less memory
+            "CPUWeight": "100",  # runc 1.4's value for the default 1024 shares
+            "CPUQuotaPerSecUSec": "340ms",  # 333.33 ms rounded up to systemd's 10 ms steps
+            "CPUQuotaPeriodUSec": "100ms",
+            "AllowedCPUs": "0",
+            "AllowedMemoryNodes": "0",
+        }
+    finally:
+        host.systemctl("stop", unit)
+        host.systemctl("reset-failed", unit)
+    assert host.show(unit)["LoadState"] == "not-found"

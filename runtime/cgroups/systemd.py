@@ -4,7 +4,10 @@
 ``system.slice:ocirt:<id>``. As runc's systemd driver does, ocirt asks systemd's manager
 (over D-Bus, see ``dbus``) to start the scope ``<prefix>-<name>.scope`` in the slice with
 the container's first process, ``Delegate=yes`` and accounting on, waits until the process
-is in it, and then writes the limits itself through cgroupfs, as delegation allows. Its
+is in it, and then writes the limits itself through cgroupfs, as delegation allows. On
+cgroup v2 the limits systemd manages itself go into the unit too (``MemoryMax``,
+``TasksMax``, ``CPUWeight``...: runc's list), or a ``daemon-reload`` would write systemd's
+defaults over them. Its
 cgroup is ``<manager's cgroup>/<slice path>/<unit>``, with the slice expanded as systemd
 does (``a-b.slice`` is ``a.slice/a-b.slice``). ``delete`` stops the unit and clears a
 failed state, so the name can be used again.
@@ -21,6 +24,8 @@ from ocirt.runtime.errors import OcirtError, SpecError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from ocirt.runtime.cgroups import Cgroup
     from ocirt.runtime.cgroups.dbus import Connection
 
@@ -31,6 +36,14 @@ MANAGER = "/org/freedesktop/systemd1"
 MANAGER_IFACE = "org.freedesktop.systemd1.Manager"
 START_TIMEOUT = 10.0
 FLAG = "--systemd-cgroup"
+INFINITY = (1 << 64) - 1  # systemd's "infinity" for a uint64 property
+LIMITS = {
+    "memory.max": "MemoryMax",
+    "memory.low": "MemoryLow",
+    "memory.swap.max": "MemorySwapMax",
+    "pids.max": "TasksMax",
+    "cpu.weight": "CPUWeight",
+}
 
 
 class Unit:
@@ -112,7 +125,7 @@ def locate(cgroups_path: str, container_id: str) -> str:
     return root + unit.path
 
 
-def start(cgroup: Cgroup, cgroups_path: str, container_id: str, pid: int) -> None:
+def start(cgroup: Cgroup, cgroups_path: str, container_id: str, pid: int, resources: dict[str, Any]) -> None:
     """Start the scope with ``pid`` in it; return once systemd has moved it there. Only
     then is ``cgroup.unit`` set, so a failure never stops a unit of the same name that
     someone else started."""
@@ -125,6 +138,8 @@ def start(cgroup: Cgroup, cgroups_path: str, container_id: str, pid: int) -> Non
         ("DefaultDependencies", ("b", False)),
         *((f"{kind}Accounting", ("b", True)) for kind in ("CPU", "Memory", "IO", "Tasks")),
     ]
+    if cgroup.version == 2:
+        properties += limit_properties(resources)
     conn = connect()
     try:
         conn.call(
@@ -138,6 +153,38 @@ def start(cgroup: Cgroup, cgroups_path: str, container_id: str, pid: int) -> Non
         conn.close()
     cgroup.unit = unit.name
     _wait_for(cgroup.tracking_dir(), pid, unit.name)
+
+
+def limit_properties(resources: dict[str, Any]) -> list[tuple[str, tuple[str, Any]]]:
+    """The unit properties for what ``v2_writes`` would write, converted as runc does: "max"
+    is infinity, a CPU quota is per second rounded up to systemd's 10 ms steps."""
+    from ocirt.runtime.cgroups.resources import v2_writes
+
+    props: list[tuple[str, tuple[str, Any]]] = []
+    for file, value in v2_writes(resources):
+        if file in LIMITS and value != "0":  # TasksMax=0 is no limit to systemd; cgroupfs writes it
+            props.append((LIMITS[file], ("t", INFINITY if value == "max" else int(value))))
+        elif file == "cpu.max":
+            quota, period = value.split()
+            per_sec = (
+                INFINITY if quota == "max" else -(-int(quota) * 1_000_000 // int(period) // 10_000) * 10_000
+            )
+            props += [("CPUQuotaPerSecUSec", ("t", per_sec)), ("CPUQuotaPeriodUSec", ("t", int(period)))]
+        elif file in ("cpuset.cpus", "cpuset.mems"):
+            name = "AllowedCPUs" if file == "cpuset.cpus" else "AllowedMemoryNodes"
+            props.append((name, ("ay", _mask(value))))
+    return props
+
+
+def _mask(text: str) -> list[int]:
+    """``0-2,9`` as systemd's CPU set: bytes, CPU ``8 * i + j`` at bit ``j`` of byte ``i``."""
+    from ocirt.runtime.procattrs import parse_cpu_list
+
+    members = parse_cpu_list(text, "linux.resources.cpu")
+    mask = [0] * (max(members) // 8 + 1)
+    for n in members:
+        mask[n // 8] |= 1 << (n % 8)
+    return mask
 
 
 def _wait_for(path: str, pid: int, name: str) -> None:

@@ -193,15 +193,17 @@ def _create_in(
     resources = cfg.linux.resources
 
     def make_cgroup(pid: int) -> None:
-        """systemd's scope starts with the first process in it, before any limit is set."""
+        """systemd's scope starts with the first process in it, before any limit is set;
+        pids.limit waits for the runtime's last fork (``limit_pids``)."""
+        early = {k: v for k, v in resources.items() if k != "pids"} if resources else resources
         if opts.systemd_cgroup:
             from ocirt.runtime.cgroups.systemd import start
 
-            start(cgroup, cfg.linux.cgroups_path or "", st.id, pid)
+            start(cgroup, cfg.linux.cgroups_path or "", st.id, pid, early or {})
             st.cgroup = cgroup.to_state()
             st.save()
         cgroup.create()
-        cgroup.apply({k: v for k, v in resources.items() if k != "pids"} if resources else resources)
+        cgroup.apply(early)
         log.debug(f"cgroup {cgroup.paths} ready")
 
     os.mkfifo(st.fifo, 0o622)
