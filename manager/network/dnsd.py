@@ -13,6 +13,7 @@ import sys
 import time
 
 from ocirt.manager.errors import ManagerError
+from ocirt.manager.network.dns import log_path
 from ocirt.manager.network.settings import NetSettings
 from ocirt.manager.network.store import NetworkRecord
 
@@ -55,7 +56,8 @@ def stop(cfg: NetSettings, network_id: str) -> None:
         deadline = time.monotonic() + STOP_TIMEOUT
         while running(cfg, network_id) is not None and time.monotonic() < deadline:
             time.sleep(0.02)
-    try:
-        os.unlink(pidfile(cfg, network_id))
-    except FileNotFoundError:
-        pass
+    for path in (pidfile(cfg, network_id), log_path(pidfile(cfg, network_id))):
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
