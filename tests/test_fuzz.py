@@ -44,19 +44,22 @@ def test_hostile_configs_fail_cleanly(tmp_path: Any, capsys: pytest.CaptureFixtu
             argv = [root, str(bundle), marker, seed, n * share, min(share, cases - n * share), FRESH_EVERY]
             workers.append(
                 subprocess.Popen(
-                    [sys.executable, hostile.__file__, *map(str, argv)], stdout=subprocess.PIPE, text=True
+                    [sys.executable, hostile.__file__, *map(str, argv)],
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
                 )
             )
-        outputs = [w.communicate(timeout=900)[0] for w in workers]
+        results = [w.communicate(timeout=900) for w in workers]
     finally:
         for w in workers:
             w.kill()
             w.wait()
         shutil.rmtree(root, ignore_errors=True)
-    reports = [json.loads(line) for out in outputs for line in out.splitlines()]
+    reports = [json.loads(line) for out, _ in results for line in out.splitlines()]
     counts = [r["counts"] for r in reports if "counts" in r]
     problems = [r for r in reports if "counts" not in r]
-    assert len(counts) == WORKERS, f"a worker died (seed {seed}): {outputs}"
+    assert len(counts) == WORKERS, f"a worker died (seed {seed}): {results}"
     ran = {key: sum(c[key] for c in counts) for key in counts[0]}
     with capsys.disabled():
         print(f"fuzz: {ran}")

@@ -128,7 +128,7 @@ def _mutate_at(cfg: dict[str, Any], path: tuple[Any, ...], rng: random.Random, c
         parent = parent[step]
     key = path[-1]
     old = parent[key]
-    op = rng.randrange(8)
+    op = rng.randrange(10)
     if op == 0 and isinstance(parent, dict):
         del parent[key]
         return
@@ -137,11 +137,27 @@ def _mutate_at(cfg: dict[str, Any], path: tuple[Any, ...], rng: random.Random, c
         return
     if op == 2 and isinstance(old, str):
         new: Any = old + rng.choice(["\0", "\ud800", "\n", "\x1b[31m", "\u2028"]) + old
+    elif op in (4, 5) and isinstance(old, (str, int)) and not isinstance(old, bool):
+        new = _well_typed(old, rng)
     elif op == 3:
         new = "@@deep@@"
     else:
         new = hostile_value(rng)
     parent[key] = _confine(path, new, cid)
+
+
+def _well_typed(old: str | int, rng: random.Random) -> str | int:
+    """Hostile but of the right type and encodable, so that it passes the document check
+    and reaches the stages after it (mounts, cgroup files, hooks, the kernel)."""
+    if isinstance(old, int):
+        return rng.choice([v for v in _EXTREME_INTS if -(2**63) <= v < 2**64])
+    printable = [t for t in _HOSTILE_TEXT if "\0" not in t and "\ud800" not in t and "\udfff" not in t]
+    pick = rng.randrange(3)
+    if pick == 0:
+        return rng.choice(printable)
+    if pick == 1:
+        return old + rng.choice(printable) + old
+    return old + rng.choice(["x", "\n", "é", "/"]) * rng.choice([100, 5000, 70_000])
 
 
 def _confine(path: tuple[Any, ...], value: Any, cid: str) -> Any:
