@@ -18,7 +18,7 @@ import os
 import select
 import time
 
-from ocirt.runtime import fastjson
+from ocirt.foundation import fastjson
 from ocirt.runtime.errors import OcirtError, SpecError
 
 TYPE_CHECKING = False

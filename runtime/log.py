@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 
-from ocirt.runtime import fastjson
+from ocirt.foundation import fastjson, timefmt
 from ocirt.runtime.errors import clip
 
 
@@ -26,8 +25,7 @@ class Log:
 
     def _write(self, level: str, msg: str) -> None:
         msg = printable(msg)
-        now = time.time()
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e9):09d}Z"
+        stamp = timefmt.rfc3339nano_now()
         if self.json:
             line = fastjson.dumps({"level": level, "msg": msg, "time": stamp})
         else:

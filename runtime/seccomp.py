@@ -30,7 +30,8 @@ import os
 import stat
 import struct
 
-from ocirt.runtime import fastjson, syscalls
+from ocirt.foundation import fastjson
+from ocirt.runtime import syscalls
 from ocirt.runtime.errors import OcirtError, SpecError
 from ocirt.specs.config import SPEC_VERSION
 

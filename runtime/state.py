@@ -9,9 +9,9 @@ is the cgroup frozen), as runc does, so it cannot go stale when a process dies.
 from __future__ import annotations
 
 import os
-import time
 
-from ocirt.runtime import fastjson
+from ocirt.foundation import fastjson
+from ocirt.foundation.procfs import start_ticks
 from ocirt.runtime.errors import OcirtError
 
 TYPE_CHECKING = False
@@ -36,42 +36,13 @@ def check_id(container_id: str) -> None:
             )
 
 
-def rfc3339_now() -> str:
-    now = time.time_ns()
-    secs, nanos = divmod(now, 1_000_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{nanos:09d}Z"
-
-
-def process_start_time(pid: int) -> int | None:
-    """Field 22 of /proc/<pid>/stat, or None for a process that is gone or a zombie."""
-    fields = _stat_fields(pid)
-    return None if fields is None else int(fields[19])
-
-
-def process_sleeping(pid: int) -> bool | None:
-    """Whether ``pid`` is blocked in the kernel (``S``); None when it is gone or a zombie."""
-    fields = _stat_fields(pid)
-    return None if fields is None else fields[0] == b"S"
-
-
-def _stat_fields(pid: int) -> list[bytes] | None:
-    """/proc/<pid>/stat from field 3 (the state) on; None for a process gone or a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return None
-    fields = stat[stat.rfind(b")") + 2 :].split()
-    return None if fields[0] in (b"Z", b"X") else fields
-
-
 def process_tree(pid: int) -> list[int]:
     """``pid`` and its descendants, for a container without a cgroup of its own (rootless,
     none delegated): what its cgroup would have listed, short of daemonised orphans."""
     found, todo = [], [pid]
     while todo:
         current = todo.pop()
-        if process_start_time(current) is None:
+        if start_ticks(current) is None:
             continue
         found.append(current)
         try:
@@ -230,7 +201,7 @@ def load(root: str, container_id: str, with_status: bool = True) -> State:
 
 def init_alive(st: State) -> bool:
     """Alive means: the same process (same start time) still runs; a reused pid is not ours."""
-    return st.pid > 0 and process_start_time(st.pid) == st.pid_start
+    return st.pid > 0 and start_ticks(st.pid) == st.pid_start
 
 
 def current_status(st: State) -> str:

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ocirt.runtime.state import process_start_time
+from ocirt.foundation import procfs
 from ocirt.shim import protocol, zygote
 
 DETACH_KEYS = b"\x10\x11"  # Ctrl-p Ctrl-q, as docker and podman
@@ -173,14 +173,6 @@ def _read_to_eof(fd: int, timeout: float) -> bytes:
         chunks.append(chunk)
 
 
-def _boot_time() -> float:
-    with open("/proc/stat") as f:
-        for line in f:
-            if line.startswith("btime "):
-                return float(line.split()[1])
-    raise ShimError("/proc/stat has no btime")
-
-
 def read_exit(state_dir: str) -> ExitStatus | None:
     """The recorded exit status; None while the container runs or if its shim died first."""
     try:
@@ -213,11 +205,7 @@ class ShimClient:
             written = os.stat(os.path.join(self.state_dir, protocol.PID_FILE)).st_mtime
         except FileNotFoundError:
             return False
-        ticks = process_start_time(pid)
-        if ticks is None:
-            return False
-        started = _boot_time() + ticks / os.sysconf("SC_CLK_TCK")
-        return started <= written + 1.0  # btime is whole seconds
+        return procfs.alive_since(pid, written)
 
     def state(self) -> dict[str, Any]:
         """``{"id", "pid", "status": created|running|stopped, "shim_pid", "exit"}``."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 
-from ocirt.runtime import fastjson
+from ocirt.foundation import fastjson
 from ocirt.shim import protocol
 from ocirt.shim.console import address, listen, receive_master
 from ocirt.shim.exitstatus import status_dict

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 
-from ocirt.runtime import fastjson
-from ocirt.shim.logs import rfc3339nano
+from ocirt.foundation import fastjson
+from ocirt.foundation.timefmt import rfc3339nano
 from ocirt.shim.protocol import EXIT_FILE
 
 

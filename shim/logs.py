@@ -12,18 +12,9 @@ import _json
 import os
 import time
 
+from ocirt.foundation.timefmt import rfc3339nano
+
 _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
-_second = -1
-_second_text = ""
-
-
-def rfc3339nano(ns: int) -> str:
-    """UTC with all nine digits, e.g. ``2026-01-02T03:04:05.000000001Z``."""
-    global _second, _second_text
-    sec, frac = divmod(ns, 1_000_000_000)
-    if sec != _second:
-        _second, _second_text = sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
-    return f"{_second_text}.{frac:09d}Z"
 
 
 def split_records(data: bytes) -> list[tuple[bytes, bool]]:

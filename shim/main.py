@@ -112,7 +112,7 @@ def _record_crash(state_dir: str) -> None:
 
 def _sync(opts: Options, msg: dict[str, object]) -> None:
     """One JSON line on the sync pipe, then close it: end-of-file tells the manager."""
-    from ocirt.runtime import fastjson
+    from ocirt.foundation import fastjson
 
     if opts.sync_fd < 0:
         return

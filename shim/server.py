@@ -13,7 +13,7 @@ import os
 import select
 import time
 
-from ocirt.runtime import fastjson
+from ocirt.foundation import fastjson
 from ocirt.shim import protocol
 from ocirt.shim.console import address, listen, receive_master
 from ocirt.shim.errors import Failed, RequestError

@@ -10,7 +10,7 @@ import os
 import select
 import termios
 
-from ocirt.runtime import fastjson
+from ocirt.foundation import fastjson
 from ocirt.shim import protocol
 
 TYPE_CHECKING = False

@@ -21,7 +21,7 @@ import os
 import select
 import sys
 
-from ocirt.runtime import fastjson
+from ocirt.foundation import fastjson
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

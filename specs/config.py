@@ -9,7 +9,7 @@ stay raw dictionaries here and are checked by the code that applies them.
 
 from __future__ import annotations
 
-from ocirt.runtime.errors import SpecError
+from ocirt.foundation.errors import SpecError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -535,7 +535,7 @@ class Config:
 
 def load_config(text: str, source: str = "config.json") -> Config:
     """Parse config text; syntax errors name the file and the offset."""
-    from ocirt.runtime import fastjson
+    from ocirt.foundation import fastjson
 
     try:
         raw = fastjson.loads(text)

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from conftest import cgroup_dirs
-from ocirt.runtime import fastjson
+from ocirt.foundation import fastjson
 from ocirt.runtime.cgroups import Cgroup, clean_path, load_cgroup, open_cgroup, own_cgroups
 from ocirt.runtime.cgroups.systemd import expand_slice, systemd_path
 from ocirt.runtime.cgroups.v1 import hierarchies

@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from ocirt.runtime.state import process_start_time
+from ocirt.foundation.procfs import start_ticks as process_start_time
 from support import hostfacts
 from support.ctl import Manager, checked, manager
 

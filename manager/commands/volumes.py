@@ -42,13 +42,13 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 def describe(root: str, vol: store.Volume) -> dict[str, object]:
-    import time
+    from ocirt.foundation import timefmt
 
     return {
         "Name": vol.name,
         "Driver": "local",
         "Mountpoint": service.volume_dir(root, vol.name),
-        "CreatedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(vol.created)),
+        "CreatedAt": timefmt.rfc3339(vol.created),
         "Labels": vol.labels,
         "Scope": "local",
         "Anonymous": vol.anonymous,

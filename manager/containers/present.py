@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from ocirt.foundation import timefmt
 from ocirt.manager.containers import status
 from ocirt.manager.containers.store import Container
 from ocirt.manager.volumes import service as volumes
@@ -13,7 +14,7 @@ from ocirt.manager.volumes import service as volumes
 def _iso(t: float | None) -> str:
     if t is None:
         return "0001-01-01T00:00:00Z"
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int((t % 1) * 1e9):09d}Z"
+    return timefmt.rfc3339nano_of(t)
 
 
 def ports_text(c: Container) -> str:

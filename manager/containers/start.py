@@ -10,6 +10,7 @@ import shutil
 import time
 from typing import Any
 
+from ocirt.foundation.procfs import start_ticks
 from ocirt.manager import db
 from ocirt.manager.containers import create, etcfiles, layout, mounts, networking, spec, status, store
 from ocirt.manager.containers.options import Resources
@@ -18,7 +19,6 @@ from ocirt.manager.containers.store import Container
 from ocirt.manager.containers.units import size
 from ocirt.manager.errors import ManagerError
 from ocirt.manager.images import bundle
-from ocirt.runtime.state import process_start_time
 from ocirt.shim.client import ShimClient, ShimError, ShimHandle, ShimOptions, launch
 
 
@@ -42,7 +42,7 @@ def launch_locked(ctx: Context, c: Container, no_start: bool = False) -> ShimHan
             networking.teardown(ctx, c)
         raise
     c.state, c.pid, c.started_at = "running", handle.container_pid, time.time()
-    c.plan[status.PID_START] = process_start_time(c.pid)
+    c.plan[status.PID_START] = start_ticks(c.pid)
     c.exit_code, c.oom_killed, c.stopped_by_user = None, False, False
     conn = db.connect(ctx.root)
     with db.transaction(conn):

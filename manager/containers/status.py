@@ -10,11 +10,11 @@ from __future__ import annotations
 import os
 import time
 
+from ocirt.foundation import procfs
 from ocirt.manager import db
 from ocirt.manager.containers import exits, layout, store
 from ocirt.manager.containers.runtime import Context
 from ocirt.manager.containers.store import Container
-from ocirt.runtime.state import process_start_time
 from ocirt.shim import protocol
 
 PID_START = "pid_start"  # the plan's key for the init's start time
@@ -34,7 +34,7 @@ def refresh(ctx: Context, c: Container) -> Container:
 def alive(c: Container) -> bool:
     """The container's init still runs: its pid names the process started then (a record
     from before start times were kept is taken at its pid's word)."""
-    started = process_start_time(c.pid) if c.pid > 0 else None
+    started = procfs.start_ticks(c.pid) if c.pid > 0 else None
     return started is not None and c.plan.get(PID_START, started) == started
 
 

@@ -13,6 +13,7 @@ import shlex
 import time
 from typing import Any
 
+from ocirt.foundation import timefmt
 from ocirt.manager.errors import ManagerError
 from ocirt.manager.images import archive, layers, manifest, records, reference, store
 
@@ -91,7 +92,7 @@ def import_tarball(
         with store.VerifyingReader(root, digest) as blob, layers.decompressed(blob, compression) as raw:
             hashed = layers.HashingReader(raw)
             hashed.drain()
-        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        now = timefmt.rfc3339(time.time())
         plat = manifest.host().split("/")
         config = {
             "created": now,

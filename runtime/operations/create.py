@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 
+from ocirt.foundation import timefmt
 from ocirt.runtime import state as statemod
 from ocirt.runtime.errors import OcirtError, SpecError
 
@@ -178,7 +179,7 @@ def _create_in(
 
     st.bundle, st.oci_version, st.annotations = bundle, cfg.oci_version, cfg.annotations
     st.rootfs = os.path.join(bundle, cfg.root.path)
-    st.created = statemod.rfc3339_now()
+    st.created = timefmt.rfc3339nano_now()
     st.config = {
         "own_pid_ns": bool(plan.new & CLONE_NEWPID),
         "hooks": cfg.hooks or {},

@@ -16,7 +16,7 @@ import select
 import sys
 import time
 
-from ocirt.runtime import fastjson
+from ocirt.foundation import fastjson
 from ocirt.runtime import state as statemod
 from ocirt.runtime.errors import OcirtError
 

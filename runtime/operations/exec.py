@@ -250,7 +250,7 @@ def _process(cfg: Config, args: Args) -> tuple[Process, dict[str, Any], str]:
 
 
 def _read_process_file(path: str) -> dict[str, Any]:
-    from ocirt.runtime import fastjson
+    from ocirt.foundation import fastjson
 
     try:
         with open(path, "rb") as f:

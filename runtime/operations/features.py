@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from ocirt.runtime import fastjson
+from ocirt.foundation import fastjson
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from ocirt.runtime import fastjson
+from ocirt.foundation import fastjson
 from ocirt.runtime import state as statemod
 from ocirt.runtime.errors import OcirtError
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import shutil
 
+from ocirt.foundation import procfs, timefmt
 from ocirt.runtime import criu, syscalls
 from ocirt.runtime import state as statemod
 from ocirt.runtime.errors import OcirtError, SpecError
@@ -111,7 +112,7 @@ def _restore(st: statemod.State, cfg: Config, bundle: str, argv: list[str], syst
 
     st.bundle, st.oci_version, st.annotations = bundle, cfg.oci_version, cfg.annotations
     st.rootfs = os.path.join(bundle, cfg.root.path)
-    st.created = statemod.rfc3339_now()
+    st.created = timefmt.rfc3339nano_now()
     st.config = {
         "own_pid_ns": cfg.linux.namespace("pid") is not None,
         "hooks": {"poststop": cfg.hooks["poststop"]} if cfg.hooks and "poststop" in cfg.hooks else {},
@@ -140,7 +141,7 @@ def _restore(st: statemod.State, cfg: Config, bundle: str, argv: list[str], syst
         os.rmdir(mnt)
         if os.path.exists(pid_file):
             os.unlink(pid_file)
-    start = statemod.process_start_time(st.pid)
+    start = procfs.start_ticks(st.pid)
     if start is None:
         raise OcirtError(f"the restored init (pid {st.pid}) exited at once")
     st.pid_start = start

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 
-from ocirt.runtime import fastjson, specgen
+from ocirt.foundation import fastjson
+from ocirt.runtime import specgen
 from ocirt.runtime.errors import OcirtError
 
 TYPE_CHECKING = False

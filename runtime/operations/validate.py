@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 
-from ocirt.runtime import fastjson
+from ocirt.foundation import fastjson
 from ocirt.runtime.errors import OcirtError, SpecError
 from ocirt.specs.config import SPEC_VERSION, load_config
 

@@ -11,7 +11,7 @@ import _socket
 import os
 import struct
 
-from ocirt.runtime import fastjson
+from ocirt.foundation import fastjson
 from ocirt.runtime.errors import OcirtError, clip
 
 TYPE_CHECKING = False

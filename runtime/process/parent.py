@@ -14,9 +14,10 @@ from __future__ import annotations
 import os
 import time
 
+from ocirt.foundation.procfs import sleeping, start_ticks
 from ocirt.runtime.errors import OcirtError
 from ocirt.runtime.process import channel
-from ocirt.runtime.state import process_sleeping, process_start_time, unlock
+from ocirt.runtime.state import unlock
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -69,7 +70,7 @@ def spawn(launch: Launch, cgroup: Cgroup, make_cgroup: Callable[[int], None]) ->
             _runtime_hooks(launch, ours, init_pid, asked=channel.HOOKS in early)
         if channel.READY not in early:
             ours.expect(channel.READY, "container init process")
-        start = process_start_time(init_pid)
+        start = start_ticks(init_pid)
         if start is None or not blocks_on_fifo(init_pid):
             raise OcirtError("container init process exited during setup")
         return init_pid, start
@@ -115,9 +116,9 @@ def blocks_on_fifo(pid: int, timeout: float = 5.0) -> bool:
     sleeps there, so an init that dies on the way is create's failure, not a container that
     ``start`` finds stopped. A host too slow to see it asleep in time gets the benefit."""
     deadline = time.monotonic() + timeout
-    while (sleeping := process_sleeping(pid)) is False and time.monotonic() < deadline:
+    while (asleep := sleeping(pid)) is False and time.monotonic() < deadline:
         time.sleep(0.0002)
-    return sleeping is not None
+    return asleep is not None
 
 
 def _reap(pid: int) -> None:
@@ -134,7 +135,7 @@ def kill_and_wait(pid: int, timeout: float = 5.0) -> None:
     except ProcessLookupError:
         return
     deadline = time.monotonic() + timeout
-    while process_start_time(pid) is not None and time.monotonic() < deadline:
+    while start_ticks(pid) is not None and time.monotonic() < deadline:
         try:
             if os.waitpid(pid, os.WNOHANG)[0]:
                 return

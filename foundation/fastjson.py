@@ -58,10 +58,6 @@ def loads(text: str) -> Any:
     return value
 
 
-def _floatstr(value: float) -> str:
-    return repr(value)
-
-
 def dumps(value: Any, indent: str | None = None) -> str:
     """Encode like ``json.dumps(value, indent=...)`` with ``ensure_ascii=False``."""
     item_sep, key_sep = (",", ": ") if indent is not None else (",", ":")

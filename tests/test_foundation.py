@@ -1,0 +1,126 @@
+"""ocirt.foundation checked against independent answers: the stdlib's ``json`` and
+``datetime``, psutil, and processes the kernel really runs."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import subprocess
+import tempfile
+import time
+
+import psutil
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from ocirt.foundation import fastjson, procfs, timefmt
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(_JSON)
+def test_fastjson_round_trips_as_json_does(value: object) -> None:
+    assert fastjson.loads(json.dumps(value)) == json.loads(json.dumps(value))
+    assert fastjson.dumps(value) == json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    assert fastjson.dumps(value, "  ") == json.dumps(value, ensure_ascii=False, indent="  ")
+
+
+@given(st.text(alphabet='[]{}",: 0123456789.eE-+truefalsnNIiy\\', max_size=30) | st.text(max_size=10))
+def test_fastjson_refuses_what_json_refuses(text: str) -> None:
+    try:
+        expected = json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
+        try:
+            fastjson.loads(text)
+        except ValueError:
+            return
+        raise AssertionError(f"fastjson accepted {text!r}") from None
+    assert json.dumps(fastjson.loads(text)) == json.dumps(expected)  # NaN equals itself here
+
+
+_NS = st.integers(min_value=0, max_value=253402300799 * 10**9 + 999_999_999)
+
+
+@given(_NS)
+def test_rfc3339nano_matches_datetime(ns: int) -> None:
+    sec, frac = divmod(ns, 10**9)
+    when = datetime.datetime.fromtimestamp(sec, datetime.UTC)
+    assert timefmt.rfc3339nano(ns) == when.strftime("%Y-%m-%dT%H:%M:%S") + f".{frac:09d}Z"
+    parsed = datetime.datetime.fromisoformat(timefmt.rfc3339nano(ns)[:26] + "+00:00")
+    assert parsed == when.replace(microsecond=frac // 1000)
+
+
+@given(st.floats(min_value=0, max_value=4e9))
+def test_rfc3339_whole_seconds_matches_datetime(seconds: float) -> None:
+    when = datetime.datetime.fromtimestamp(int(seconds), datetime.UTC)
+    assert timefmt.rfc3339(seconds) == when.isoformat().replace("+00:00", "Z")
+    assert timefmt.rfc3339nano_of(seconds).startswith(timefmt.rfc3339(seconds)[:-1] + ".")
+
+
+def test_start_times_agree_with_psutil() -> None:
+    """Every process of the host: the hand reader's start time is psutil's (to a tick)."""
+    tick = 1 / os.sysconf("SC_CLK_TCK")
+    checked = 0
+    for proc in psutil.process_iter():
+        try:
+            expected, status = proc.create_time(), proc.status()
+        except psutil.NoSuchProcess:
+            continue
+        got = procfs.started_at(proc.pid)
+        if got is None or status == psutil.STATUS_ZOMBIE:
+            continue  # gone in between, or a zombie, which the reader reports as gone
+        assert abs(got - expected) <= tick, proc.pid
+        checked += 1
+    assert checked > 10
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.text(st.characters(codec="utf-8", exclude_characters="/\0\n"), min_size=1, max_size=15))
+def test_stat_fields_survive_any_command_name(name: str) -> None:
+    """The command name (field 2) may hold spaces and parentheses: a real process named by
+    hypothesis (a symlink to sleep) still yields the kernel's state and start time."""
+    if name in (".", "..") or len(name.encode()) > 15:
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        link = os.path.join(tmp, name)
+        os.symlink("/bin/sleep", link)
+        proc = subprocess.Popen([link, "30"])
+        try:
+            _wait_for_comm(proc.pid, name)  # Popen returns before execve renames the task
+            fields = procfs.stat_fields(proc.pid)
+            assert fields is not None and fields[0] in (b"R", b"S")
+            assert abs((procfs.started_at(proc.pid) or 0) - psutil.Process(proc.pid).create_time()) < 0.02
+        finally:
+            proc.kill()
+            proc.wait()
+
+
+def _wait_for_comm(pid: int, name: str) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with open(f"/proc/{pid}/comm", "rb") as f:
+            if f.read()[:-1] == name.encode():
+                return
+        time.sleep(0.001)
+    raise AssertionError(f"the kernel never named {pid} {name!r}")
+
+
+def test_zombie_and_reused_pid_are_not_alive() -> None:
+    proc = subprocess.Popen(["/bin/sleep", "30"])
+    try:
+        assert procfs.alive_since(proc.pid, time.time())
+        assert not procfs.alive_since(proc.pid, time.time() - 10)  # started after "our" process
+        proc.kill()
+        deadline = time.monotonic() + 5
+        while psutil.Process(proc.pid).status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert procfs.stat_fields(proc.pid) is None  # a zombie, not yet reaped
+        assert not procfs.alive_since(proc.pid, time.time())
+    finally:
+        proc.kill()
+        proc.wait()
+    assert procfs.start_ticks(proc.pid) is None
