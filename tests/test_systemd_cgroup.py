@@ -122,6 +122,10 @@ def test_the_container_runs_in_a_transient_scope(sd_rt: Runtime, host: Host) -> 
         assert f.read().strip() == str(4 << 20)  # written through cgroupfs, as delegation allows
     res = sd_rt("exec", cid, "sh", "-c", "tail -1 /proc/self/cgroup; true < /dev/full; echo r=$?")
     assert res.stdout.split() == [f"0::{scope}", "r=0"]
+    res = sd_rt("update", "--resources", "-", cid, input='{"unified": {"cgroup.max.descendants": "5"}}')
+    assert res.returncode == 0, res.stderr
+    with open(f"{UNIFIED}{scope}/cgroup.max.descendants") as f:
+        assert f.read().strip() == "5"
 
     res = sd_rt("delete", "--force", cid)
     assert res.returncode == 0, res.stderr
@@ -168,10 +172,16 @@ cgroup = V2Cgroup("/sys/fs/cgroup" + systemd.locate("", cid))
 sleeper = subprocess.Popen(["sleep", "1000"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 systemd.start(cgroup, "", cid, sleeper.pid, resources)
 """
+SET = """
+import json, sys
+from ocirt.runtime.cgroups import systemd
+systemd.set_limits(sys.argv[1], json.loads(sys.argv[2]))
+"""
 
 
 def test_the_limits_systemd_manages_are_unit_properties(host: Host) -> None:
-    """A daemon-reload re-applies a unit's own properties: the limits must be among them.
+    """A daemon-reload re-applies a unit's own properties: the limits must be among them,
+    at start and after an update.
     This view's cgroup2 has no memory, cpu or cpuset controller, so the manager records
     the properties without applying them; systemctl shows what it recorded."""
     cid = f"ocirt-test-{uuid.uuid4().hex[:10]}"
@@ -201,6 +211,16 @@ def test_the_limits_systemd_manages_are_unit_properties(host: Host) -> None:
             "AllowedCPUs": "0",
             "AllowedMemoryNodes": "0",
         }
+        update = {"memory": {"limit": 128 << 20}, "pids": {"limit": 50}, "cpu": {"shares": 2}}
+        res = subprocess.run(
+            [host.view, sys.executable, "-I", "-c", SET, unit, json.dumps(update)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert res.returncode == 0, res.stderr
+        text = host.systemctl("show", "-p", "MemoryMax,TasksMax,CPUWeight", unit)
+        assert sorted(text.split()) == ["CPUWeight=1", f"MemoryMax={128 << 20}", "TasksMax=50"]
     finally:
         host.systemctl("stop", unit)
         host.systemctl("reset-failed", unit)

@@ -155,6 +155,19 @@ def start(cgroup: Cgroup, cgroups_path: str, container_id: str, pid: int, resour
     _wait_for(cgroup.tracking_dir(), pid, unit.name)
 
 
+def set_limits(name: str, resources: dict[str, Any]) -> None:
+    """``ocirt update``: the unit's limit properties follow the new limits (SetUnitProperties,
+    at runtime: they last until the unit goes)."""
+    properties = limit_properties(resources)
+    if not properties:
+        return
+    conn = connect()
+    try:
+        conn.call(MANAGER, MANAGER_IFACE, "SetUnitProperties", "sba(sv)", (name, True, properties))
+    finally:
+        conn.close()
+
+
 def limit_properties(resources: dict[str, Any]) -> list[tuple[str, tuple[str, Any]]]:
     """The unit properties for what ``v2_writes`` would write, converted as runc does: "max"
     is infinity, a CPU quota is per second rounded up to systemd's 10 ms steps."""

@@ -6,7 +6,8 @@ is merged into the resources of earlier updates and the whole is applied again, 
 some values depend on each other (memory+swap against memory, quota against period); the
 merge is recorded in ``state.json`` under ``config.resources``. Every update re-applies the
 device rules as well (on cgroup v2 a new eBPF program replaces the old one); a ``devices``
-list in ``--resources`` replaces the rules (runc ignores one there).
+list in ``--resources`` replaces the rules (runc ignores one there). Under
+``--systemd-cgroup`` the unit's limit properties follow, as runc sets them.
 """
 
 from __future__ import annotations
@@ -99,8 +100,13 @@ def main(opts: Args, args: Args, log: Log) -> int:
             raise OcirtError(f"--{flag}: Intel RDT is not supported by ocirt")
     request = from_file(args.resources, log) if args.resources else from_flags(args, log)
     merged = merge(st.config.get("resources") or {}, request)
+    cgroup = load_cgroup(st.cgroup)
     try:
-        load_cgroup(st.cgroup).apply(merged)
+        cgroup.apply(merged)
+        if cgroup.unit and cgroup.version == 2:
+            from ocirt.runtime.cgroups.systemd import set_limits
+
+            set_limits(cgroup.unit, merged)
     except SpecError as err:
         raise OcirtError(str(err).removeprefix("config.json: ")) from None
     st.config["resources"] = merged
