@@ -44,11 +44,12 @@ class Workspace:
         (empty) parent they made, and podman its ``conmon`` child; a container's own
         cgroup below it, or any that cannot be removed, counts.
         """
-        found = [f"process {pid}: {_cmdline(pid)}" for pid in lingering(self.dir)]
+        stray = lingering(self.dir) + in_cgroups(self.token)
+        found = [f"process {pid}: {_cmdline(pid)}" for pid in stray]
         found += [f"mount {m}" for m in mounts_under(self.dir)]
         found += [f"ocirt state {cid}" for cid in ocirt_containers(self)]
         found += [f"cgroup {d}" for d in cgroup_dirs(self.token) if _below_parent(d, self.token)]
-        kill_pids(processes_mentioning(self.dir))
+        kill_pids(processes_mentioning(self.dir) + in_cgroups(self.token))
         for cid in ocirt_containers(self):
             run([OCIRT, "--root", self.ocirt_root, "delete", "--force", cid])
         unmount_under(self.dir)
@@ -74,6 +75,18 @@ def ocirt_containers(ws: Workspace) -> list[str]:
         if ours:
             found.append(cid)
     return found
+
+
+def attempt(*steps: Callable[[], object]) -> list[str]:
+    """Run every teardown step even when one fails (a hung manager command must not keep
+    the rest of the cleanup from running); the failures, as lines of the leak report."""
+    failed = []
+    for step in steps:
+        try:
+            step()
+        except Exception as exc:
+            failed.append(f"teardown step failed: {exc!r}"[:500])
+    return failed
 
 
 def run(argv: Sequence[str], env: dict[str, str] | None = None, timeout: float = 90) -> Result:
@@ -196,6 +209,18 @@ def mounts_under(path: str) -> list[str]:
 def unmount_under(path: str) -> None:
     for point in reversed(mounts_under(path)):
         subprocess.run(["umount", "-l", point], check=False, capture_output=True)
+
+
+def in_cgroups(token: str) -> list[int]:
+    """Processes in the test's cgroups (a container's, whose command line names nothing of ours)."""
+    pids: set[int] = set()
+    for d in cgroup_dirs(token):
+        try:
+            with open(os.path.join(d, "cgroup.procs")) as f:
+                pids.update(int(p) for p in f.read().split())
+        except OSError:
+            continue
+    return sorted(pids)
 
 
 def cgroup_dirs(token: str) -> list[str]:

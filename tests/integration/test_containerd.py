@@ -103,11 +103,12 @@ def session(runtime: str) -> Iterator[Containerd]:
         ctd("images", "import", archive).ok()
         yield ctd
     finally:
+        found = []
         if daemon is not None:
-            for line in ctd("container", "ls", "--quiet").stdout.split():
-                ctd.remove(line)
-            host.stop_daemon(daemon)
-        found = ws.cleanup()
+            names = ctd("container", "ls", "--quiet").stdout.split()
+            found += host.attempt(*(lambda n=n: ctd.remove(n) for n in names))
+            found += host.attempt(lambda: host.stop_daemon(daemon))
+        found += ws.cleanup()
         assert not found, f"containerd left behind: {found}"
 
 

@@ -94,16 +94,24 @@ def session(runtime: str) -> Iterator[Docker]:
         dk("load", "--input", archive).ok()
         yield dk
     finally:
-        if daemon is not None:
-            ids = dk("ps", "--all", "--quiet").stdout.split()
-            if ids:
-                dk("rm", "--force", *ids)
-            host.stop_daemon(daemon)
-        subprocess.run(["ip", "link", "del", dk.bridge], capture_output=True)
-        # dockerd binds the host's netns here for --network host and keeps it after it stops
-        subprocess.run(["umount", os.path.join(dk.exec_root, "netns", "default")], capture_output=True)
-        found = ws.cleanup()
+        found = (
+            [] if daemon is None else host.attempt(lambda: _remove_all(dk), lambda: host.stop_daemon(daemon))
+        )
+        found += host.attempt(
+            lambda: subprocess.run(["ip", "link", "del", dk.bridge], capture_output=True),
+            # dockerd binds the host's netns here for --network host and keeps it after it stops
+            lambda: subprocess.run(
+                ["umount", os.path.join(dk.exec_root, "netns", "default")], capture_output=True
+            ),
+        )
+        found += ws.cleanup()
         assert not found, f"dockerd left behind: {found}"
+
+
+def _remove_all(dk: Docker) -> None:
+    ids = dk("ps", "--all", "--quiet").stdout.split()
+    if ids:
+        dk("rm", "--force", *ids)
 
 
 @pytest.fixture(scope="module")

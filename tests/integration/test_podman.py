@@ -118,9 +118,10 @@ def session(runtime: str) -> Iterator[Podman]:
         pm("import", rootfs_tar(ws.path("image")), IMAGE).ok()
         yield pm
     finally:
-        pm("rm", "--all", "--force", "--time", "0")
-        pm("rmi", "--all", "--force")
-        found = ws.cleanup() + hostnet.restore()
+        found = host.attempt(
+            lambda: pm("rm", "--all", "--force", "--time", "0"), lambda: pm("rmi", "--all", "--force")
+        )
+        found += ws.cleanup() + hostnet.restore()
         netns_after = set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()
         found += [f"netns {n}" for n in netns_after - netns_before if n.startswith("netns-")]
         assert not found, f"podman left behind: {found}"
