@@ -49,6 +49,8 @@ PROBE = "; ".join(
         "echo '== env'; env | sort",
         "echo '== limits'; cat /proc/self/limits",
         "echo '== oom_score_adj'; cat /proc/self/oom_score_adj",
+        "echo '== personality'; cat /proc/self/personality",
+        "echo '== cgroup membership'; cat /proc/self/cgroup",
         "echo '== hostname'; hostname; cat /proc/sys/kernel/domainname",
         "echo '== sysctl'; cd /proc/sys/net/ipv4; cat ping_group_range ip_unprivileged_port_start; cd /",
         "echo '== net'; for i in /sys/class/net/*; do echo ${i##*/} $(cat $i/flags); done",
