@@ -159,7 +159,7 @@ def _small_blob(root: str, client: Client, repo: str, desc: manifest.Descriptor)
         return store.read(root, desc.digest)
     if desc.size > 64 << 20:
         raise ManagerError(f"config {desc.digest}: {desc.size} bytes is too large")
-    resp = client.request("GET", f"/v2/{repo}/blobs/{desc.digest}", f"repository:{repo}:pull")
+    resp = client.get_blob(repo, desc.digest)
     if resp.status != 200:
         raise client.error(resp, f"config {desc.digest}")
     data = resp.read()

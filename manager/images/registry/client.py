@@ -5,12 +5,21 @@ verification, falling back to plain HTTP when the server does not speak TLS (how
 treats ``--tls-verify=false``, and what a ``127.0.0.1:PORT`` test registry needs).
 Every request carries the scope it needs; a 401 is answered once by the auth module
 (Basic or Bearer) and the header is remembered per scope.
+
+Proxies come from the environment as curl and Go read it: ``https_proxy``/``HTTPS_PROXY`` (a
+CONNECT tunnel, so TLS stays end to end), ``http_proxy``/``HTTP_PROXY`` (absolute-form
+requests), and ``no_proxy``/``NO_PROXY`` (``*``, host names and their subdomains, ``HOST:PORT``,
+CIDR blocks). A blob's redirect may be relative (RFC 7231 7.1.2) and never leaves HTTPS.
 """
 
 from __future__ import annotations
 
+import base64
 import http.client
+import ipaddress
 import json
+import os
+import re
 import ssl
 import threading
 import time
@@ -26,6 +35,7 @@ from ocirt.manager.images.store import Ingest
 
 CHUNK = 1 << 20
 RETRIES = 5
+MAX_REDIRECTS = 5
 USER_AGENT = "ocirtctl/0.1"
 Body = bytes | tuple[BinaryIO, int, int] | None
 
@@ -62,20 +72,17 @@ class Client:
 
     # connections
 
-    def _connection(self) -> http.client.HTTPConnection:
-        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            if self.scheme == "https":
-                conn = http.client.HTTPSConnection(self.host, timeout=60, context=self._ssl)
-            else:
-                conn = http.client.HTTPConnection(self.host, timeout=60)
-            self._local.conn = conn
-        return conn
+    def _connection(self) -> Route:
+        route: Route | None = getattr(self._local, "conn", None)
+        if route is None:
+            route = open_route(self.scheme, self.host, self._ssl)
+            self._local.conn = route
+        return route
 
     def drop_connection(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
+        route = getattr(self._local, "conn", None)
+        if route is not None:
+            route.conn.close()
             self._local.conn = None
 
     def ping(self) -> None:
@@ -104,8 +111,9 @@ class Client:
         self._pinged = True
 
     def _send(self, method: str, target: str, headers: dict[str, str], body: Body) -> Response:
-        conn = self._connection()
-        headers = {"User-Agent": USER_AGENT, **headers}
+        route = self._connection()
+        conn, target = route.conn, route.prefix + target
+        headers = {"User-Agent": USER_AGENT, **route.headers, **headers}
         if isinstance(body, tuple):
             f, offset, length = body
             f.seek(offset)
@@ -207,6 +215,14 @@ class Client:
             )
         return data, resp.headers.get("Content-Type", "").split(";")[0].strip(), digest
 
+    def get_blob(self, repo: str, digest: str, headers: dict[str, str] | None = None) -> Response:
+        """``GET`` a blob, following the registry's redirect to its storage."""
+        path = f"/v2/{repo}/blobs/{digest}"
+        resp = self.request("GET", path, _pull(repo), headers)
+        if resp.status in REDIRECTS:
+            resp = _follow(f"{self.scheme}://{self.host}{path}", resp, headers or {}, self._ssl)
+        return resp
+
     def fetch_blob(
         self, repo: str, desc: manifest.Descriptor, ing: Ingest, progress: Callable[[int], None]
     ) -> None:
@@ -231,10 +247,7 @@ class Client:
         self, repo: str, desc: manifest.Descriptor, ing: Ingest, progress: Callable[[int], None]
     ) -> None:
         headers = {"Range": f"bytes={ing.offset}-"} if ing.offset else {}
-        resp = self.request("GET", f"/v2/{repo}/blobs/{desc.digest}", _pull(repo), headers)
-        if resp.status in (301, 302, 303, 307, 308):
-            resp.read()
-            resp = _follow(resp.headers.get("Location", ""), headers, self._ssl)
+        resp = self.get_blob(repo, desc.digest, headers)
         if resp.status == 200 and ing.offset:
             progress(-ing.offset)
             ing.reset()
@@ -340,15 +353,97 @@ def _push(repo: str) -> str:
     return f"repository:{repo}:pull,push"
 
 
-def _follow(url: str, headers: dict[str, str], context: ssl.SSLContext) -> Response:
-    """A blob redirected to storage elsewhere: fetched without the registry's credentials."""
-    parsed = urllib.parse.urlsplit(url)
-    if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise ManagerError(f"registry redirected to an unusable location {url!r}")
-    conn: http.client.HTTPConnection
-    if parsed.scheme == "https":
-        conn = http.client.HTTPSConnection(parsed.netloc, timeout=60, context=context)
-    else:
-        conn = http.client.HTTPConnection(parsed.netloc, timeout=60)
-    conn.request("GET", parsed.path + (f"?{parsed.query}" if parsed.query else ""), headers=headers)
-    return Response(conn.getresponse())
+REDIRECTS = (301, 302, 303, 307, 308)
+
+
+class Route:
+    """A connection to a registry or its storage, direct or through a proxy: ``prefix`` makes
+    a request's target absolute for a plain HTTP proxy; ``headers`` go with every request."""
+
+    def __init__(
+        self, conn: http.client.HTTPConnection, prefix: str = "", headers: dict[str, str] | None = None
+    ):
+        self.conn, self.prefix, self.headers = conn, prefix, headers or {}
+
+
+def open_route(scheme: str, netloc: str, context: ssl.SSLContext) -> Route:
+    """A connection to ``scheme://netloc`` as the environment's proxy settings say."""
+    where = urllib.parse.urlsplit(f"//{netloc}")
+    host, port = where.hostname or "", where.port or (443 if scheme == "https" else 80)
+    proxy = proxy_for(scheme, host, port)
+    if proxy is None:
+        if scheme == "https":
+            return Route(http.client.HTTPSConnection(netloc, timeout=60, context=context))
+        return Route(http.client.HTTPConnection(netloc, timeout=60))
+    login = {}
+    if proxy.username is not None:
+        pair = f"{urllib.parse.unquote(proxy.username)}:{urllib.parse.unquote(proxy.password or '')}"
+        login["Proxy-Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+    if scheme == "https":
+        tunnel = http.client.HTTPSConnection(
+            proxy.hostname or "", proxy.port or 80, timeout=60, context=context
+        )
+        tunnel.set_tunnel(host, port, login)
+        return Route(tunnel)
+    return Route(
+        http.client.HTTPConnection(proxy.hostname or "", proxy.port or 80, timeout=60),
+        f"http://{netloc}",
+        login,
+    )
+
+
+def _env(name: str) -> str:
+    return os.environ.get(name.lower()) or os.environ.get(name.upper()) or ""
+
+
+def proxy_for(scheme: str, host: str, port: int) -> urllib.parse.SplitResult | None:
+    """The proxy for ``scheme`` unless ``no_proxy`` exempts ``host:port``; an ``http://`` URL."""
+    raw = _env(f"{scheme}_proxy")
+    if not raw or bypassed(host, port, _env("no_proxy")):
+        return None
+    proxy = urllib.parse.urlsplit(raw if "://" in raw else f"http://{raw}")
+    if proxy.scheme != "http" or not proxy.hostname:
+        raise ManagerError(f"{scheme}_proxy: unsupported proxy {raw!r} (expected http://HOST:PORT)")
+    return proxy
+
+
+def bypassed(host: str, port: int, no_proxy: str) -> bool:
+    host = host.lower().strip("[]")
+    for entry in re.split(r"[,\s]+", no_proxy.lower()):
+        if entry == "*":
+            return True
+        if "/" in entry:
+            try:
+                if ipaddress.ip_address(host) in ipaddress.ip_network(entry, strict=False):
+                    return True
+            except ValueError:
+                pass
+            continue
+        name, sep, only = entry.rpartition(":") if entry.count(":") == 1 else (entry, "", "")
+        if sep and only != str(port):
+            continue
+        name = name.removeprefix("*").removeprefix(".")
+        if name and (host == name or host.endswith("." + name)):
+            return True
+    return False
+
+
+def _follow(base: str, resp: Response, headers: dict[str, str], context: ssl.SSLContext) -> Response:
+    """A blob redirected to storage elsewhere: fetched without the registry's credentials.
+    ``Location`` is resolved against the URL that answered; HTTPS never goes down to HTTP."""
+    for _ in range(MAX_REDIRECTS):
+        location = resp.headers.get("Location", "")
+        resp.read()
+        url = urllib.parse.urljoin(base, location)
+        parsed = urllib.parse.urlsplit(url)
+        if not location or parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise ManagerError(f"registry redirected to an unusable location {location!r}")
+        if urllib.parse.urlsplit(base).scheme == "https" and parsed.scheme == "http":
+            raise ManagerError(f"registry redirected from https to plain http ({url}): refused")
+        route = open_route(parsed.scheme, parsed.netloc, context)
+        target = route.prefix + parsed.path + (f"?{parsed.query}" if parsed.query else "")
+        route.conn.request("GET", target, headers={"User-Agent": USER_AGENT, **route.headers, **headers})
+        resp, base = Response(route.conn.getresponse()), url
+        if resp.status not in REDIRECTS:
+            return resp
+    raise ManagerError(f"registry redirected more than {MAX_REDIRECTS} times from {base}")
