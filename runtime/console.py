@@ -159,26 +159,39 @@ def copy_size(src: int, dst: int) -> None:
 # --- in the container's init, after pivot_root and before the user switch ---------------
 
 
-def setup(sock: _socket.socket, proc: Process) -> None:
+def setup(sock: _socket.socket, proc: Process, bind_console: bool = True) -> None:
     """Give init a new pty of the container's devpts as its stdio and controlling terminal,
     after sending the master over ``sock``; init keeps no copy of the master, so the
-    container sees a hangup when the receiver closes it."""
+    container sees a hangup when the receiver closes it. ``exec``'s process does the same
+    without the bind over ``/dev/console``, which stays init's (as in runc)."""
     try:
         master = _open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
         try:
             slave_path = _unlock(master)
-            slave = _open(slave_path, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+            slave = above_stdio(_open(slave_path, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC))
             size = proc.console_size
             if size is not None and size[0] and size[1]:
                 set_size(master, *size)
             _chown_slave(slave, slave_path, proc.user.uid)
-            _bind_console(slave_path)
+            if bind_console:
+                _bind_console(slave_path)
             _send_master(sock, master)
         finally:
             os.close(master)
     finally:
         sock.close()
     _make_controlling(slave, slave_path)
+
+
+def above_stdio(fd: int) -> int:
+    """``fd`` moved out of 0 to 2 (stdio slots a caller left closed), close-on-exec: the
+    pty's slave is dup'ed onto them later and must not be closed with one."""
+    if fd >= 3:
+        return fd
+    try:
+        return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
+    finally:
+        os.close(fd)
 
 
 def _open(path: str, flags: int) -> int:

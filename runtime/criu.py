@@ -107,7 +107,7 @@ def cgroup_binds(cfg: Config, cgroup_paths: dict[str, str]) -> list[tuple[str, s
     from ocirt.runtime import mounts
 
     infos = mounts.read_mountinfo()
-    own = mounts._own_cgroups(cgroup_paths, infos)
+    own = mounts.own_cgroups(cgroup_paths, infos)
     binds = []
     for m in cfg.mounts:
         dest = "/" + m.destination.strip("/")
@@ -116,7 +116,7 @@ def cgroup_binds(cfg: Config, cgroup_paths: dict[str, str]) -> list[tuple[str, s
                 if info.mountpoint in own:
                     binds.append((f"{dest}/{os.path.basename(info.mountpoint)}", own[info.mountpoint]))
         elif m.type == "cgroup2":
-            unified = mounts._own_v2(cgroup_paths)
+            unified = mounts.own_v2(cgroup_paths)
             if unified is not None:
                 binds.append((dest, unified))
     return binds

@@ -655,7 +655,7 @@ def cgroup_v1(rfs: Rootfs, where: str, dest: str, opts: MountOptions) -> None:
     mount point. Without a cgroup namespace each is a bind of the container's own cgroup,
     with one, a fresh mount of the hierarchy (the kernel roots it at the namespace)."""
     infos = read_mountinfo()
-    own = _own_cgroups(rfs.cgroup_paths, infos)
+    own = own_cgroups(rfs.cgroup_paths, infos)
     data = _tmpfs_mode(rfs, dest, "") or "mode=755"  # sysfs's 0555 under /sys, as runc's chmod
     fd = _destination(rfs, where, dest, True)
     try:
@@ -745,7 +745,7 @@ def v1_hierarchies(infos: list[MountInfo]) -> list[MountInfo]:
     return out
 
 
-def _own_cgroups(cgroup_paths: dict[str, str], infos: list[MountInfo]) -> dict[str, str]:
+def own_cgroups(cgroup_paths: dict[str, str], infos: list[MountInfo]) -> dict[str, str]:
     """Host mount point of each hierarchy -> the container's directory in it.
 
     The keys of ``cgroup_paths`` are not relied upon: the mount a directory lives on says
@@ -761,14 +761,14 @@ def _own_cgroups(cgroup_paths: dict[str, str], infos: list[MountInfo]) -> dict[s
 def cgroup_v2(rfs: Rootfs, where: str, dest: str, source: str | None, opts: MountOptions) -> None:
     """With a cgroup namespace a new cgroup2 mount is rooted at the container's cgroup;
     without one it would show the host's whole tree, so the container's directory is bound."""
-    own = None if rfs.cgroupns else _own_v2(rfs.cgroup_paths)
+    own = None if rfs.cgroupns else own_v2(rfs.cgroup_paths)
     if own is not None:
         bind(rfs, where, dest, own, opts, opts.flags | S.MS_BIND | S.MS_REC)
     else:
         filesystem(rfs, where, dest, "cgroup2", source, opts)
 
 
-def _own_v2(cgroup_paths: dict[str, str]) -> str | None:
+def own_v2(cgroup_paths: dict[str, str]) -> str | None:
     if not cgroup_paths:
         return None
     infos = read_mountinfo()

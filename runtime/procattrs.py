@@ -19,7 +19,7 @@ import os
 
 from ocirt.runtime import syscalls
 from ocirt.runtime.errors import SpecError
-from ocirt.specs.config import _obj
+from ocirt.specs.config import object_field
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -105,15 +105,15 @@ def parse(process: dict[str, Any], personality: Any, path: str = "process") -> P
     """``process`` is a raw ``process`` object, ``personality`` the raw ``linux.personality``."""
     attrs = ProcAttrs()
     attrs.path = path
-    sched = _obj(process, "scheduler", f"{path}.scheduler")
+    sched = object_field(process, "scheduler", f"{path}.scheduler")
     if sched is not None:
         attrs.scheduler = Scheduler(sched, f"{path}.scheduler")
-    io = _obj(process, "ioPriority", f"{path}.ioPriority")
+    io = object_field(process, "ioPriority", f"{path}.ioPriority")
     if io is not None:
         klass = IOPRIO_CLASSES[_name(io, "class", f"{path}.ioPriority.class", IOPRIO_CLASSES, required=True)]
         level = _integer(io, "priority", f"{path}.ioPriority.priority", 0, 7)
         attrs.ioprio = klass << syscalls.IOPRIO_CLASS_SHIFT | level
-    aff = _obj(process, "execCPUAffinity", f"{path}.execCPUAffinity")
+    aff = object_field(process, "execCPUAffinity", f"{path}.execCPUAffinity")
     if aff is not None:
         attrs.affinity_initial = _cpus(aff, "initial", f"{path}.execCPUAffinity.initial")
         attrs.affinity_final = _cpus(aff, "final", f"{path}.execCPUAffinity.final")

@@ -69,7 +69,7 @@ def _ranged(value: int | None, path: str, hi: int) -> int | None:
     return value
 
 
-def _obj(parent: dict[str, Any], key: str, path: str) -> dict[str, Any] | None:
+def object_field(parent: dict[str, Any], key: str, path: str) -> dict[str, Any] | None:
     value = parent.get(key)
     if value is None:
         return None
@@ -134,7 +134,7 @@ def _str_list(parent: dict[str, Any], key: str, path: str) -> list[str]:
 
 
 def _str_map(parent: dict[str, Any], key: str, path: str) -> dict[str, str]:
-    value = _obj(parent, key, path) or {}
+    value = object_field(parent, key, path) or {}
     for k, v in value.items():
         if not isinstance(v, str):
             raise SpecError(f"{path}.{k}", "must be a string")
@@ -221,7 +221,7 @@ class Process:
     def __init__(self, raw: dict[str, Any], path: str = "process") -> None:
         self.raw = raw
         self.terminal = _bool(raw, "terminal", f"{path}.terminal")
-        size = _obj(raw, "consoleSize", f"{path}.consoleSize")
+        size = object_field(raw, "consoleSize", f"{path}.consoleSize")
         self.console_size = (
             None
             if size is None
@@ -237,7 +237,7 @@ class Process:
         self.cwd = _req_str(raw, "cwd", f"{path}.cwd")
         if not self.cwd.startswith("/"):
             raise SpecError(f"{path}.cwd", f"must be an absolute path, got {self.cwd!r}")
-        self.user = _parse_user(_obj(raw, "user", f"{path}.user") or {}, f"{path}.user")
+        self.user = _parse_user(object_field(raw, "user", f"{path}.user") or {}, f"{path}.user")
         self.capabilities = _parse_capabilities(raw, f"{path}.capabilities")
         self.rlimits = _parse_rlimits(raw, f"{path}.rlimits")
         self.no_new_privileges = _bool(raw, "noNewPrivileges", f"{path}.noNewPrivileges")
@@ -250,7 +250,7 @@ CAPABILITY_SETS = ("bounding", "effective", "inheritable", "permitted", "ambient
 
 
 def _parse_capabilities(raw: dict[str, Any], path: str) -> dict[str, list[str]] | None:
-    caps = _obj(raw, "capabilities", path)
+    caps = object_field(raw, "capabilities", path)
     if caps is None:
         return None
     for key in caps:
@@ -417,7 +417,7 @@ class Linux:
             for i, d in enumerate(_list(raw, "devices", "linux.devices"))
         ]
         self.cgroups_path = _str(raw, "cgroupsPath", "linux.cgroupsPath")
-        self.resources = _obj(raw, "resources", "linux.resources")
+        self.resources = object_field(raw, "resources", "linux.resources")
         self.rootfs_propagation = _str(raw, "rootfsPropagation", "linux.rootfsPropagation")
         if self.rootfs_propagation not in (
             None,
@@ -435,7 +435,7 @@ class Linux:
         self.masked_paths = _str_list(raw, "maskedPaths", "linux.maskedPaths")
         self.readonly_paths = _str_list(raw, "readonlyPaths", "linux.readonlyPaths")
         self.sysctl = _str_map(raw, "sysctl", "linux.sysctl")
-        self.time_offsets = _obj(raw, "timeOffsets", "linux.timeOffsets")
+        self.time_offsets = object_field(raw, "timeOffsets", "linux.timeOffsets")
         self.net_devices = _parse_net_devices(raw)
         self.domainless = False
 
@@ -449,9 +449,9 @@ class Linux:
 def _parse_net_devices(raw: dict[str, Any]) -> dict[str, str]:
     """Host interface name -> its name in the container (the same one unless ``name`` says)."""
     found = {}
-    devices = _obj(raw, "netDevices", "linux.netDevices") or {}
+    devices = object_field(raw, "netDevices", "linux.netDevices") or {}
     for host_name in devices:
-        entry = _obj(devices, host_name, f"linux.netDevices.{host_name}") or {}
+        entry = object_field(devices, host_name, f"linux.netDevices.{host_name}") or {}
         found[host_name] = _str(entry, "name", f"linux.netDevices.{host_name}.name") or host_name
     return found
 
@@ -503,18 +503,18 @@ class Config:
                 "ociVersion",
                 f"unsupported version {self.oci_version!r} (ocirt runs 1.0.0 to {SPEC_VERSION})",
             )
-        root = _obj(raw, "root", "root")
+        root = object_field(raw, "root", "root")
         if root is None:
             raise SpecError("root", "is required on Linux")
         self.root = Root(_req_str(root, "path", "root.path"), _bool(root, "readonly", "root.readonly"))
         self.mounts = [_parse_mount(m, f"mounts[{i}]") for i, m in enumerate(_list(raw, "mounts", "mounts"))]
-        proc = _obj(raw, "process", "process")
+        proc = object_field(raw, "process", "process")
         self.process = None if proc is None else Process(proc)
         self.hostname = _str(raw, "hostname", "hostname")
         self.domainname = _str(raw, "domainname", "domainname")
-        self.hooks = _obj(raw, "hooks", "hooks")
+        self.hooks = object_field(raw, "hooks", "hooks")
         self.annotations = _str_map(raw, "annotations", "annotations")
-        self.linux = Linux(_obj(raw, "linux", "linux") or {})
+        self.linux = Linux(object_field(raw, "linux", "linux") or {})
         self._check_namespace_needs()
 
     def _check_namespace_needs(self) -> None:

@@ -26,22 +26,6 @@ KNOWN = {
     " ocirt.runtime.cgroups.systemd ocirt.runtime.cgroups.v1 ocirt.runtime.cgroups.v2",
     "cycle: ocirt.shim.execs ocirt.shim.server ocirt.shim.streams",
     "cycle: ocirt.shim.main ocirt.shim.zygote",
-    "private: ocirt.runtime.criu uses ocirt.runtime.mounts._own_cgroups",
-    "private: ocirt.runtime.criu uses ocirt.runtime.mounts._own_v2",
-    "private: ocirt.runtime.features uses ocirt.runtime.operations.create._NOT_YET",
-    "private: ocirt.runtime.operations.exec uses ocirt.runtime.operations.run._wait_for",
-    "private: ocirt.runtime.operations.restore uses ocirt.runtime.operations.run._forward_signals",
-    "private: ocirt.runtime.operations.restore uses ocirt.runtime.operations.run._wait_for",
-    "private: ocirt.runtime.procattrs uses ocirt.specs.config._obj",
-    "private: ocirt.runtime.process.exec uses ocirt.runtime.process.init._set_rlimits",
-    "private: ocirt.runtime.process.exec uses ocirt.runtime.process.init._switch_user",
-    "private: ocirt.runtime.process.exec uses ocirt.runtime.console._open",
-    "private: ocirt.runtime.process.exec uses ocirt.runtime.console._unlock",
-    "private: ocirt.runtime.process.exec uses ocirt.runtime.console._chown_slave",
-    "private: ocirt.runtime.process.exec uses ocirt.runtime.console._send_master",
-    "private: ocirt.runtime.process.exec uses ocirt.runtime.console._make_controlling",
-    "private: ocirt.runtime.process.exec uses ocirt.runtime.process.init._restore_signals",
-    "private: ocirt.runtime.process.exec uses ocirt.runtime.process.init._fds_for_exec",
 }
 
 

@@ -59,6 +59,7 @@ BUDGET = {
         "ocirt.runtime.cgroups.resources",
         "ocirt.runtime.console",
         "ocirt.runtime.devices",
+        "ocirt.runtime.features",
         "ocirt.runtime.hooks",
         "ocirt.runtime.lsm",
         "ocirt.runtime.mempolicy",

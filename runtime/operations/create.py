@@ -27,8 +27,6 @@ if TYPE_CHECKING:
     from ocirt.runtime.seccomp import Filter
     from ocirt.specs.config import Config
 
-# Sections whose handling arrives with later work: refused, never silently ignored.
-_NOT_YET = (("linux", "netDevices"),)
 # Fields checked (and applied) by runtime/procattrs.py and runtime/lsm.py, imported only when present.
 _PROC_ATTRS = ("scheduler", "ioPriority", "execCPUAffinity")
 _LSM_FIELDS = (("process", "apparmorProfile"), ("process", "selinuxLabel"), ("linux", "mountLabel"))
@@ -54,7 +52,9 @@ def load_bundle(bundle: str | None) -> tuple[str, Config]:
 
 
 def _check_supported(cfg: Config, args: Args, detach: bool) -> None:
-    for section, key in _NOT_YET:
+    from ocirt.runtime.features import NOT_YET
+
+    for section, key in NOT_YET:
         parent = cfg.raw.get(section)
         value = parent if key is None else (parent or {}).get(key)
         if value:

@@ -46,7 +46,7 @@ def main(opts: Args, args: Args, log: Log) -> int:
         raise
     if relay is None:
         return 0
-    from ocirt.runtime.operations.run import _wait_for
+    from ocirt.runtime.operations.run import wait_for_exit
 
     relay.target(pid)
     if master is not None:
@@ -54,7 +54,7 @@ def main(opts: Args, args: Args, log: Log) -> int:
             console.proxy(master, pid)
         finally:
             os.close(master)
-    return _wait_for(pid)
+    return wait_for_exit(pid)
 
 
 def _start(opts: Args, args: Args, log: Log, own: console.OwnConsole | None) -> int:

@@ -215,11 +215,11 @@ def _cgroup_roots() -> list[str]:
 
 
 def _foreground(st: statemod.State, log: Log) -> int:
-    from ocirt.runtime.operations.run import _forward_signals, _wait_for
+    from ocirt.runtime.operations.run import forward_signals, wait_for_exit
 
-    _forward_signals(st.pid)
+    forward_signals(st.pid)
     try:
-        status = _wait_for(st.pid)
+        status = wait_for_exit(st.pid)
     finally:
         remove_container(st, log)
     return status

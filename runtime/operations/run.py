@@ -36,7 +36,7 @@ def main(opts: Args, args: Args, log: Log) -> int:
     if detach:
         start_container(st, log)
         return 0
-    _forward_signals(st.pid)
+    forward_signals(st.pid)
     master = None
     try:
         master = own.receive() if own is not None else None
@@ -44,7 +44,7 @@ def main(opts: Args, args: Args, log: Log) -> int:
         log.debug(f"started {st.id}")
         if master is not None:
             proxy(master, st.pid)
-        status = _wait_for(st.pid)
+        status = wait_for_exit(st.pid)
         log.debug(f"{st.id} exited with status {status}")
     except BaseException:
         remove_container(st, log)
@@ -58,13 +58,13 @@ def main(opts: Args, args: Args, log: Log) -> int:
     return status
 
 
-def _forward_signals(pid: int) -> None:
+def forward_signals(pid: int) -> None:
     from ocirt.runtime.signals import Relay
 
     Relay().target(pid)
 
 
-def _wait_for(pid: int) -> int:
+def wait_for_exit(pid: int) -> int:
     """Reap every orphan re-parented to us until the init itself is reaped."""
     while True:
         try:

@@ -24,7 +24,6 @@ Everything is imported at the top: after setns(mnt) the host's library is out of
 from __future__ import annotations
 
 import _socket
-import fcntl
 import os
 
 from ocirt.runtime import console, lsm, procattrs, seccomp, syscalls
@@ -50,7 +49,7 @@ def run(namespaces: list[tuple[str, int]], preserve_fds: int, chan: Channel, log
     try:
         # Out of the container's reach until execve (CVE-2019-5736; docs/architecture.md).
         syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0)
-        init._fds_for_exec(preserve_fds)
+        init.fds_for_exec(preserve_fds)
         _above_stdio(chan)
         go = chan.expect(channel.GO, "ocirt exec")
         origin = go["origin"]
@@ -72,18 +71,8 @@ def _above_stdio(chan: Channel) -> None:
     must stay open until execve and not reach the program."""
     low = chan.sock
     if low.fileno() < 3:
-        chan.sock = _socket.socket(fileno=_above(low.detach()))
+        chan.sock = _socket.socket(fileno=console.above_stdio(low.detach()))
     os.set_inheritable(chan.sock.fileno(), False)
-
-
-def _above(fd: int) -> int:
-    """``fd`` moved out of 0 to 2 (stdio slots a caller left closed), close-on-exec."""
-    if fd >= 3:
-        return fd
-    try:
-        return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
-    finally:
-        os.close(fd)
 
 
 def _join(namespaces: list[tuple[str, int]]) -> None:
@@ -115,9 +104,9 @@ def _become(job: _Job, chan: Channel, origin: str, tty: int) -> NoReturn:
     loads it: before the user switch when that drops what loading needs, else last."""
     proc = job.proc
     try:
-        init._set_rlimits(proc)
+        init.set_rlimits(proc)
         if tty >= 0:
-            _take_terminal(_socket.socket(fileno=tty), proc)
+            console.setup(_socket.socket(fileno=tty), proc, bind_console=False)
         else:
             os.setsid()  # as runc: a session and process group of its own, not the caller's
         procattrs.apply(job.attrs)
@@ -125,7 +114,7 @@ def _become(job: _Job, chan: Channel, origin: str, tty: int) -> NoReturn:
         procattrs.set_affinity(0, job.attrs.affinity_final, "process.execCPUAffinity.final")
         seccomp.load(job.filter, job.state, early=True)
         proc.env = init.with_home(proc.env, proc.user.uid)
-        init._switch_user(job.caps, proc)
+        init.switch_user(job.caps, proc)
         init.enter_cwd(proc.cwd)
         path = init.find_program(proc.args[0], proc.env)
         seccomp.load(job.filter, job.state, early=False)
@@ -134,28 +123,8 @@ def _become(job: _Job, chan: Channel, origin: str, tty: int) -> NoReturn:
         _fail(chan, origin, exc)
 
 
-def _take_terminal(sock: _socket.socket, proc: Process) -> None:
-    """``console.setup`` without its bind over ``/dev/console``, which stays init's (as in
-    runc): a new pty of the container's devpts, its master sent over ``sock``, its slave our
-    stdio and controlling terminal."""
-    try:
-        master = console._open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
-        try:
-            slave_path = console._unlock(master)
-            slave = _above(console._open(slave_path, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC))
-            if proc.console_size is not None and all(proc.console_size):
-                console.set_size(master, *proc.console_size)
-            console._chown_slave(slave, slave_path, proc.user.uid)
-            console._send_master(sock, master)
-        finally:
-            os.close(master)
-    finally:
-        sock.close()
-    console._make_controlling(slave, slave_path)
-
-
 def _execve(path: str, proc: Process) -> NoReturn:
-    init._restore_signals()
+    init.restore_signals()
     environ = {}
     for entry in proc.env:
         key, _, value = entry.partition("=")

@@ -58,7 +58,7 @@ def _prepare(launch: Launch, chan: Channel) -> tuple[str, list[str]]:
     if proc is None:
         raise SpecError("process", "is required to create a container")
     _install_exit_handlers()
-    _fds_for_exec(launch.preserve_fds)
+    fds_for_exec(launch.preserve_fds)
     if launch.plan.new & syscalls.CLONE_NEWCGROUP:
         syscalls.unshare(syscalls.CLONE_NEWCGROUP)
     before_pivot = (lambda: _create_hooks(launch, chan)) if launch.needs_create_hooks() else None
@@ -84,7 +84,7 @@ def _prepare(launch: Launch, chan: Channel) -> tuple[str, list[str]]:
     rootfs.finalize_rootfs(cfg)
     if launch.plan.new & syscalls.CLONE_NEWNET:
         _loopback_up()
-    _set_rlimits(proc)
+    set_rlimits(proc)
     if not launch.no_new_keyring:
         _new_session_keyring(launch.hook_state["id"])
     procattrs.apply(procattrs.parse(proc.raw, cfg.linux.raw.get("personality")))
@@ -93,7 +93,7 @@ def _prepare(launch: Launch, chan: Channel) -> tuple[str, list[str]]:
     lsm.apply_labels(proc.raw)
     seccomp.load(launch.seccomp, launch.hook_state, early=True)
     env = with_home(proc.env, proc.user.uid)
-    _switch_user(launch.caps, proc)
+    switch_user(launch.caps, proc)
     path = find_program(proc.args[0], env)
     enter_cwd(proc.cwd)
     return path, env
@@ -127,7 +127,7 @@ def _install_exit_handlers() -> None:
         _signal.signal(getattr(_signal, name), _die)
 
 
-def _fds_for_exec(preserve: int) -> None:
+def fds_for_exec(preserve: int) -> None:
     """Nothing but stdio and ``--preserve-fds`` may reach the container program."""
     for name in os.listdir("/proc/self/fd"):
         fd = int(name)
@@ -224,7 +224,7 @@ def _loopback_up() -> None:
         sock.close()
 
 
-def _set_rlimits(proc: Process) -> None:
+def set_rlimits(proc: Process) -> None:
     for i, lim in enumerate(proc.rlimits):
         number = getattr(resource, lim.type, None)
         if number is None:
@@ -261,7 +261,7 @@ def set_oom_score_adj(proc: Process) -> None:
         ) from None
 
 
-def _switch_user(caps: CapabilitySets | None, proc: Process) -> None:
+def switch_user(caps: CapabilitySets | None, proc: Process) -> None:
     user = proc.user
     if caps is not None:
         caps.drop_bounding()
@@ -362,7 +362,7 @@ def _wait_for_start(launch: Launch) -> None:
 
 
 def _exec(path: str, proc: Process, env: list[str]) -> NoReturn:
-    _restore_signals()
+    restore_signals()
     environ = {}
     for entry in env:
         key, _, value = entry.partition("=")
@@ -374,7 +374,7 @@ def _exec(path: str, proc: Process, env: list[str]) -> NoReturn:
     os._exit(127)
 
 
-def _restore_signals() -> None:
+def restore_signals() -> None:
     """Python ignores SIGPIPE and SIGXFSZ; ignored signals would survive execve."""
     for name in ("SIGPIPE", "SIGXFSZ", "SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2"):
         _signal.signal(getattr(_signal, name), _signal.SIG_DFL)
