@@ -28,19 +28,19 @@ $(STAMP): pyproject.toml setup.py runtime/syscalls_build.py runtime/launcher.py 
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]' --config-settings editable_mode=strict
 	tree=$$(cat $(VENV)/lib/python3.11/site-packages/__editable__.ocirt-*.pth); \
-	for d in foundation runtime shim manager specs conformance; do \
+	for d in foundation runtime shim manager specs conformance testing; do \
 		rm -rf "$$tree/ocirt/$$d" && ln -s "$(CURDIR)/$$d" "$$tree/ocirt/$$d"; \
 	done
 	$(PY) -m ocirt.runtime.launcher $(VENV)/bin/ocirt
 	$(PY) -m ocirt.runtime.launcher $(VENV)/bin/ocirt-shim ocirt.shim.main
-	$(PY) -m compileall -q foundation runtime specs conformance shim >/dev/null
+	$(PY) -m compileall -q foundation runtime specs conformance testing shim >/dev/null
 	touch $(STAMP)
 
 ext: install
 	$(PY) setup.py -q build_ext --inplace
 
 demo: install
-	$(PY) -m ocirt.conformance.demo
+	$(PY) -m ocirt.testing.demo
 
 lint: install
 	$(VENV)/bin/ruff check .
@@ -48,7 +48,7 @@ lint: install
 
 # The packages are checked by import name (as installed), tests and bench as files.
 typecheck: install
-	$(VENV)/bin/mypy -p ocirt.foundation -p ocirt.runtime -p ocirt.specs -p ocirt.conformance -p ocirt.shim -p ocirt.manager
+	$(VENV)/bin/mypy -p ocirt.foundation -p ocirt.runtime -p ocirt.specs -p ocirt.conformance -p ocirt.testing -p ocirt.shim -p ocirt.manager
 	$(VENV)/bin/mypy tests bench
 
 criu: $(CRIU)

@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import Callable
 
-from ocirt.conformance.bundle import base_config, make_bundle
+from ocirt.testing.bundle import base_config, make_bundle
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "30"))
 OCIRT = os.path.join(os.path.dirname(sys.executable), "ocirt")

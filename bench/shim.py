@@ -21,8 +21,8 @@ import time
 import uuid
 from collections.abc import Callable
 
-from ocirt.conformance.bundle import base_config, make_rootfs, write_config
 from ocirt.shim.client import ShimOptions, launch
+from ocirt.testing.bundle import base_config, make_rootfs, write_config
 
 N = int(os.environ.get("BENCH_SHIMS", "8"))
 OCIRT = os.path.join(os.path.dirname(sys.executable), "ocirt")

@@ -21,8 +21,8 @@ import uuid
 from dataclasses import dataclass
 from typing import IO, Any
 
-from ocirt.conformance.bundle import base_config, make_rootfs, write_config
 from ocirt.conformance.model import Fail
+from ocirt.testing.bundle import base_config, make_rootfs, write_config
 
 DEFAULT_VERSION = "1.0.2"
 TIMEOUT = 10.0

@@ -143,7 +143,7 @@ def _listen(path: str) -> _socket.socket:
 def _serve(server: _socket.socket, path: str) -> None:
     # imported here once, so that every shim forked below shares them
     import ocirt.runtime.syscalls
-    import ocirt.shim.main
+    import ocirt.shim.lifecycle
     import ocirt.shim.server  # noqa: F401
 
     stamp = code_stamp()
@@ -213,7 +213,7 @@ def _one(conn: _socket.socket, server: _socket.socket, stamp: str) -> bool:
 
 def _become_shim(req: dict[str, Any], sync_fd: int) -> None:
     """In the forked child: the caller's environment and directory, then a shim's life."""
-    from ocirt.shim import main
+    from ocirt.shim import lifecycle
 
     code = 1
     try:
@@ -224,8 +224,8 @@ def _become_shim(req: dict[str, Any], sync_fd: int) -> None:
         os.environ.clear()
         os.environ.update({str(k): str(v) for k, v in req["env"].items()})
         os.chdir(str(req["cwd"]))
-        opts = main.prepare([str(a) for a in req["argv"]], sync_fd)
-        code = main.serve(opts)
+        opts = lifecycle.prepare([str(a) for a in req["argv"]], sync_fd)
+        code = lifecycle.serve(opts)
     except BaseException as exc:
         if sync_fd >= 0:
             error = {"error": f"ocirt-shim (zygote child): {type(exc).__name__}: {exc}"}

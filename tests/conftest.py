@@ -21,8 +21,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from ocirt.conformance.bundle import base_config, make_bundle, write_config
 from ocirt.conformance.runner import HUGETLB
+from ocirt.testing.bundle import base_config, make_bundle, write_config
 from support import hugetlb, leakcheck
 
 OCIRT = os.path.join(os.path.dirname(sys.executable), "ocirt")

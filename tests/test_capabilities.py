@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 from conftest import OCIRT, Runtime
-from ocirt.conformance.bundle import make_rootfs, write_config
 from ocirt.runtime import syscalls
 from ocirt.runtime.capabilities import NAMES
+from ocirt.testing.bundle import make_rootfs, write_config
 
 CAP_LINES = ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")
 SHOW_CAPS = "grep -E '^Cap(Inh|Prm|Eff|Bnd|Amb)' /proc/self/status"

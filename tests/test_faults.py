@@ -19,7 +19,7 @@ import uuid
 from typing import Any
 
 import pytest
-from ocirt.conformance.bundle import base_config, make_bundle
+from ocirt.testing.bundle import base_config, make_bundle
 
 WORKERS = 2
 

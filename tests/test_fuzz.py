@@ -20,7 +20,7 @@ import uuid
 from typing import Any
 
 import pytest
-from ocirt.conformance.bundle import make_rootfs
+from ocirt.testing.bundle import make_rootfs
 from support import hostile
 
 WORKERS = 2

@@ -20,10 +20,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from ocirt.conformance.bundle import base_config, make_rootfs
 from ocirt.runtime import rootfs, syscalls
 from ocirt.runtime.errors import OcirtError
 from ocirt.specs.config import Config
+from ocirt.testing.bundle import base_config, make_rootfs
 from support import hostfacts
 
 S = syscalls

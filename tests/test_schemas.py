@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from conftest import Runtime
 from jsonschema import Draft202012Validator
-from ocirt.conformance.bundle import base_config
 from ocirt.runtime import specgen
 from ocirt.specs import schema
 from ocirt.specs.config import Config
+from ocirt.testing.bundle import base_config
 
 SCHEMA_FILES = sorted(
     entry.name

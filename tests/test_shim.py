@@ -23,7 +23,6 @@ from typing import Any
 
 import pytest
 from conftest import OCIRT, cgroup_dirs
-from ocirt.conformance.bundle import base_config, make_rootfs, write_config
 from ocirt.shim.client import (
     ExitStatus,
     ShimClient,
@@ -34,6 +33,7 @@ from ocirt.shim.client import (
     launch,
     read_exit,
 )
+from ocirt.testing.bundle import base_config, make_rootfs, write_config
 
 RUNTIMES = {"ocirt": OCIRT, "runc": shutil.which("runc") or "/usr/sbin/runc"}
 MiB = 1 << 20

@@ -276,7 +276,7 @@ def test_console_receiver_end_to_end(rt: Runtime, sock_dir: str) -> None:
     pid_file = os.path.join(sock_dir, "recv.pid")
     script = ["--expect", "# ", "--send", r"echo hi-$((2+3)); exit 5\n", "--expect", "hi-5"]
     receiver = subprocess.Popen(
-        [sys.executable, "-m", "ocirt.conformance.console_receiver", "--pid-file", pid_file, *script, path],
+        [sys.executable, "-m", "ocirt.runtime.console_receiver", "--pid-file", pid_file, *script, path],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from conftest import OCIRT, Runtime
 from integration.images import rootfs_tar
-from ocirt.conformance.bundle import base_config, make_bundle, make_rootfs
+from ocirt.testing.bundle import base_config, make_bundle, make_rootfs
 
 MAPPED = [{"containerID": 0, "hostID": 100000, "size": 65536}]
 

@@ -154,7 +154,7 @@ def config_changes_ignored(ctx: Context) -> None:
     cid, _ = ctx.create(cfg)
     bundle = ctx.bundle_of(cid)
     cfg["process"]["args"] = ["touch", "/changed"]
-    from ocirt.conformance.bundle import write_config
+    from ocirt.testing.bundle import write_config
 
     write_config(bundle, cfg)
     expect("start", ctx.cli("start", cid).brief(), "exit 0")

@@ -14,7 +14,7 @@ import os
 import tarfile
 from typing import Any
 
-from ocirt.conformance.bundle import DEFAULT_ENV, make_rootfs
+from ocirt.testing.bundle import DEFAULT_ENV, make_rootfs
 
 
 def rootfs_tar(workdir: str) -> str:

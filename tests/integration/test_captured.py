@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from ocirt.conformance.bundle import make_rootfs
+from ocirt.testing.bundle import make_rootfs
 
 from integration import captured, host, test_containerd, test_docker, test_podman
 

@@ -76,7 +76,7 @@ def base_config(cid: str) -> dict[str, Any]:
     Nothing in it can reach the host: its sysctls are absent, hooks run ``/bin/true``, and
     its cgroup is named after the case.
     """
-    from ocirt.conformance.bundle import base_config as busybox_config
+    from ocirt.testing.bundle import base_config as busybox_config
 
     cfg = busybox_config(["true"])
     cfg["process"].update(

@@ -21,7 +21,7 @@ import tarfile
 from dataclasses import dataclass, field
 from typing import Any
 
-from ocirt.conformance.bundle import applets
+from ocirt.testing.bundle import applets
 
 from support.registry import Registry
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # folder -> import name, as pyproject.toml's package-dir maps them
-PARTS = ("foundation", "specs", "runtime", "shim", "manager", "conformance")
+PARTS = ("foundation", "specs", "runtime", "shim", "manager", "conformance", "testing")
 
 
 @dataclass
@@ -18,6 +18,7 @@ class Module:
     path: str
     package: str
     imports: set[str] = field(default_factory=set)  # ocirt modules this one imports
+    runs: set[str] = field(default_factory=set)  # those imported when it runs (not for typing only)
     private: list[str] = field(default_factory=list)  # "line: module._name" used from elsewhere
 
 
@@ -50,35 +51,56 @@ def _owner(name: str, known: dict[str, Module]) -> str | None:
 def _read(module: Module, known: dict[str, Module]) -> None:
     with open(module.path) as f:
         tree = ast.parse(f.read(), module.path)
+    typing_only = {
+        id(inner)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
+        for inner in ast.walk(node)
+    }
     aliases: dict[str, str] = {}  # local name -> ocirt module
     for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            for alias in node.names:
-                target = _owner(alias.name, known)
-                if target:
-                    module.imports.add(target)
-                    if alias.asname:
-                        aliases[alias.asname] = alias.name
-        elif isinstance(node, ast.ImportFrom):
-            base = _absolute(module, node)
-            for alias in node.names:
-                full = f"{base}.{alias.name}"
-                if full in known:
-                    module.imports.add(full)
-                    aliases[alias.asname or alias.name] = full
-                    continue
-                target = _owner(base, known)
-                if target is None:
-                    continue
-                module.imports.add(target)
-                if _private(alias.name) and target != module.name:
-                    module.private.append(f"{node.lineno}: {target}.{alias.name}")
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            targets = _targets(module, node, known, aliases)
+            module.imports |= targets
+            if id(node) not in typing_only:
+                module.runs |= targets
     for node in ast.walk(tree):
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and _private(node.attr):
             target = aliases.get(node.value.id)
             if target and target != module.name:
                 module.private.append(f"{node.lineno}: {target}.{node.attr}")
     module.imports.discard(module.name)
+    module.runs.discard(module.name)
+
+
+def _targets(
+    module: Module, node: ast.Import | ast.ImportFrom, known: dict[str, Module], aliases: dict[str, str]
+) -> set[str]:
+    """The ocirt modules one import statement loads; notes the names it binds to modules and
+    any private name it takes from another module."""
+    found: set[str] = set()
+    if isinstance(node, ast.Import):
+        for alias in node.names:
+            target = _owner(alias.name, known)
+            if target:
+                found.add(target)
+                if alias.asname:
+                    aliases[alias.asname] = alias.name
+        return found
+    base = _absolute(module, node)
+    for alias in node.names:
+        full = f"{base}.{alias.name}"
+        if full in known:
+            found.add(full)
+            aliases[alias.asname or alias.name] = full
+            continue
+        target = _owner(base, known)
+        if target is None:
+            continue
+        found.add(target)
+        if _private(alias.name) and target != module.name:
+            module.private.append(f"{node.lineno}: {target}.{alias.name}")
+    return found
 
 
 def _absolute(module: Module, node: ast.ImportFrom) -> str:

@@ -8,7 +8,7 @@ import sys
 import tempfile
 from typing import Any
 
-from ocirt.conformance.bundle import base_config, make_bundle
+from ocirt.testing.bundle import base_config, make_bundle
 
 SCRIPT = r"""
 echo "hostname:        $(hostname)"
