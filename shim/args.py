@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
+from ocirt.foundation.units import parse_size
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
 PROG = "ocirt-shim"
 LOG_DRIVERS = ("json-file", "k8s-file", "none")
-_UNITS = {
-    "": 1,
-    "b": 1,
-    "k": 1 << 10,
-    "kb": 1 << 10,
-    "m": 1 << 20,
-    "mb": 1 << 20,
-    "g": 1 << 30,
-    "gb": 1 << 30,
-}
 
 
 class UsageError(Exception):
@@ -137,10 +129,8 @@ def _int(name: str, value: str, low: int) -> int:
 
 
 def _size(name: str, value: str) -> int:
-    """Docker's sizes: ``1024``, ``10k``, ``5m``, ``1g``."""
-    text = value.strip().lower()
-    digits = text.rstrip("kmgb")
-    unit = _UNITS.get(text[len(digits) :])
-    if unit is None or not digits.isdigit():
-        raise UsageError(f"--{name}: {value!r} is not a size such as 1048576, 512k or 10m")
-    return int(digits) * unit
+    """Docker's sizes (foundation/units.py): ``1024``, ``10k``, ``5m``, ``1g``."""
+    try:
+        return parse_size(value)
+    except ValueError:
+        raise UsageError(f"--{name}: {value!r} is not a size such as 1048576, 512k or 10m") from None

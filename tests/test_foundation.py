@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import re
 import subprocess
 import tempfile
 import time
@@ -13,7 +14,7 @@ import time
 import psutil
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from ocirt.foundation import fastjson, procfs, timefmt
+from ocirt.foundation import fastjson, procfs, timefmt, units
 
 _JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
@@ -124,3 +125,34 @@ def test_zombie_and_reused_pid_are_not_alive() -> None:
         proc.kill()
         proc.wait()
     assert procfs.start_ticks(proc.pid) is None
+
+
+# docker/go-units' RAMInBytes, as its source writes it: the independent model of the grammar
+_GO_UNITS = re.compile(r"^(\d+(\.\d+)*) ?([kKmMgGtTpP])?[iI]?[bB]?$", re.ASCII)
+_BINARY = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
+
+
+def _go_units(text: str) -> int | None:
+    match = _GO_UNITS.match(text)
+    if match is None or match.group(1).count(".") > 1:  # ParseFloat refuses "1.2.3"
+        return None
+    value = float(match.group(1)) * _BINARY.get((match.group(3) or "").lower(), 1)
+    return None if value > (1 << 63) - 1 else int(value)
+
+
+_SIZES = st.from_regex(r"\A[0-9]{1,22}(\.[0-9]{1,3}){0,2} ?[kKmMgGtTpPxX]?[iI]?[bB]?\Z") | st.text(max_size=8)
+
+
+@given(_SIZES)
+def test_sizes_follow_go_units(text: str) -> None:
+    expected = _go_units(text)
+    try:
+        got = units.parse_size(text)
+    except ValueError:
+        assert expected is None, text
+        return
+    assert expected is not None, text
+    if "." in text or got >= 1 << 53:
+        assert abs(got - expected) <= max(1, expected >> 52), text  # go-units rounds in float64
+    else:
+        assert got == expected, text

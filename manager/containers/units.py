@@ -8,9 +8,9 @@ from __future__ import annotations
 import math
 import os
 
+from ocirt.foundation.units import parse_size
 from ocirt.manager.errors import ManagerError
 
-_SUFFIX = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 INT64_MAX = (1 << 63) - 1  # the spec's limits are int64
 UINT64_MAX = (1 << 64) - 1
 SECONDS_MAX = (1 << 31) - 1  # timeouts: what a wait or a timer accepts everywhere
@@ -18,17 +18,11 @@ MIN_CPUS = 0.01  # 1 ms per 100 ms period: the kernel's smallest CFS quota
 
 
 def size(text: str, flag: str) -> int:
-    """Bytes from ``N[bkmgt][b]``, binary multiples as docker reads them."""
-    raw = text.strip().lower()
-    if raw.endswith("b") and len(raw) > 1 and raw[-2] in "kmgt":
-        raw = raw[:-1]
-    unit = raw[-1] if raw and raw[-1] in _SUFFIX else ""
-    value = _finite(raw[: len(raw) - len(unit)], flag, "size", text)
-    if value < 0:
-        raise ManagerError(f"{flag}: invalid size {text!r}: negative")
-    if value * _SUFFIX[unit] > INT64_MAX:
-        raise ManagerError(f"{flag}: invalid size {text!r}: above {INT64_MAX} bytes")
-    return int(value * _SUFFIX[unit])
+    """Bytes, as docker reads ``-m 512m`` or ``--log-opt max-size=10MiB`` (foundation/units.py)."""
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise ManagerError(f"{flag}: invalid size {text!r}: {exc}") from None
 
 
 def _finite(number: str, flag: str, what: str, text: str) -> float:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sys
 
-from ocirt.foundation import fastjson
+from ocirt.foundation import fastjson, units
 from ocirt.runtime import state as statemod
 from ocirt.runtime.errors import OcirtError, SpecError
 
@@ -26,26 +26,13 @@ if TYPE_CHECKING:
     from ocirt.runtime.cli import Args
     from ocirt.runtime.log import Log
 
-# docker/go-units' binary suffixes, as runc's --memory* flags take them
-_SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
-
 
 def parse_size(flag: str, text: str) -> int:
     """``64m``, ``1.5g``, ``512KiB``, ``100`` (bytes), or ``-1`` for unlimited."""
     if text == "-1":
         return -1
-    end = 0
-    while end < len(text) and (text[end] in "0123456789."):
-        end += 1
-    number, suffix = text[:end], text[end:].removeprefix(" ").lower()
-    unit = suffix[:1] if suffix[:1] and suffix[:1] in "kmgtp" else ""
-    valid = number[:1].isdigit() and not number.endswith(".") and suffix[len(unit) :] in ("", "b", "i", "ib")
     try:
-        if not valid:
-            raise ValueError
-        if "." in number:
-            return int(float(number) * _SIZE_UNITS[unit])
-        return int(number) * _SIZE_UNITS[unit]
+        return units.parse_size(text)
     except ValueError:
         raise OcirtError(
             f"--{flag}: invalid size {text!r} (bytes, with an optional k, m, g, t or p suffix, or -1)"
