@@ -127,9 +127,11 @@ class State:
         except KeyError:
             return f"#{uid}"
 
-    def public(self) -> dict[str, Any]:
-        """The runtime-spec state document, with runc's extra fields that managers read."""
-        return {
+    def public(self, with_owner: bool = False) -> dict[str, Any]:
+        """The runtime-spec state document, with runc's extra fields that managers read, as
+        runc prints it: ``owner`` is named only in ``list`` (``state`` leaves it empty), and
+        ``annotations`` appear only when the config has some."""
+        doc = {
             "ociVersion": self.oci_version,
             "id": self.id,
             "pid": self.pid if self.status != STOPPED else 0,
@@ -137,9 +139,11 @@ class State:
             "bundle": self.bundle,
             "rootfs": self.rootfs,
             "created": self.created,
-            "owner": self.owner(),
-            "annotations": self.annotations,
+            "owner": self.owner() if with_owner else "",
         }
+        if self.annotations:
+            doc["annotations"] = self.annotations
+        return doc
 
 
 _held = -1  # the fd of the container lock this process holds

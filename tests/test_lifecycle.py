@@ -184,6 +184,18 @@ def test_list_formats(rt: Runtime) -> None:
     assert rt("list", "-q").stdout == f"{cid}\n"
 
 
+def test_state_document_has_runcs_fields(rt: Runtime) -> None:
+    """runc's ``state`` names no owner (``list`` does) and prints ``annotations`` only when the
+    config has some; podman, containerd's shim and Docker parse this document."""
+    import json
+
+    cid = rt.new_id()
+    assert rt("create", "--bundle", rt.bundle(["sleep", "1000"]), cid).returncode == 0
+    st = json.loads(rt("state", cid).stdout)
+    assert set(st) == {"ociVersion", "id", "pid", "status", "bundle", "rootfs", "created", "owner"}
+    assert st["owner"] == ""
+
+
 def test_pid_reuse_is_not_mistaken_for_the_container(rt: Runtime) -> None:
     """A state file whose pid now belongs to another process must read as stopped."""
     import json

@@ -23,7 +23,7 @@ def main(opts: Args, args: Args, log: Log) -> int:
     states = []
     for container_id in statemod.list_ids(root):
         try:
-            states.append(statemod.load(root, container_id).public())
+            states.append(statemod.load(root, container_id).public(with_owner=True))
         except FileNotFoundError:
             continue  # its directory went between the listing and the read: deleted meanwhile
         except OcirtError as err:
