@@ -137,3 +137,24 @@ def test_rlimit_of_2_to_the_64_minus_1_is_unlimited(rt: Runtime) -> None:
     with open(f"/proc/{rt.state(cid)['pid']}/limits") as f:
         line = next(line for line in f if line.startswith("Max core file size"))
     assert line.split()[4:6] == ["unlimited", "unlimited"], line
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b'{"cpu": {"cpus": "\\ud800"}}', "ocirt: linux.resources.cpu.cpus: is not valid Unicode"),
+        (b'{"pids": {"limit": 184467440737095516150}}', "ocirt: linux.resources.pids.limit: "),
+        (b'{"cpu": {"cpus": "\xff"}}', "ocirt: --resources "),
+        (b"[" * 100_000, "ocirt: --resources "),
+    ],
+    ids=["surrogate", "beyond 64 bits", "not UTF-8", "deep"],
+)
+def test_update_resources_file_is_checked_as_config_is(rt: Runtime, content: bytes, expected: str) -> None:
+    cid = rt.new_id()
+    assert rt("run", "-d", "--bundle", rt.bundle(["sleep", "1000"]), cid).returncode == 0
+    path = os.path.join(rt.workdir, "resources.json")
+    with open(path, "wb") as f:
+        f.write(content)
+    res = rt("update", "--resources", path, cid)
+    assert res.returncode == 1 and res.stderr.count("\n") == 1, res.stderr
+    assert res.stderr.startswith(expected) and "internal error" not in res.stderr, res.stderr

@@ -78,6 +78,7 @@ FLAGS: dict[str, tuple[str, str, Callable[[str, str], int | str]]] = {
 
 def main(opts: Args, args: Args, log: Log) -> int:
     from ocirt.runtime.cgroups import load_cgroup
+    from ocirt.specs.config import check_document
 
     st = statemod.load(opts.root or statemod.DEFAULT_ROOT, args.positional[0])
     if st.status in (statemod.STOPPED, statemod.CREATING) or not st.cgroup:
@@ -89,6 +90,7 @@ def main(opts: Args, args: Args, log: Log) -> int:
     merged = merge(st.config.get("resources") or {}, request)
     cgroup = load_cgroup(st.cgroup)
     try:
+        check_document(request, "linux.resources")  # as create checks config.json
         cgroup.apply(merged)
         if cgroup.unit and cgroup.version == 2:
             from ocirt.runtime.cgroups.systemd import set_limits
@@ -121,6 +123,8 @@ def from_file(path: str, log: Log) -> dict[str, Any]:
                 text = f.read()
     except OSError as exc:
         raise OcirtError(f"--resources {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise OcirtError(f"--resources {path}: not UTF-8 text") from None
     try:
         request = fastjson.loads(text)
     except ValueError as exc:
