@@ -1,11 +1,15 @@
 """``ocirtctl system`` commands: ``system gc`` deletes blobs and unpacked layers no image
-references (``rmi`` and ``image prune`` run it too)."""
+references (``rmi`` and ``image prune`` run it too); ``system reset`` removes everything the
+root holds and made on the host (containers, images, volumes, networks, the default bridge
+and the nft table)."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import TYPE_CHECKING
 
+from ocirt.manager.errors import ManagerError
 from ocirt.manager.images import service
 
 if TYPE_CHECKING:
@@ -18,9 +22,29 @@ def register(sub: Sub) -> None:
     group = system.add_subparsers(dest="system_command", metavar="COMMAND")
     gc = group.add_parser("gc", help="delete unreferenced blobs and snapshots")
     gc.set_defaults(func=cmd_gc)
+    reset = group.add_parser("reset", help="remove every container, image, volume and network of the root")
+    reset.add_argument("-f", "--force", action="store_true", help="do not ask for confirmation")
+    reset.set_defaults(func=cmd_reset)
 
 
 def cmd_gc(args: argparse.Namespace) -> int:
     blobs, snaps = service.gc(args.root)
     print(f"Deleted {blobs} blobs and {snaps} snapshots")
     return 0
+
+
+def cmd_reset(args: argparse.Namespace) -> int:
+    if not args.force:
+        if not sys.stdin.isatty():
+            raise ManagerError("system reset: removes everything under the root; confirm with --force")
+        answer = input(
+            f"This removes every container, image, volume and network of {args.root}. Continue? [y/N] "
+        )
+        if answer.strip().lower() not in ("y", "yes"):
+            return 1
+    from ocirt.manager.reset import reset
+
+    failed = reset(args.root, args.runtime)
+    for line in failed:
+        print(f"ocirtctl: system reset: {line}", file=sys.stderr)
+    return 125 if failed else 0

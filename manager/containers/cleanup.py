@@ -21,6 +21,8 @@ def main(argv: list[str]) -> int:
         return 2
     root, runtime, cid = argv
     os.chdir("/")  # the shim's working directory may be gone; the next shim inherits ours
+    if not os.path.isdir(layout.container_dir(root, cid)):
+        return 0  # removed (or its root reset) meanwhile: opening the database would re-make it
     try:
         exits.finish(Context.make(root, runtime), cid)
     except Exception as exc:

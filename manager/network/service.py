@@ -64,6 +64,7 @@ __all__ = [
     "remove_network",
     "resolv_conf",
     "teardown_container",
+    "teardown_mark",
     "teardown_root",
     "unpublish",
 ]
@@ -207,6 +208,7 @@ def ensure_default(root: str) -> NetworkRecord:
     conn = db.connect(root)
     net = store.find_network(conn, DEFAULT_NETWORK)
     if net is None:
+        _check_live(root)
         with _flock(GLOBAL_LOCK):
             net = store.find_network(conn, DEFAULT_NETWORK)
             if net is None:
@@ -221,15 +223,34 @@ def ensure_default(root: str) -> NetworkRecord:
 
 
 def _materialize(root: str, cfg: NetSettings, net: NetworkRecord) -> None:
-    """Bring the kernel in line with the record; cheap when everything is there already."""
+    """Bring the kernel in line with the record; cheap when everything is there already.
+
+    Never for a network removed meanwhile or a root being torn down (checked under the
+    root's lock, which removal and teardown take too): a late caller, such as a restart
+    policy's exit command, would make a bridge and a table nobody removes again."""
     if net.driver != "bridge":
         return
+    _check_live(root)  # before the lock too: taking it would make the run directory again
     with _flock(_root_lock(cfg)):
+        _check_live(root)
+        if store.network_by_id(db.connect(root), net.id) is None:
+            raise ManagerError(f"network {net.name} was removed")
         subnet = ipam.network_of(net.subnet)
         bridge.ensure(net.link, f"{net.gateway}/{subnet.prefixlen}", forward=not net.internal)
         nat.ensure_network(cfg.nft_table, net.id, net.link, net.subnet, net.internal)
         if net.has_dns:
             dnsd.ensure_running(root, cfg, net)
+
+
+def teardown_mark(root: str) -> str:
+    """Present once ``teardown_root`` began: the root's networks are gone for good (``system
+    reset`` removes the root, mark included)."""
+    return os.path.join(root, "network-teardown")
+
+
+def _check_live(root: str) -> None:
+    if os.path.exists(teardown_mark(root)):
+        raise ManagerError(f"{root}: its networks were torn down; none is made again")
 
 
 def _destroy(root: str, cfg: NetSettings, net: NetworkRecord) -> None:
@@ -328,6 +349,7 @@ def netns_path(root: str, container_id: str) -> str:
 
 def netns_create(root: str, container_id: str) -> str:
     """A persistent netns (``lo`` up) bind-mounted at ``netns_path``; an existing one is reused."""
+    _check_live(root)
     path = netns_path(root, container_id)
     netns.create(path)
     return path
@@ -539,10 +561,13 @@ def teardown_root(root: str) -> None:
     """Undo everything this root made in the kernel (tests, ``system reset``).
 
     Every step runs even if an earlier one failed, so one broken object cannot leave the
-    rest behind; the first error is raised at the end.
+    rest behind; the first error is raised at the end. The mark is set first, under the
+    root's lock: from then on nothing re-creates a bridge or a table here.
     """
     cfg = load(root)
     conn = db.connect(root)
+    with _flock(_root_lock(cfg)), open(teardown_mark(root), "w"):
+        pass
     cids = {
         ep.container_id for net in store.all_networks(conn) for ep in store.endpoints_of_network(conn, net.id)
     }

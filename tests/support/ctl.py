@@ -21,10 +21,11 @@ from ocirt.manager import db
 from ocirt.manager.containers import layout, store
 from ocirt.manager.images import service as images
 from ocirt.manager.network import links, settings
+from ocirt.manager.network.settings import NetSettings
 
 from support import images as test_images
 from support import registry
-from support.nethost import cleanup, net_root
+from support.nethost import cleanup, leftovers, net_root
 
 OCIRTCTL = os.path.join(os.path.dirname(sys.executable), "ocirtctl")
 
@@ -35,6 +36,7 @@ class Manager:
         self.httpd = httpd  # busybox whose command is httpd on port 80 (/var/www/index.html)
         self.data = data  # busybox with VOLUME /data holding hello.txt
         self.seen: set[str] = set()
+        self.cfg = settings.load(root)  # kept: loading it once the root is gone would make it anew
 
     def __call__(
         self, *args: str, check: bool = True, timeout: float = 120, input: str | None = None
@@ -53,6 +55,8 @@ class Manager:
         return done
 
     def ids(self) -> list[str]:
+        if not os.path.exists(os.path.join(self.root, db.DB_NAME)):
+            return []  # reset: opening the database would make the root again
         return [c.id for c in store.all_containers(db.connect(self.root))]
 
     def inspect(self, ref: str) -> dict[str, Any]:
@@ -78,7 +82,7 @@ class Manager:
         found = [f"container {cid}" for cid in self.ids()]
         with open("/proc/self/mountinfo") as f:
             mounts = [line.split()[4] for line in f]
-        cfg = settings.load(self.root)
+        cfg = self.cfg
         for cid in self.seen:
             found += [
                 f"shim dir of {cid[:12]}" for p in [layout.shim_base(self.root, cid)] if os.path.exists(p)
@@ -142,14 +146,28 @@ def manager(tmp: str) -> Iterator[Manager]:
         yield m
     finally:
         m.remove_all()
-        left = m.leaks()
-        try:
-            cleanup(root)
-        finally:
-            shutil.rmtree(os.path.dirname(layout.shim_base(root, "any")), ignore_errors=True)
-            _unmount_snapshots(root)
-            shutil.rmtree(root, ignore_errors=True)
+        left = m.leaks() + reset(root, m.cfg)
         assert not left, f"left behind: {left}"
+
+
+def reset(root: str, cfg: NetSettings) -> list[str]:
+    """``ocirtctl system reset``, as a user ends with a root; then what it left on the host
+    (anything is removed anyway, so that one failure does not spill into other tests)."""
+    db.close_all()
+    done = subprocess.run(
+        [OCIRTCTL, "--root", root, "system", "reset", "--force"], capture_output=True, text=True, timeout=300
+    )
+    left = [f"system reset: {line}" for line in done.stderr.splitlines()] + leftovers(cfg, root)
+    if not os.path.exists(root):
+        return left
+    left.append(f"root {root}")  # the reset failed: undo what it did not (never on a root it
+    try:  # removed: loading its settings would make a new root with the host's default names)
+        cleanup(root)
+    finally:
+        shutil.rmtree(os.path.dirname(layout.shim_base(root, "any")), ignore_errors=True)
+        _unmount_snapshots(root)
+        shutil.rmtree(root, ignore_errors=True)
+    return left
 
 
 def _unmount_snapshots(root: str) -> None:
