@@ -261,7 +261,7 @@ def normalise(output: str, cgroups_path: str, config: dict[str, Any]) -> str:
     ours = _namespace_owners(config)
     cgroup_dirs = {m["destination"] for m in config.get("mounts", []) if m.get("type") == "cgroup"}
     # the host's interfaces come and go with whatever else runs on it
-    host_net = all(ns["type"] != "network" for ns in config.get("linux", {}).get("namespaces", []))
+    host_net = _in_host_netns(config)
     lines = []
     section = ""
     for line in output.replace(cgroups_path, "<cgroup>").splitlines():
@@ -276,6 +276,14 @@ def normalise(output: str, cgroups_path: str, config: dict[str, Any]) -> str:
             line = _mount_line(line, cgroup_dirs)
         lines.append(line)
     return "\n".join(lines)
+
+
+def _in_host_netns(config: dict[str, Any]) -> bool:
+    """No network namespace of its own, or the host's joined by path (Docker's --network host
+    names the host's, bound under its exec root)."""
+    nets = [ns for ns in config.get("linux", {}).get("namespaces", []) if ns["type"] == "network"]
+    host = os.stat("/proc/self/ns/net").st_ino
+    return not nets or (bool(nets[0].get("path")) and os.stat(nets[0]["path"]).st_ino == host)
 
 
 def _host_ns(kind: str) -> str:
