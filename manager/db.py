@@ -6,9 +6,8 @@ run beside one writer, ``busy_timeout`` makes a second writer wait instead of fa
 read-decide-write sequence such as picking a free IP address cannot interleave with another
 process doing the same.
 
-Each concern (images, containers, networks, volumes) owns its tables and registers their
-schema with ``register_schema``; ``connect`` applies every registered schema once per
-process, idempotently (``CREATE TABLE IF NOT EXISTS``).
+The tables are all declared in ``schema.MIGRATIONS``; ``connect`` brings a database to the
+latest version when it first opens it, and refuses one written by a newer ``ocirtctl``.
 """
 
 from __future__ import annotations
@@ -18,21 +17,17 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from ocirt.manager.errors import ManagerError
+from ocirt.manager.schema import MIGRATIONS
+
 DEFAULT_ROOT = "/var/lib/ocirt"
 DB_NAME = "ocirt.db"
 
-_schemas: dict[str, str] = {}
 _connections: dict[str, sqlite3.Connection] = {}
-_applied: dict[int, set[str]] = {}
-
-
-def register_schema(owner: str, ddl: str) -> None:
-    """Declare ``owner``'s tables; applied by the next ``connect`` of each database."""
-    _schemas[owner] = ddl
 
 
 def connect(root: str = DEFAULT_ROOT) -> sqlite3.Connection:
-    """The process's one connection to ``root``'s database, created with every known schema."""
+    """The process's one connection to ``root``'s database, migrated to the current schema."""
     path = os.path.join(root, DB_NAME)
     conn = _connections.get(path)
     if conn is None:
@@ -42,22 +37,38 @@ def connect(root: str = DEFAULT_ROOT) -> sqlite3.Connection:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("PRAGMA busy_timeout=30000")
+        try:
+            migrate(conn, path)
+        except BaseException:
+            conn.close()
+            raise
         _connections[path] = conn
-    _apply_schemas(conn)
     return conn
 
 
-def _apply_schemas(conn: sqlite3.Connection) -> None:
-    applied = _applied.get(id(conn), set())
-    pending = {k: v for k, v in _schemas.items() if k not in applied}
-    if not pending:
+def schema_version(conn: sqlite3.Connection) -> int:
+    """How many of ``MIGRATIONS`` the database has had."""
+    row = conn.execute("PRAGMA user_version").fetchone()
+    return int(row[0])
+
+
+def migrate(conn: sqlite3.Connection, path: str) -> None:
+    """Apply the migrations the database lacks, in order; the version is read again under the
+    write lock, so two processes opening one old file migrate it once."""
+    if schema_version(conn) == len(MIGRATIONS):
         return
     with transaction(conn):
-        for ddl in pending.values():
+        version = schema_version(conn)
+        if version > len(MIGRATIONS):
+            raise ManagerError(
+                f"database {path}: schema version {version} is newer than this ocirtctl "
+                f"knows ({len(MIGRATIONS)})"
+            )
+        for ddl in MIGRATIONS[version:]:
             for statement in ddl.split(";"):
                 if statement.strip():
                     conn.execute(statement)
-    _applied[id(conn)] = applied | set(pending)
+        conn.execute(f"PRAGMA user_version={len(MIGRATIONS)}")
 
 
 @contextmanager
@@ -77,4 +88,3 @@ def close_all() -> None:
     for conn in _connections.values():
         conn.close()
     _connections.clear()
-    _applied.clear()

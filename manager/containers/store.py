@@ -14,30 +14,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ocirt.manager import db
 from ocirt.manager.containers.options import CreateOptions
 from ocirt.manager.errors import ManagerError
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS containers (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL UNIQUE,
-    image TEXT NOT NULL,
-    image_id TEXT NOT NULL,
-    options TEXT NOT NULL,
-    plan TEXT NOT NULL DEFAULT '{}',
-    created REAL NOT NULL,
-    state TEXT NOT NULL,
-    pid INTEGER NOT NULL DEFAULT 0,
-    exit_code INTEGER,
-    oom_killed INTEGER NOT NULL DEFAULT 0,
-    started_at REAL,
-    finished_at REAL,
-    restart_count INTEGER NOT NULL DEFAULT 0,
-    stopped_by_user INTEGER NOT NULL DEFAULT 0
-)
-"""
-db.register_schema("containers", SCHEMA)
 
 STATES = ("created", "running", "paused", "exited")
 

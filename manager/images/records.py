@@ -16,38 +16,6 @@ from ocirt.manager import db
 from ocirt.manager.errors import ManagerError
 from ocirt.manager.images import manifest, reference
 
-db.register_schema(
-    "images",
-    """
-    CREATE TABLE IF NOT EXISTS images (
-        id TEXT PRIMARY KEY,
-        manifest_digest TEXT NOT NULL,
-        media_type TEXT NOT NULL,
-        platform TEXT NOT NULL,
-        size INTEGER NOT NULL,
-        created TEXT NOT NULL,
-        added REAL NOT NULL,
-        layers TEXT NOT NULL,
-        diff_ids TEXT NOT NULL
-    );
-    CREATE TABLE IF NOT EXISTS image_names (
-        name TEXT PRIMARY KEY,
-        image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE
-    );
-    CREATE TABLE IF NOT EXISTS image_digests (
-        repository TEXT NOT NULL,
-        digest TEXT NOT NULL,
-        image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
-        PRIMARY KEY (repository, digest)
-    );
-    CREATE TABLE IF NOT EXISTS blob_sources (
-        digest TEXT NOT NULL,
-        repository TEXT NOT NULL,
-        PRIMARY KEY (digest, repository)
-    )
-    """,
-)
-
 
 @dataclass(frozen=True)
 class ImageRecord:

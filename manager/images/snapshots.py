@@ -22,20 +22,6 @@ from ocirt.manager.images import digest as digests
 from ocirt.manager.images import manifest, store
 from ocirt.manager.images.records import ImageRecord
 
-db.register_schema(
-    "snapshots",
-    """
-    CREATE TABLE IF NOT EXISTS snapshots (
-        key TEXT PRIMARY KEY,
-        num INTEGER NOT NULL UNIQUE,
-        kind TEXT NOT NULL,
-        parent TEXT NOT NULL,
-        image_id TEXT NOT NULL,
-        created REAL NOT NULL
-    )
-    """,
-)
-
 MNT_DETACH = 2
 
 

@@ -17,14 +17,6 @@ from ocirt.manager import db
 from ocirt.manager.errors import ManagerError
 from ocirt.manager.network import store
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS network_settings (
-    key TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-)
-"""
-db.register_schema("network_settings", SCHEMA)
-
 # IFNAMSIZ is 16 with the NUL: prefix + "v" + 6 hex digits must fit
 MAX_PREFIX = 8
 

@@ -13,47 +13,6 @@ import sqlite3
 import time
 from dataclasses import dataclass, field
 
-from ocirt.manager import db
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS networks (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL UNIQUE,
-    driver TEXT NOT NULL,
-    subnet TEXT NOT NULL,
-    gateway TEXT NOT NULL,
-    ip_range TEXT NOT NULL,
-    internal INTEGER NOT NULL DEFAULT 0,
-    options TEXT NOT NULL DEFAULT '{}',
-    link TEXT NOT NULL,
-    is_default INTEGER NOT NULL DEFAULT 0,
-    created REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS endpoints (
-    network_id TEXT NOT NULL REFERENCES networks(id),
-    container_id TEXT NOT NULL,
-    ifname TEXT NOT NULL,
-    ip TEXT NOT NULL,
-    mac TEXT NOT NULL,
-    host_if TEXT NOT NULL,
-    name TEXT NOT NULL DEFAULT '',
-    aliases TEXT NOT NULL DEFAULT '[]',
-    PRIMARY KEY (network_id, container_id),
-    UNIQUE (network_id, ip)
-);
-CREATE TABLE IF NOT EXISTS port_bindings (
-    container_id TEXT NOT NULL,
-    network_id TEXT NOT NULL REFERENCES networks(id),
-    proto TEXT NOT NULL,
-    host_ip TEXT NOT NULL,
-    host_port INTEGER NOT NULL,
-    container_ip TEXT NOT NULL,
-    container_port INTEGER NOT NULL,
-    UNIQUE (proto, host_port)
-)
-"""
-db.register_schema("networks", SCHEMA)
-
 
 @dataclass
 class NetworkRecord:

@@ -8,19 +8,6 @@ import sqlite3
 import time
 from dataclasses import dataclass, field
 
-from ocirt.manager import db
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS volumes (
-    name TEXT PRIMARY KEY,
-    created REAL NOT NULL,
-    anonymous INTEGER NOT NULL DEFAULT 0,
-    labels TEXT NOT NULL DEFAULT '{}',
-    initialized INTEGER NOT NULL DEFAULT 0
-)
-"""
-db.register_schema("volumes", SCHEMA)
-
 
 @dataclass
 class Volume:
