@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from ocirt.conformance.model import Fail
+from ocirt.foundation.mountinfo import read_mountinfo
 from ocirt.testing.bundle import base_config, make_rootfs, write_config
 
 DEFAULT_VERSION = "1.0.2"
@@ -49,18 +50,14 @@ class Proc:
 def cgroup_mounts() -> list[str]:
     """Mount points of every cgroup (v1) and cgroup2 hierarchy on this host."""
     found: list[str] = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            fields = line.split()
-            fstype = fields[fields.index("-") + 1]
-            if fstype in ("cgroup", "cgroup2") and fields[4] not in found:
-                found.append(fields[4])
+    for info in read_mountinfo():
+        if info.fstype in ("cgroup", "cgroup2") and info.mountpoint not in found:
+            found.append(info.mountpoint)
     return found
 
 
 def mounts_under(path: str) -> list[str]:
-    with open("/proc/self/mountinfo") as f:
-        points = [line.split()[4] for line in f]
+    points = [info.mountpoint for info in read_mountinfo()]
     return [p for p in points if p == path or p.startswith(path + "/")]
 
 

@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import sys
 
+from ocirt.foundation.mountinfo import read_mountinfo
 from ocirt.runtime.errors import OcirtError
 
 TYPE_CHECKING = False
@@ -106,7 +107,7 @@ def cgroup_binds(cfg: Config, cgroup_paths: dict[str, str]) -> list[tuple[str, s
         return []
     from ocirt.runtime import mounts
 
-    infos = mounts.read_mountinfo()
+    infos = read_mountinfo()
     own = mounts.own_cgroups(cgroup_paths, infos)
     binds = []
     for m in cfg.mounts:
@@ -124,8 +125,7 @@ def cgroup_binds(cfg: Config, cgroup_paths: dict[str, str]) -> list[tuple[str, s
 
 def stdio_keys(pid: int) -> list[str]:
     """CRIU's key for each of fds 0-2 of ``pid`` that restore must replace, else ``""``."""
-    with open(f"/proc/{pid}/mountinfo") as f:
-        own_mounts = {int(line.split(maxsplit=1)[0]) for line in f}
+    own_mounts = {info.mount_id for info in read_mountinfo(pid)}
     keys = []
     for fd in range(3):
         try:

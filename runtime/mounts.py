@@ -13,6 +13,7 @@ import errno
 import os
 import stat
 
+from ocirt.foundation.mountinfo import MountInfo, read_mountinfo
 from ocirt.runtime import paths, syscalls
 from ocirt.runtime.errors import OcirtError, SpecError
 
@@ -175,42 +176,6 @@ def statvfs_flags(f_flag: int) -> int:
         if f_flag & st_bit:
             flags |= ms_bit
     return flags
-
-
-class MountInfo:
-    """One line of ``/proc/self/mountinfo``; paths are unescaped."""
-
-    __slots__ = ("fstype", "mountpoint", "optional", "root", "super_options")
-
-    def __init__(self, line: str) -> None:
-        head, _, tail = line.partition(" - ")
-        fields = head.split(" ")
-        self.root = unescape(fields[3])
-        self.mountpoint = unescape(fields[4])
-        self.optional = fields[6:]
-        rest = tail.split(" ")
-        self.fstype = rest[0]
-        self.super_options = rest[2] if len(rest) > 2 else ""
-
-
-def unescape(field: str) -> str:
-    """mountinfo writes space, tab, newline and backslash as ``\\ooo`` octal."""
-    if "\\" not in field:
-        return field
-    out, i = [], 0
-    while i < len(field):
-        if field[i] == "\\" and field[i + 1 : i + 4].isdigit():
-            out.append(chr(int(field[i + 1 : i + 4], 8)))
-            i += 4
-        else:
-            out.append(field[i])
-            i += 1
-    return "".join(out)
-
-
-def read_mountinfo() -> list[MountInfo]:
-    with open("/proc/self/mountinfo") as f:
-        return [MountInfo(line.rstrip("\n")) for line in f]
 
 
 def containing_mount(path: str, infos: list[MountInfo]) -> MountInfo | None:

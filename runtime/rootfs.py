@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import os
 
+from ocirt.foundation.mountinfo import read_mountinfo
 from ocirt.runtime import devices, mounts, syscalls
 from ocirt.runtime.errors import OcirtError, SpecError
 
@@ -112,7 +113,7 @@ def _bind_rootfs(rootfs: str) -> None:
 def _parent_private(rootfs: str) -> None:
     """A shared parent would carry the rootfs bind back to the host, and pivot_root refuses
     a new root whose parent is shared."""
-    info = mounts.containing_mount(rootfs, mounts.read_mountinfo())
+    info = mounts.containing_mount(rootfs, read_mountinfo())
     if info is not None and any(o.startswith("shared:") for o in info.optional):
         _mount(info.mountpoint, f"make {info.mountpoint} private", S.MS_PRIVATE)
 

@@ -8,11 +8,12 @@ import json
 import os
 import re
 import subprocess
+import sys
 import tempfile
 import time
 
 import psutil
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from ocirt.foundation import fastjson, procfs, timefmt, units
 
@@ -156,3 +157,41 @@ def test_sizes_follow_go_units(text: str) -> None:
         assert abs(got - expected) <= max(1, expected >> 52), text  # go-units rounds in float64
     else:
         assert got == expected, text
+
+
+_PROBE = """
+import json, os, subprocess, sys
+from ocirt.foundation.mountinfo import read_mountinfo
+top, name = sys.argv[1], sys.argv[2]
+point = os.path.join(top, name)
+os.mkdir(point)
+mount = ["mount", "-t", "tmpfs", "-o", "size=1m,mode=0751"]
+subprocess.run([*mount, "--source", name, "--target", point], check=True)
+info = [i for i in read_mountinfo() if i.mountpoint == point]
+mine = next(i for i in read_mountinfo(os.getpid()) if i.mountpoint == point)
+print(json.dumps([len(info), info[-1].fstype, info[-1].source, info[-1].super_options,
+                  info[-1].root, mine.mount_id == info[-1].mount_id]))
+"""
+
+
+@settings(max_examples=12, deadline=None)
+@given(st.text(st.characters(codec="utf-8", exclude_characters="/\0"), min_size=1, max_size=20))
+@example("a b\tc\\d\ne - f")
+@example("\r")
+def test_mountinfo_reads_what_the_kernel_mounted(name: str) -> None:
+    """A real tmpfs, named and mounted at a path with spaces, tabs, newlines, backslashes or
+    any other character, in a private mount namespace (nothing reaches the host's table):
+    the reader finds it under its own name with the kernel's fields."""
+    if name in (".", ".."):
+        return
+    with tempfile.TemporaryDirectory() as top:
+        done = subprocess.run(
+            ["unshare", "--mount", "--propagation", "private", sys.executable, "-c", _PROBE, top, name],
+            capture_output=True,
+            text=True,
+            errors="surrogateescape",
+        )
+        assert done.returncode == 0, done.stderr
+        count, fstype, source, options, root, same = json.loads(done.stdout)
+    assert (count, fstype, source, root, same) == (1, "tmpfs", name, "/", True)
+    assert "size=1024k" in options.split(",") and "mode=751" in options.split(",")

@@ -49,6 +49,7 @@ BUDGET = {
     | _CGROUPS
     | {
         "_cffi_backend",
+        "ocirt.foundation.mountinfo",
         "_socket",
         "_struct",
         "fcntl",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
+from ocirt.foundation.mountinfo import MountInfo
 from ocirt.runtime import mounts, paths
 from ocirt.runtime import syscalls as S
 
@@ -103,7 +104,7 @@ def test_mountinfo_line_is_parsed_and_unescaped() -> None:
     line = (
         "36 35 98:0 /my\\040dir /mnt/a\\134b rw,noatime shared:1 master:2 - ext4 /dev/vda rw,errors=continue"
     )
-    info = mounts.MountInfo(line)
+    info = MountInfo(line)
     assert info.root == "/my dir"
     assert info.mountpoint == "/mnt/a\\b"
     assert info.optional == ["shared:1", "master:2"]
@@ -112,8 +113,8 @@ def test_mountinfo_line_is_parsed_and_unescaped() -> None:
 
 
 def test_cgroup_controllers_from_super_options() -> None:
-    def info(opts: str) -> mounts.MountInfo:
-        return mounts.MountInfo(f"32 31 0:29 / /sys/fs/cgroup/x rw - cgroup cgroup {opts}")
+    def info(opts: str) -> MountInfo:
+        return MountInfo(f"32 31 0:29 / /sys/fs/cgroup/x rw - cgroup cgroup {opts}")
 
     assert mounts.controllers(info("rw,cpu,cpuacct")) == "cpu,cpuacct"
     assert mounts.controllers(info("rw,xattr,name=systemd")) == "name=systemd"
@@ -122,10 +123,10 @@ def test_cgroup_controllers_from_super_options() -> None:
 
 def test_containing_mount_prefers_the_deepest_and_latest() -> None:
     infos = [
-        mounts.MountInfo("1 0 0:1 / / rw - ext4 a rw"),
-        mounts.MountInfo("2 1 0:2 / /sys rw - sysfs b rw"),
-        mounts.MountInfo("3 2 0:3 / /sys/fs/cgroup rw - tmpfs c rw"),
-        mounts.MountInfo("4 3 0:4 / /sys/fs/cgroup rw - tmpfs d rw"),
+        MountInfo("1 0 0:1 / / rw - ext4 a rw"),
+        MountInfo("2 1 0:2 / /sys rw - sysfs b rw"),
+        MountInfo("3 2 0:3 / /sys/fs/cgroup rw - tmpfs c rw"),
+        MountInfo("4 3 0:4 / /sys/fs/cgroup rw - tmpfs d rw"),
     ]
     found = mounts.containing_mount("/sys/fs/cgroup/pids", infos)
     assert found is infos[3]

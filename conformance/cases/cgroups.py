@@ -11,6 +11,7 @@ from typing import Any
 
 from ocirt.conformance.harness import Context
 from ocirt.conformance.model import MUST, SHOULD, Case, Fail, NotApplicable, add, expect
+from ocirt.foundation.mountinfo import read_mountinfo
 
 CL = "config-linux.md"
 V2 = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
@@ -19,16 +20,12 @@ V2 = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
 def _hierarchies() -> dict[str, str]:
     """Controller name (or "" for cgroup2) -> mount point."""
     found: dict[str, str] = {}
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            fields = line.split()
-            sep = fields.index("-")
-            fstype, options = fields[sep + 1], fields[sep + 3].split(",")
-            if fstype == "cgroup2":
-                found.setdefault("", fields[4])
-            elif fstype == "cgroup":
-                for opt in options:
-                    found.setdefault(opt, fields[4])
+    for info in read_mountinfo():
+        if info.fstype == "cgroup2":
+            found.setdefault("", info.mountpoint)
+        elif info.fstype == "cgroup":
+            for opt in info.super_options.split(","):
+                found.setdefault(opt, info.mountpoint)
     return found
 
 

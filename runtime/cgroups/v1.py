@@ -205,19 +205,16 @@ def hierarchies() -> dict[str, tuple[str, str]]:
     Only mounts under /sys/fs/cgroup count, so a container's cgroupfs seen from the host is
     never mistaken for the host's; the first mount of a hierarchy wins, as in runc.
     """
+    from ocirt.foundation.mountinfo import read_mountinfo
+
     found: dict[str, tuple[str, str]] = {}
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            mount, _, fs = line.partition(" - ")
-            fstype, _, options = fs.rstrip("\n").split(" ", 2)
-            fields = mount.split(" ")
-            root, mountpoint = fields[3], fields[4]
-            if fstype == "cgroup2" and mountpoint == UNIFIED:
-                found.setdefault("unified", (mountpoint, root))
-            elif fstype == "cgroup" and mountpoint.startswith(f"{ROOT}/"):
-                for option in options.split(","):
-                    if option in CONTROLLERS or option.startswith("name="):
-                        found.setdefault(option.removeprefix("name="), (mountpoint, root))
+    for info in read_mountinfo():
+        if info.fstype == "cgroup2" and info.mountpoint == UNIFIED:
+            found.setdefault("unified", (info.mountpoint, info.root))
+        elif info.fstype == "cgroup" and info.mountpoint.startswith(f"{ROOT}/"):
+            for option in info.super_options.split(","):
+                if option in CONTROLLERS or option.startswith("name="):
+                    found.setdefault(option.removeprefix("name="), (info.mountpoint, info.root))
     return found
 
 
