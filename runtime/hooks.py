@@ -19,46 +19,15 @@ import select
 import time
 
 from ocirt.foundation import fastjson
-from ocirt.runtime.errors import OcirtError, SpecError
+from ocirt.runtime.errors import OcirtError
+from ocirt.specs.config import HOOK_KINDS, Hook
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-KINDS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
+KINDS = HOOK_KINDS
 _OUTPUT_LIMIT = 4096
-
-
-class Hook:
-    __slots__ = ("args", "env", "field", "path", "timeout")
-    env: list[str] | None  # None: the runtime's own environment
-
-    def __init__(self, raw: Any, field: str) -> None:
-        if not isinstance(raw, dict):
-            raise SpecError(field, "must be an object")
-        path = raw.get("path")
-        if not isinstance(path, str) or not path.startswith("/"):
-            raise SpecError(f"{field}.path", "must be an absolute path")
-        args, env = raw.get("args", [path]), raw.get("env")
-        for key, value in (("args", args), ("env", [] if env is None else env)):
-            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise SpecError(f"{field}.{key}", "must be a list of strings")
-        timeout = raw.get("timeout")
-        if timeout is not None and (not isinstance(timeout, int) or isinstance(timeout, bool) or timeout < 1):
-            raise SpecError(f"{field}.timeout", "must be a positive number of seconds")
-        self.path, self.args, self.env, self.timeout, self.field = path, args or [path], env, timeout, field
-
-
-def parse(raw: dict[str, Any] | None) -> dict[str, list[Hook]]:
-    """Every hook checked up front, so a bad one fails ``create`` before anything exists."""
-    hooks: dict[str, list[Hook]] = {}
-    for kind, entries in (raw or {}).items():
-        if kind not in KINDS:
-            raise SpecError(f"hooks.{kind}", f"unknown hook kind (known: {', '.join(KINDS)})")
-        if not isinstance(entries, list):
-            raise SpecError(f"hooks.{kind}", "must be a list")
-        hooks[kind] = [Hook(e, f"hooks.{kind}[{i}]") for i, e in enumerate(entries)]
-    return hooks
 
 
 def run_all(hooks: list[Hook], state: dict[str, Any]) -> None:

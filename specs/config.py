@@ -3,7 +3,7 @@
 Plain slotted classes rather than dataclasses: ``import dataclasses`` costs about 30 ms on
 the target machines, and this module sits on the runtime's hot path. Every check raises
 ``SpecError`` naming the field by its JSON path, so a bad bundle is one clear line.
-Sections that later stages interpret (``linux.resources``, ``hooks``, ``linux.seccomp``)
+Sections that later stages interpret (``linux.resources``, ``linux.seccomp``)
 stay raw dictionaries here and are checked by the code that applies them.
 """
 
@@ -133,6 +133,23 @@ def _str_list(parent: dict[str, Any], key: str, path: str) -> list[str]:
     return items
 
 
+def _abs_list(parent: dict[str, Any], key: str, path: str) -> list[str]:
+    paths = _str_list(parent, key, path)
+    for i, item in enumerate(paths):
+        if not item.startswith("/"):
+            raise SpecError(f"{path}[{i}]", f"must be an absolute path, got {item!r}")
+    return paths
+
+
+def _env(parent: dict[str, Any], key: str, path: str) -> list[str]:
+    """KEY=value entries, as the schema and runc (``missing '='``) require."""
+    env = _str_list(parent, key, path)
+    for i, entry in enumerate(env):
+        if entry.find("=") < 1:
+            raise SpecError(f"{path}[{i}]", f"{entry!r} is not a KEY=value entry")
+    return env
+
+
 def _str_map(parent: dict[str, Any], key: str, path: str) -> dict[str, str]:
     value = object_field(parent, key, path) or {}
     for k, v in value.items():
@@ -205,6 +222,7 @@ class Rlimit:
 
 class Process:
     __slots__ = (
+        "apparmor_profile",
         "args",
         "capabilities",
         "console_size",
@@ -214,6 +232,7 @@ class Process:
         "oom_score_adj",
         "raw",
         "rlimits",
+        "selinux_label",
         "terminal",
         "user",
     )
@@ -233,14 +252,17 @@ class Process:
         self.args = _str_list(raw, "args", f"{path}.args")
         if not self.args:
             raise SpecError(f"{path}.args", "must be a non-empty list")
-        self.env = _str_list(raw, "env", f"{path}.env")
+        self.env = _env(raw, "env", f"{path}.env")
         self.cwd = _req_str(raw, "cwd", f"{path}.cwd")
         if not self.cwd.startswith("/"):
             raise SpecError(f"{path}.cwd", f"must be an absolute path, got {self.cwd!r}")
-        self.user = _parse_user(object_field(raw, "user", f"{path}.user") or {}, f"{path}.user")
+        user = object_field(raw, "user", f"{path}.user")
+        self.user = User(0, 0, None, []) if user is None else _parse_user(user, f"{path}.user")
         self.capabilities = _parse_capabilities(raw, f"{path}.capabilities")
         self.rlimits = _parse_rlimits(raw, f"{path}.rlimits")
         self.no_new_privileges = _bool(raw, "noNewPrivileges", f"{path}.noNewPrivileges")
+        self.apparmor_profile = _str(raw, "apparmorProfile", f"{path}.apparmorProfile")
+        self.selinux_label = _str(raw, "selinuxLabel", f"{path}.selinuxLabel")
         self.oom_score_adj = _int(raw, "oomScoreAdj", f"{path}.oomScoreAdj")
         if self.oom_score_adj is not None and not -1000 <= self.oom_score_adj <= 1000:
             raise SpecError(f"{path}.oomScoreAdj", "must be between -1000 and 1000")
@@ -256,7 +278,15 @@ def _parse_capabilities(raw: dict[str, Any], path: str) -> dict[str, list[str]] 
     for key in caps:
         if key not in CAPABILITY_SETS:
             raise SpecError(f"{path}.{key}", f"unknown capability set (known: {', '.join(CAPABILITY_SETS)})")
-    return {name: _str_list(caps, name, f"{path}.{name}") for name in CAPABILITY_SETS}
+    sets = {name: _str_list(caps, name, f"{path}.{name}") for name in CAPABILITY_SETS}
+    for name, names in sets.items():
+        for i, cap in enumerate(names):
+            if not (cap.startswith("CAP_") and len(cap) > 4 and cap[4:].strip(_CAP_CHARS) == ""):
+                raise SpecError(f"{path}.{name}[{i}]", f"{cap!r} is not a capability name such as CAP_KILL")
+    return sets
+
+
+_CAP_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ_"
 
 
 def _parse_user(raw: dict[str, Any], path: str) -> User:
@@ -267,6 +297,8 @@ def _parse_user(raw: dict[str, Any], path: str) -> User:
         _ranged(gid, f"{path}.additionalGids[{i}]", ID_MAX)
     uid, gid = _int(raw, "uid", f"{path}.uid", 0), _int(raw, "gid", f"{path}.gid", 0)
     for field, value in (("uid", uid), ("gid", gid)):
+        if field not in raw:
+            raise SpecError(f"{path}.{field}", "is required")
         if value is None or value < 0:
             raise SpecError(f"{path}.{field}", "must be a non-negative integer")
         _ranged(value, f"{path}.{field}", ID_MAX)
@@ -323,6 +355,50 @@ def _parse_mount(item: Any, where: str) -> Mount:
         _parse_mappings(item, "uidMappings", f"{where}.uidMappings"),
         _parse_mappings(item, "gidMappings", f"{where}.gidMappings"),
     )
+
+
+HOOK_KINDS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
+
+
+class Hook:
+    """One hook; ``field`` names it in its failures (``hooks.poststart[1]``)."""
+
+    __slots__ = ("args", "env", "field", "path", "timeout")
+    env: list[str] | None  # None: the runtime's own environment
+
+    def __init__(self, raw: Any, field: str) -> None:
+        if not isinstance(raw, dict):
+            raise SpecError(field, "must be an object")
+        path = raw.get("path")
+        if not isinstance(path, str) or not path.startswith("/"):
+            raise SpecError(f"{field}.path", "must be an absolute path")
+        args, env = raw.get("args", [path]), raw.get("env")
+        for key, value in (("args", args), ("env", [] if env is None else env)):
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise SpecError(f"{field}.{key}", "must be a list of strings")
+        if env is not None:
+            _env(raw, "env", f"{field}.env")
+        timeout = raw.get("timeout")
+        if timeout is not None and (not isinstance(timeout, int) or isinstance(timeout, bool) or timeout < 1):
+            raise SpecError(f"{field}.timeout", "must be a positive number of seconds")
+        self.path, self.args, self.env, self.timeout, self.field = path, args or [path], env, timeout, field
+
+
+def parse_hooks(raw: Any) -> dict[str, list[Hook]]:
+    """Every hook checked up front, so a bad one fails ``create`` before anything exists; the
+    state directory keeps the raw section, and ``start``/``delete`` parse their part again."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise SpecError("hooks", "must be an object")
+    hooks: dict[str, list[Hook]] = {}
+    for kind, entries in raw.items():
+        if kind not in HOOK_KINDS:
+            raise SpecError(f"hooks.{kind}", f"unknown hook kind (known: {', '.join(HOOK_KINDS)})")
+        if not isinstance(entries, list):
+            raise SpecError(f"hooks.{kind}", "must be a list")
+        hooks[kind] = [Hook(e, f"hooks.{kind}[{i}]") for i, e in enumerate(entries)]
+    return hooks
 
 
 class Namespace:
@@ -396,6 +472,7 @@ class Linux:
         "domainless",
         "gid_mappings",
         "masked_paths",
+        "mount_label",
         "namespaces",
         "net_devices",
         "raw",
@@ -432,8 +509,9 @@ class Linux:
             "runbindable",
         ):
             raise SpecError("linux.rootfsPropagation", f"unknown value {self.rootfs_propagation!r}")
-        self.masked_paths = _str_list(raw, "maskedPaths", "linux.maskedPaths")
-        self.readonly_paths = _str_list(raw, "readonlyPaths", "linux.readonlyPaths")
+        self.masked_paths = _abs_list(raw, "maskedPaths", "linux.maskedPaths")
+        self.readonly_paths = _abs_list(raw, "readonlyPaths", "linux.readonlyPaths")
+        self.mount_label = _str(raw, "mountLabel", "linux.mountLabel")
         self.sysctl = _str_map(raw, "sysctl", "linux.sysctl")
         self.time_offsets = object_field(raw, "timeOffsets", "linux.timeOffsets")
         self.net_devices = _parse_net_devices(raw)
@@ -451,9 +529,19 @@ def _parse_net_devices(raw: dict[str, Any]) -> dict[str, str]:
     found = {}
     devices = object_field(raw, "netDevices", "linux.netDevices") or {}
     for host_name in devices:
-        entry = object_field(devices, host_name, f"linux.netDevices.{host_name}") or {}
-        found[host_name] = _str(entry, "name", f"linux.netDevices.{host_name}.name") or host_name
+        where = f"linux.netDevices.{host_name}"
+        _interface_name(host_name, where)
+        entry = object_field(devices, host_name, where) or {}
+        name = _str(entry, "name", f"{where}.name")
+        found[host_name] = host_name if name is None else _interface_name(name, f"{where}.name")
     return found
+
+
+def _interface_name(name: str, where: str) -> str:
+    """The kernel's rule (dev_valid_name): 1 to 15 bytes, no '/', ':' or white space, not '.' or '..'."""
+    if not 0 < len(name) <= 15 or name in (".", "..") or any(c in "/:" or c.isspace() for c in name):
+        raise SpecError(where, f"{name!r} is not an interface name")
+    return name
 
 
 def _parse_namespaces(raw: dict[str, Any]) -> list[Namespace]:
@@ -497,7 +585,7 @@ class Config:
             raise SpecError("(document)", "must be a JSON object")
         check_document(raw)
         self.raw = raw
-        self.oci_version = _req_str(raw, "ociVersion", "ociVersion")
+        self.oci_version = _semver(_req_str(raw, "ociVersion", "ociVersion"))
         if self.oci_version.split(".", 1)[0] != SUPPORTED_MAJOR:
             raise SpecError(
                 "ociVersion",
@@ -507,12 +595,14 @@ class Config:
         if root is None:
             raise SpecError("root", "is required on Linux")
         self.root = Root(_req_str(root, "path", "root.path"), _bool(root, "readonly", "root.readonly"))
+        if not self.root.path:
+            raise SpecError("root.path", "must not be empty")
         self.mounts = [_parse_mount(m, f"mounts[{i}]") for i, m in enumerate(_list(raw, "mounts", "mounts"))]
         proc = object_field(raw, "process", "process")
         self.process = None if proc is None else Process(proc)
         self.hostname = _str(raw, "hostname", "hostname")
         self.domainname = _str(raw, "domainname", "domainname")
-        self.hooks = object_field(raw, "hooks", "hooks")
+        self.hooks = parse_hooks(raw.get("hooks"))
         self.annotations = _str_map(raw, "annotations", "annotations")
         self.linux = Linux(object_field(raw, "linux", "linux") or {})
         self._check_namespace_needs()
@@ -531,6 +621,25 @@ class Config:
             raise SpecError("linux.uidMappings", "a new user namespace needs uidMappings and gidMappings")
         if linux.time_offsets and (linux.namespace("time") is None or linux.namespace("time").path):  # type: ignore[union-attr]
             raise SpecError("linux.timeOffsets", "needs a new time namespace in linux.namespaces")
+
+
+_IDENT_CHARS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz-"
+
+
+def _semver(version: str) -> str:
+    """SemVer 2.0.0 (the schema's ``ociVersion`` pattern), by hand: ``re`` costs the hot path."""
+    core, plus, build = version.partition("+")
+    core, dash, pre = core.partition("-")
+    numbers = core.split(".")
+    valid = len(numbers) == 3 and all(
+        (n.isascii() and n.isdigit() and n.lstrip("0") == n) or n == "0" for n in numbers
+    )
+    for present, idents in ((dash, pre), (plus, build)):
+        if present and not all(i and i.strip(_IDENT_CHARS) == "" for i in idents.split(".")):
+            valid = False
+    if not valid:
+        raise SpecError("ociVersion", f"{version!r} is not a SemVer version such as {SPEC_VERSION}")
+    return version
 
 
 def load_config(text: str, source: str = "config.json") -> Config:

@@ -20,12 +20,11 @@ if TYPE_CHECKING:
     from ocirt.runtime.cgroups import Cgroup
     from ocirt.runtime.cli import Args
     from ocirt.runtime.console import OwnConsole
-    from ocirt.runtime.hooks import Hook
     from ocirt.runtime.log import Log
     from ocirt.runtime.namespaces import Plan
     from ocirt.runtime.process.launch import Launch
     from ocirt.runtime.seccomp import Filter
-    from ocirt.specs.config import Config
+    from ocirt.specs.config import Config, Hook
 
 # Fields checked (and applied) by runtime/procattrs.py and runtime/lsm.py, imported only when present.
 _PROC_ATTRS = ("scheduler", "ioPriority", "execCPUAffinity")
@@ -119,9 +118,7 @@ def _create(opts: Args, args: Args, log: Log, own_console: OwnConsole | None) ->
         from ocirt.runtime import console
 
         console.reserve_stdio()
-    from ocirt.runtime import hooks
-
-    hook_table = hooks.parse(cfg.hooks)
+    hook_table = cfg.hooks
     caps = None
     if cfg.process is not None and cfg.process.capabilities is not None:
         from ocirt.runtime.capabilities import CapabilitySets
@@ -182,7 +179,7 @@ def _create_in(
     st.created = timefmt.rfc3339nano_now()
     st.config = {
         "own_pid_ns": bool(plan.new & CLONE_NEWPID),
-        "hooks": cfg.hooks or {},
+        "hooks": cfg.raw.get("hooks") or {},
         "resources": cfg.linux.resources or {},
     }
     cgroup = open_cgroup(cfg.linux.cgroups_path, st.id, bool(opts.systemd_cgroup))
@@ -329,9 +326,10 @@ def remove_container(st: statemod.State, log: Log) -> None:
     poststop = st.config.get("hooks", {}).get("poststop")
     if _remove_state_dir(st) and poststop:
         from ocirt.runtime import hooks
+        from ocirt.specs.config import parse_hooks
 
         hooks.warn_all(
-            hooks.parse({"poststop": poststop})["poststop"], hook_state(st, statemod.STOPPED), log.warning
+            parse_hooks({"poststop": poststop})["poststop"], hook_state(st, statemod.STOPPED), log.warning
         )
     if failure is not None:
         raise failure

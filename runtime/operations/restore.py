@@ -115,7 +115,7 @@ def _restore(st: statemod.State, cfg: Config, bundle: str, argv: list[str], syst
     st.created = timefmt.rfc3339nano_now()
     st.config = {
         "own_pid_ns": cfg.linux.namespace("pid") is not None,
-        "hooks": {"poststop": cfg.hooks["poststop"]} if cfg.hooks and "poststop" in cfg.hooks else {},
+        "hooks": {"poststop": cfg.raw["hooks"]["poststop"]} if "poststop" in cfg.hooks else {},
         "resources": cfg.linux.resources or {},
     }
     cgroup = open_cgroup(cfg.linux.cgroups_path, st.id, systemd)

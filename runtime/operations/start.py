@@ -51,9 +51,10 @@ def _run_poststart(st: statemod.State, poststart: list[Any], log: Log) -> None:
     the lifecycle goes on at its destruction (and poststop hooks). Before 1.3 it was a warning."""
     from ocirt.runtime import hooks
     from ocirt.runtime.operations.create import hook_state, remove_container
+    from ocirt.specs.config import parse_hooks
 
     try:
-        hooks.run_all(hooks.parse({"poststart": poststart})["poststart"], hook_state(st, statemod.RUNNING))
+        hooks.run_all(parse_hooks({"poststart": poststart})["poststart"], hook_state(st, statemod.RUNNING))
     except OcirtError:
         remove_container(st, log)
         raise

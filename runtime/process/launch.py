@@ -14,10 +14,9 @@ if TYPE_CHECKING:
     from typing import Any
 
     from ocirt.runtime.capabilities import CapabilitySets
-    from ocirt.runtime.hooks import Hook
     from ocirt.runtime.namespaces import Plan
     from ocirt.runtime.seccomp import Filter
-    from ocirt.specs.config import Config
+    from ocirt.specs.config import Config, Hook
 
 
 class Launch:
