@@ -223,6 +223,66 @@ def test_only_stdio_and_preserved_fds_reach_the_container(
     assert _fds_seen(out) == expected, f"exec: {out}"
 
 
+@pytest.mark.parametrize("preserved", [0, 2])
+def test_a_created_init_holds_no_descriptor_of_its_caller(rt: Runtime, tmp_path: Any, preserved: int) -> None:
+    """As ``flock LOCK ocirt create``: the caller's lock is free while the container sits in
+    "created", and of what the caller passed init holds only stdio and --preserve-fds."""
+    lock_path = str(tmp_path / "lock")
+    open(lock_path, "w").close()
+    kept = [os.pipe() for _ in range(preserved)]
+    stray_r, stray_w = os.pipe()
+
+    def arrange() -> None:
+        lock = os.open(lock_path, os.O_RDWR)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for fd, to in ((lock, 40), (stray_r, 41), *((r, 3 + i) for i, (r, _) in enumerate(kept))):
+            os.dup2(fd, to)
+
+    flags = ["--preserve-fds", str(preserved)] if preserved else []
+    cid = rt.new_id()
+    try:
+        with tempfile.TemporaryFile("w+") as err:  # init keeps stdio: no pipe for it
+            code = subprocess.call(
+                [OCIRT, "--root", rt.root, "create", *flags, "--bundle", rt.bundle(["true"]), cid],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                preexec_fn=arrange,  # dup2 makes them inheritable; the rest of ours are close-on-exec
+                close_fds=False,
+                timeout=60,
+            )
+            err.seek(0)
+            assert code == 0, err.read()
+        init = rt.state(cid)["pid"]
+        held = {}
+        for name in os.listdir(f"/proc/{init}/fd"):
+            try:
+                st = os.stat(f"/proc/{init}/fd/{name}")
+            except FileNotFoundError:
+                continue
+            held[(st.st_dev, st.st_ino)] = int(name)
+        ours = {(st.st_dev, st.st_ino): what for what, st in _objects(lock_path, kept, stray_r).items()}
+        found = {what: held[key] for key, what in ours.items() if key in held}
+        assert found == {f"kept{i}": 3 + i for i in range(preserved)}
+        probe = os.open(lock_path, os.O_RDWR)
+        try:
+            fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError if init kept it
+        finally:
+            os.close(probe)
+        assert rt.state(cid)["status"] == "created"
+    finally:
+        rt("delete", "--force", cid)
+        for fd in (stray_r, stray_w, *(fd for pair in kept for fd in pair)):
+            os.close(fd)
+
+
+def _objects(lock_path: str, kept: list[tuple[int, int]], stray: int) -> dict[str, os.stat_result]:
+    found = {"lock": os.stat(lock_path), "stray": os.fstat(stray)}
+    for i, (r, _) in enumerate(kept):
+        found[f"kept{i}"] = os.fstat(r)
+    return found
+
+
 def _with_host_dir_as_fd3(rt: Runtime, args: list[str], host_dir: str) -> subprocess.CompletedProcess[str]:
     """``ocirt args`` holding an fd of ``host_dir`` as 3, passed on with --preserve-fds."""
     fd = os.open(host_dir, os.O_RDONLY | os.O_DIRECTORY)

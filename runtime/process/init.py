@@ -128,15 +128,21 @@ def _install_exit_handlers() -> None:
 
 
 def fds_for_exec(preserve: int) -> None:
-    """Nothing but stdio and ``--preserve-fds`` may reach the container program."""
+    """Nothing but stdio and ``--preserve-fds`` may reach the container program, and the
+    caller's other descriptors are closed now: held until ``execve``, a created container
+    would keep the caller's locks and pipes. They are the inheritable ones (the caller
+    could pass no other through its execve); the runtime opens its own close-on-exec."""
     for name in os.listdir("/proc/self/fd"):
         fd = int(name)
         if fd < 3:
             continue
         try:
-            os.set_inheritable(fd, fd < 3 + preserve)
+            if fd < 3 + preserve:
+                os.set_inheritable(fd, True)
+            elif os.get_inheritable(fd):
+                os.close(fd)
         except OSError:
-            continue
+            continue  # the listing's own descriptor, closed by now
 
 
 def _make_cwd(cwd: str) -> None:
