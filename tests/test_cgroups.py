@@ -18,7 +18,7 @@ from conftest import cgroup_dirs
 from ocirt.foundation import fastjson
 from ocirt.runtime.cgroups import Cgroup, clean_path, load_cgroup, open_cgroup, own_cgroups
 from ocirt.runtime.cgroups.systemd import expand_slice, systemd_path
-from ocirt.runtime.cgroups.v1 import hierarchies
+from ocirt.runtime.cgroups.v1 import hierarchies, needs_unified
 from ocirt.runtime.cgroups.v2 import V2Cgroup, open_v2
 from ocirt.runtime.errors import OcirtError, SpecError
 from support import hostfacts, hugetlb
@@ -130,9 +130,9 @@ def test_v1_create_apply_add_destroy(made: Made) -> None:
     cg = open_cgroup(f"/{made.name}", "ignored", False)
     assert cg.version == 1
     mounts = hierarchies()
-    assert set(cg.paths) == set(mounts)
+    # the unified hierarchy only where the v1 devices or freezer controller is missing
+    assert set(cg.paths) == set(mounts) - {"unified"}
     assert cg.paths["memory"] == f"/sys/fs/cgroup/memory/{made.name}"
-    assert cg.paths["unified"] == f"{UNIFIED}/{made.name}"
     cg.create()
     assert all(os.path.isdir(p) for p in cg.paths.values())
     cg.apply(None)
@@ -162,14 +162,50 @@ def test_v1_create_apply_add_destroy(made: Made) -> None:
     cg.add(proc.pid)
     lines = cgroup_lines(proc.pid)
     assert lines["memory"] == lines["cpu"] == lines["name=systemd"] == f"/{made.name}"
-    assert lines[""] == f"/{made.name}"
+    assert lines[""] == cgroup_lines(os.getpid())[""]
     assert cg.pids() == [proc.pid]
 
-    cg.kill_all(9)
+    cg.kill_all(9)  # no cgroup.kill without the unified hierarchy: the v1 freezer's way
     assert proc.wait(5) == -9
     cg.destroy()
     assert not cgroup_dirs(made.name)
     cg.destroy()
+
+
+def test_a_process_joins_every_v1_hierarchy_itself(made: Made) -> None:
+    """``Cgroup.join`` from a forked, single-threaded child: every v1 line of its
+    /proc/<pid>/cgroup names the new cgroup, its children follow, the unified line stays."""
+    cg = open_cgroup(f"/{made.name}", "ignored", False)
+    cg.create()
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(r)
+            cg.join()
+            os.execvp("sleep", ["sleep", "30"])
+        finally:
+            os._exit(1)
+    os.close(w)
+    try:
+        assert wait_until(lambda: cg.pids() == [pid])
+        lines = cgroup_lines(pid)
+        ours = cgroup_lines(os.getpid())
+        assert {k: v for k, v in lines.items() if k} == {k: f"/{made.name}" for k in ours if k}
+        assert lines[""] == ours[""]
+    finally:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        os.close(r)
+    cg.destroy()
+
+
+def test_the_unified_hierarchy_is_joined_only_where_v1_lacks_devices_or_freezer() -> None:
+    both = {k: ("/x", "/") for k in ("devices", "freezer", "memory", "unified")}
+    assert not needs_unified(both)
+    for missing in ("devices", "freezer"):
+        assert needs_unified({k: v for k, v in both.items() if k != missing})
+    assert not needs_unified({"memory": ("/x", "/")})
 
 
 def test_v1_swappiness_oom_rt_kernel_tcp_and_hugetlb(made: Made, hugetlb_v1: str) -> None:
@@ -308,7 +344,7 @@ def test_relative_and_empty_paths_land_under_our_own_cgroup(made: Made) -> None:
         for key in ("memory", "cpu", "pids"):
             expected = os.path.join(f"/sys/fs/cgroup/{key}", own[key].lstrip("/"), made.name)
             assert cg.paths[key] == expected
-        assert cg.paths["unified"] == os.path.join(UNIFIED, own[""].lstrip("/"), made.name)
+        assert "unified" not in cg.paths
     cg.create()
     proc = made.spawn()
     cg.add(proc.pid)

@@ -99,13 +99,7 @@ def create_container(
     opts: Args, args: Args, log: Log, own_console: OwnConsole | None = None
 ) -> statemod.State:
     """``own_console`` is ``run``'s in the foreground: a terminal's master is sent to it."""
-    from ocirt.runtime.cgroups import start_grace_period
-
-    warmer = start_grace_period()
-    try:
-        return _create(opts, args, log, own_console)
-    finally:
-        os.waitpid(warmer, 0)
+    return _create(opts, args, log, own_console)
 
 
 def _create(opts: Args, args: Args, log: Log, own_console: OwnConsole | None) -> statemod.State:

@@ -78,21 +78,16 @@ def _start(opts: Args, args: Args, log: Log, own: console.OwnConsole | None) -> 
 
 
 def _launch(st: statemod.State, args: Args, own: console.OwnConsole | None, ours: Channel, child: int) -> int:
-    """Move the joining process into the cgroup, then tell it what to become; return the
+    """Tell the joining process what to become (it joins the cgroup itself); return the
     host pid of the process once it has called execve. On failure nothing is left running.
 
-    The joining process was forked first, so that its imports overlap with this work: the
-    cgroup move (whose first write waits for an RCU grace period, about 15 ms here), and
-    reading and checking the process.
+    The joining process was forked first, so that its imports overlap with reading and
+    checking the process.
     """
     pid = 0
     try:
         go, proc = _job(st, args, own)
         _initial_affinity(child, go)
-        if st.cgroup:
-            from ocirt.runtime.cgroups import load_cgroup
-
-            load_cgroup(st.cgroup).add(child)
         _go(ours, go, console.socket_for(proc, args.console_socket, own))
         pid = int(ours.expect(channel.PID, "ocirt exec's joining process")["pid"])
         _reap(child)
@@ -330,6 +325,11 @@ def _fork_joiner(st: statemod.State, preserve_fds: int, log: Log) -> tuple[Chann
     """The joining process, forked as early as possible (see ``_launch``); the namespaces
     are opened here, where a bad container fails before anything runs."""
     namespaces = _open_namespaces(st)
+    cgroup = None
+    if st.cgroup:
+        from ocirt.runtime.cgroups import load_cgroup
+
+        cgroup = load_cgroup(st.cgroup)
     ours, theirs = channel.pair()
     try:
         child = os.fork()
@@ -338,7 +338,7 @@ def _fork_joiner(st: statemod.State, preserve_fds: int, log: Log) -> tuple[Chann
                 ours.close()
                 from ocirt.runtime.process import exec as joining
 
-                joining.run(namespaces, preserve_fds, theirs, log)
+                joining.run(namespaces, cgroup, preserve_fds, theirs, log)
             finally:
                 os._exit(1)
     except BaseException:

@@ -183,7 +183,7 @@ def _run_criu(argv: list[str], cgroup: Cgroup, rootfs: str, mnt: str, log_path: 
 
 def _exec_criu(argv: list[str], cgroup: Cgroup, rootfs: str, mnt: str, err_w: int) -> NoReturn:
     try:
-        cgroup.add(os.getpid())
+        cgroup.join()
         argv = argv + _cgroup_roots()
         syscalls.unshare(syscalls.CLONE_NEWNS)
         syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)

@@ -38,13 +38,18 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, NoReturn
 
+    from ocirt.runtime.cgroups import Cgroup
     from ocirt.runtime.log import Log
     from ocirt.runtime.process.channel import Channel
 
 
-def run(namespaces: list[tuple[str, int]], preserve_fds: int, chan: Channel, log: Log) -> NoReturn:
-    """The first child; ``namespaces`` are (type, fd) in setns order. The seccomp filter is
-    built before joining, while the host's paths (a notify listener's) are still in sight."""
+def run(
+    namespaces: list[tuple[str, int]], cgroup: Cgroup | None, preserve_fds: int, chan: Channel, log: Log
+) -> NoReturn:
+    """The first child; ``namespaces`` are (type, fd) in setns order. It joins the cgroup
+    itself once ``go`` comes (after the parent set ``execCPUAffinity.initial``), which is
+    cheaper than being moved (``Cgroup.join``). The seccomp filter is built before joining,
+    while the host's paths (a notify listener's) are still in sight."""
     origin = "exec"
     try:
         # Out of the container's reach until execve (CVE-2019-5736; docs/architecture.md).
@@ -53,6 +58,8 @@ def run(namespaces: list[tuple[str, int]], preserve_fds: int, chan: Channel, log
         _above_stdio(chan)
         go = chan.expect(channel.GO, "ocirt exec")
         origin = go["origin"]
+        if cgroup is not None:
+            cgroup.join()
         job = _Job(go, log)
         tty = console.recv_fd(chan.sock)[0] if go["terminal"] else -1
         init.set_oom_score_adj(job.proc)  # before the user namespace: see its docstring

@@ -4,9 +4,9 @@ It exists because a new (or joined) pid or time namespace only applies to the ch
 the process that made it, and because the parent must write the id maps of a new user
 namespace from outside it while this process waits. It is forked before the cgroup exists,
 so that its imports overlap the parent's cgroup setup, but it makes namespaces and forks
-init only once the parent has moved it into the container's cgroup (``go``), so they are
-charged there and init starts there; a new cgroup namespace is left to init, whose cgroup
-is then final.
+init only once the parent has made the container's cgroup (``go``) and it has joined it
+(``Cgroup.join``), so they are charged there and init starts there; a new cgroup
+namespace is left to init, whose cgroup is then final.
 """
 
 from __future__ import annotations
@@ -21,16 +21,18 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import NoReturn
 
+    from ocirt.runtime.cgroups import Cgroup
     from ocirt.runtime.process.channel import Channel
     from ocirt.runtime.process.launch import Launch
 
 
-def run(launch: Launch, chan: Channel) -> NoReturn:
+def run(launch: Launch, cgroup: Cgroup, chan: Channel) -> NoReturn:
     status = 1
     try:
         if launch.config.process is not None:
             init.set_oom_score_adj(launch.config.process)
         chan.expect(channel.GO, "ocirt create")
+        cgroup.join()
         _enter_namespaces(launch, chan)
         # Init and what it forks stay out of reach of the container's processes until execve
         # (CVE-2019-5736: /proc/<pid>/exe is the host's python; docs/architecture.md).

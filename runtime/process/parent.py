@@ -1,9 +1,8 @@
-"""The parent side of ``create``: fork, map ids, place init in the cgroup, wait for ``ready``.
+"""The parent side of ``create``: fork, make the cgroup, map ids, wait for ``ready``.
 
-The first write to a v1 ``cgroup.procs`` waits for an RCU grace period (12 to 20 ms here,
-runc pays it too): ``create`` starts one early (``cgroups.start_grace_period``), and the
-intermediate is forked before the cgroup is made, so that the parent's cgroup work and
-the child's imports (each 5 to 15 ms here) run side by side.
+The intermediate is forked before the cgroup is made, so that the parent's cgroup work
+and the child's imports run side by side; it then joins the cgroup itself, which skips
+the RCU grace period a move by pid waits for (``Cgroup.join``).
 
 On any failure the children are killed before the error travels up, so the caller's
 cleanup (cgroup, state directory) never races a half-started container.
@@ -41,13 +40,12 @@ def spawn(launch: Launch, cgroup: Cgroup, make_cgroup: Callable[[int], None]) ->
         unlock()
         from ocirt.runtime.process import intermediate
 
-        intermediate.run(launch, theirs)
+        intermediate.run(launch, cgroup, theirs)
     theirs.close()
     launch.plan.close()
     init_pid = 0
     try:
         make_cgroup(child)
-        cgroup.add(child)
         ours.send(channel.GO)
         if launch.plan.new_user:
             ours.expect(channel.USERNS, "ocirt intermediate process")
