@@ -135,8 +135,10 @@ def start_daemon(
     return proc
 
 
-def stop_daemon(proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
-    """SIGTERM lets the daemon stop its containers and helpers; SIGKILL if it hangs."""
+def stop_daemon(proc: subprocess.Popen[bytes], timeout: float = 90) -> None:
+    """SIGTERM lets the daemon stop its containers and helpers; SIGKILL if it hangs. The wait
+    is long: on a loaded machine a ``docker rm`` has taken over 90 s, and a dockerd killed
+    before it is done leaves the bind of its data root that it removes as it exits."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
