@@ -16,19 +16,21 @@ if TYPE_CHECKING:
 OCI_VERSION_MIN = "1.0.0"
 # Sections whose handling arrives with later work: create refuses them, never silently ignores.
 NOT_YET: tuple[tuple[str, str | None], ...] = (("linux", "netDevices"),)
-# Handled inline by mounts.parse_options rather than through one of its tables.
+# Handled inline by mountopts.parse_options rather than through one of its tables.
 _OTHER_OPTIONS = ("defaults", "tmpcopyup", "idmap", "ridmap")
 
 
 def build() -> dict[str, Any]:
-    from ocirt.runtime import capabilities, lsm, mempolicy, mounts, namespaces
+    from ocirt.runtime import capabilities, lsm, mempolicy, mountopts, namespaces
     from ocirt.specs.config import SPEC_VERSION
 
     return {
         "ociVersionMin": OCI_VERSION_MIN,
         "ociVersionMax": SPEC_VERSION,
         "hooks": hooks(),
-        "mountOptions": sorted({*mounts.FLAGS, *mounts.PROPAGATION, *mounts.RECURSIVE, *_OTHER_OPTIONS}),
+        "mountOptions": sorted(
+            {*mountopts.FLAGS, *mountopts.PROPAGATION, *mountopts.RECURSIVE, *_OTHER_OPTIONS}
+        ),
         "linux": {
             "namespaces": sorted(namespaces.CLONE_FLAGS),
             "capabilities": list(capabilities.NAMES),
@@ -38,7 +40,7 @@ def build() -> dict[str, Any]:
             "apparmor": {"enabled": lsm.apparmor_enabled()},
             "selinux": {"enabled": lsm.selinux_enabled()},
             "intelRdt": {"enabled": False},  # refused, naming resctrl when it is missing
-            # bind mounts only: mounts.idmapped_trees
+            # bind mounts only: idmapped.idmapped_trees
             "mountExtensions": {"idmap": {"enabled": True}},
             "netDevices": {"enabled": supported("linux", "netDevices")},
             "memoryPolicy": {"modes": sorted(mempolicy.MODES), "flags": sorted(mempolicy.FLAGS)},

@@ -14,168 +14,14 @@ import os
 import stat
 
 from ocirt.foundation.mountinfo import MountInfo, read_mountinfo
-from ocirt.runtime import paths, syscalls
+from ocirt.runtime import copyup, mountopts, paths, syscalls
 from ocirt.runtime.errors import OcirtError, SpecError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from ocirt.specs.config import IDMapping, Linux, Mount
-
-S = syscalls
-# name: (clears the flag, flag)
-FLAGS: dict[str, tuple[bool, int]] = {
-    "ro": (False, S.MS_RDONLY),
-    "rw": (True, S.MS_RDONLY),
-    "nosuid": (False, S.MS_NOSUID),
-    "suid": (True, S.MS_NOSUID),
-    "nodev": (False, S.MS_NODEV),
-    "dev": (True, S.MS_NODEV),
-    "noexec": (False, S.MS_NOEXEC),
-    "exec": (True, S.MS_NOEXEC),
-    "sync": (False, S.MS_SYNCHRONOUS),
-    "async": (True, S.MS_SYNCHRONOUS),
-    "dirsync": (False, S.MS_DIRSYNC),
-    "remount": (False, S.MS_REMOUNT),
-    "mand": (False, S.MS_MANDLOCK),
-    "nomand": (True, S.MS_MANDLOCK),
-    "atime": (True, S.MS_NOATIME),
-    "noatime": (False, S.MS_NOATIME),
-    "diratime": (True, S.MS_NODIRATIME),
-    "nodiratime": (False, S.MS_NODIRATIME),
-    "bind": (False, S.MS_BIND),
-    "rbind": (False, S.MS_BIND | S.MS_REC),
-    "relatime": (False, S.MS_RELATIME),
-    "norelatime": (True, S.MS_RELATIME),
-    "strictatime": (False, S.MS_STRICTATIME),
-    "nostrictatime": (True, S.MS_STRICTATIME),
-    "lazytime": (False, S.MS_LAZYTIME),
-    "nolazytime": (True, S.MS_LAZYTIME),
-    "silent": (False, S.MS_SILENT),
-    "loud": (True, S.MS_SILENT),
-    "symfollow": (True, S.MS_NOSYMFOLLOW),
-    "nosymfollow": (False, S.MS_NOSYMFOLLOW),
-}
-PROPAGATION: dict[str, int] = {
-    "private": S.MS_PRIVATE,
-    "rprivate": S.MS_PRIVATE | S.MS_REC,
-    "shared": S.MS_SHARED,
-    "rshared": S.MS_SHARED | S.MS_REC,
-    "slave": S.MS_SLAVE,
-    "rslave": S.MS_SLAVE | S.MS_REC,
-    "unbindable": S.MS_UNBINDABLE,
-    "runbindable": S.MS_UNBINDABLE | S.MS_REC,
-}
-# name: (clears the attribute, MOUNT_ATTR_*), applied to a whole mount tree
-RECURSIVE: dict[str, tuple[bool, int]] = {
-    "rro": (False, S.MOUNT_ATTR_RDONLY),
-    "rrw": (True, S.MOUNT_ATTR_RDONLY),
-    "rnosuid": (False, S.MOUNT_ATTR_NOSUID),
-    "rsuid": (True, S.MOUNT_ATTR_NOSUID),
-    "rnodev": (False, S.MOUNT_ATTR_NODEV),
-    "rdev": (True, S.MOUNT_ATTR_NODEV),
-    "rnoexec": (False, S.MOUNT_ATTR_NOEXEC),
-    "rexec": (True, S.MOUNT_ATTR_NOEXEC),
-    "rnodiratime": (False, S.MOUNT_ATTR_NODIRATIME),
-    "rdiratime": (True, S.MOUNT_ATTR_NODIRATIME),
-    "rrelatime": (False, S.MOUNT_ATTR_RELATIME),
-    "rnorelatime": (True, S.MOUNT_ATTR_RELATIME),
-    "rnoatime": (False, S.MOUNT_ATTR_NOATIME),
-    "ratime": (True, S.MOUNT_ATTR_NOATIME),
-    "rstrictatime": (False, S.MOUNT_ATTR_STRICTATIME),
-    "rnostrictatime": (True, S.MOUNT_ATTR_STRICTATIME),
-    "rnosymfollow": (False, S.MOUNT_ATTR_NOSYMFOLLOW),
-    "rsymfollow": (True, S.MOUNT_ATTR_NOSYMFOLLOW),
-}
-# statvfs f_flag bits and the mount flags they report (ST_NOSYMFOLLOW is missing from os)
-_STATVFS_FLAGS = (
-    (os.ST_RDONLY, S.MS_RDONLY),
-    (os.ST_NOSUID, S.MS_NOSUID),
-    (os.ST_NODEV, S.MS_NODEV),
-    (os.ST_NOEXEC, S.MS_NOEXEC),
-    (os.ST_SYNCHRONOUS, S.MS_SYNCHRONOUS),
-    (os.ST_MANDLOCK, S.MS_MANDLOCK),
-    (os.ST_NOATIME, S.MS_NOATIME),
-    (os.ST_NODIRATIME, S.MS_NODIRATIME),
-    (os.ST_RELATIME, S.MS_RELATIME),
-    (0x2000, S.MS_NOSYMFOLLOW),
-)
-# flags the kernel locks on mounts copied into a less privileged mount namespace
-LOCKED_FLAGS = (
-    S.MS_RDONLY | S.MS_NOSUID | S.MS_NODEV | S.MS_NOEXEC | S.MS_NOATIME | S.MS_NODIRATIME | S.MS_RELATIME
-)
-ATIME_FLAGS = S.MS_NOATIME | S.MS_RELATIME | S.MS_STRICTATIME
-# what a plain bind mount ignores, so a remount must apply it
-_NOT_BIND_FLAGS = ~(S.MS_BIND | S.MS_REC | S.MS_REMOUNT)
-DEFAULT_FS_FLAGS = S.MS_NOSUID | S.MS_NODEV | S.MS_NOEXEC
-
-
-class MountOptions:
-    """``flags`` to set and ``clear`` (for mount(2)), ``propagation`` changes in order,
-    recursive ``attr_set``/``attr_clr`` for mount_setattr(2), filesystem ``data``."""
-
-    __slots__ = ("attr_clr", "attr_set", "clear", "copyup", "data", "flags", "idmap", "propagation", "ridmap")
-
-    def __init__(self) -> None:
-        self.flags = 0
-        self.clear = 0
-        self.propagation: list[int] = []
-        self.attr_set = 0
-        self.attr_clr = 0
-        self.data = ""
-        self.copyup = False
-        self.idmap = False
-        self.ridmap = False  # the idmapping reaches every mount of an rbind, not the top one
-
-
-def parse_options(options: list[str]) -> MountOptions:
-    """runc's reading of ``mounts[].options``: later options win over earlier ones."""
-    out = MountOptions()
-    data = []
-    for opt in options:
-        if opt in FLAGS:
-            clear, flag = FLAGS[opt]
-            if clear:
-                out.flags &= ~flag
-                out.clear |= flag
-            else:
-                out.flags |= flag
-                out.clear &= ~flag
-        elif opt in PROPAGATION:
-            out.propagation.append(PROPAGATION[opt])
-        elif opt in RECURSIVE:
-            _recursive(out, *RECURSIVE[opt])
-        elif opt == "tmpcopyup":
-            out.copyup = True
-        elif opt in ("idmap", "ridmap"):
-            out.idmap = True
-            out.ridmap = opt == "ridmap"
-        elif opt != "defaults":
-            data.append(opt)
-    out.data = ",".join(data)
-    return out
-
-
-def _recursive(out: MountOptions, clear: bool, attr: int) -> None:
-    if clear:
-        out.attr_clr |= attr
-        out.attr_set &= ~attr
-        return
-    out.attr_set |= attr
-    out.attr_clr &= ~attr
-    if attr & S.MOUNT_ATTR__ATIME == attr:
-        # mount_setattr(2): an access-time mode is set only with MOUNT_ATTR__ATIME cleared
-        out.attr_clr |= S.MOUNT_ATTR__ATIME
-
-
-def statvfs_flags(f_flag: int) -> int:
-    """The MS_* flags a mount has, from ``os.statvfs(...).f_flag``."""
-    flags = 0
-    for st_bit, ms_bit in _STATVFS_FLAGS:
-        if f_flag & st_bit:
-            flags |= ms_bit
-    return flags
+    from ocirt.specs.config import Mount
 
 
 def containing_mount(path: str, infos: list[MountInfo]) -> MountInfo | None:
@@ -223,7 +69,7 @@ def fail(where: str, what: str, exc: OSError) -> OcirtError:
 
 
 def is_bind(m: Mount) -> bool:
-    return m.type == "bind" or bool(parse_options(m.options).flags & S.MS_BIND)
+    return m.type == "bind" or bool(mountopts.parse_options(m.options).flags & syscalls.MS_BIND)
 
 
 def host_source(m: Mount, bundle: str) -> str:
@@ -242,78 +88,9 @@ def bind_sources(mounts: list[Mount], bundle: str) -> list[tuple[int, str]]:
     ]
 
 
-def idmapped_trees(mounts: list[Mount], bundle: str, linux: Linux) -> dict[int, int]:
-    """mounts index -> a detached copy of the source with its owners mapped, for init to
-    attach. Made here, by the host's root: an idmapping needs CAP_SYS_ADMIN over the
-    filesystem, and only a mount not yet attached anywhere may take one."""
-    from ocirt.runtime.namespaces import mapped_userns
-
-    trees: dict[int, int] = {}
-    users: dict[str, int] = {}
-    try:
-        for i, m in enumerate(mounts):
-            if not m.idmapped():
-                continue
-            uids, gids = _idmappings(i, m, linux)
-            key = f"{_map_key(uids)}/{_map_key(gids)}"
-            if key not in users:
-                users[key] = mapped_userns(uids, gids, f"mounts[{i}]")
-            trees[i] = _idmapped_tree(i, m, host_source(m, bundle), users[key])
-    except BaseException:
-        for fd in trees.values():
-            os.close(fd)
-        raise
-    finally:
-        for fd in users.values():
-            os.close(fd)
-    return trees
-
-
-def _map_key(maps: list[IDMapping]) -> str:
-    return " ".join(f"{m.container_id}:{m.host_id}:{m.size}" for m in maps)
-
-
-def _idmappings(index: int, m: Mount, linux: Linux) -> tuple[list[IDMapping], list[IDMapping]]:
-    """runtime-spec 1.2: ``idmap`` without mappings of its own takes the container's."""
-    if not is_bind(m):
-        raise SpecError(f"mounts[{index}].options", "an idmapped mount must be a bind mount")
-    uids = m.uid_mappings or linux.uid_mappings
-    gids = m.gid_mappings or linux.gid_mappings
-    if not (uids and gids):
-        raise SpecError(
-            f"mounts[{index}].uidMappings",
-            "an idmapped mount needs uidMappings and gidMappings (its own or the container's)",
-        )
-    return uids, gids
-
-
-def _idmapped_tree(index: int, m: Mount, source: str, userns_fd: int) -> int:
-    where = f"mounts[{index}] ({m.destination})"
-    opts = parse_options(m.options)
-    flags = S.OPEN_TREE_CLONE | S.OPEN_TREE_CLOEXEC | (S.AT_RECURSIVE if opts.flags & S.MS_REC else 0)
-    try:
-        tree = syscalls.open_tree(S.AT_FDCWD, source, flags)
-    except OSError as exc:
-        raise fail(where, f"bind source {source}", exc) from None
-    try:
-        # a copy of a shared host mount is its peer: mounts under it would reach the host
-        syscalls.mount_setattr(tree, "", S.AT_EMPTY_PATH | S.AT_RECURSIVE, 0, 0, S.MS_SLAVE)
-        recursive = S.AT_RECURSIVE if opts.ridmap else 0
-        syscalls.mount_setattr(tree, "", S.AT_EMPTY_PATH | recursive, S.MOUNT_ATTR_IDMAP, 0, 0, userns_fd)
-    except OSError as exc:
-        os.close(tree)
-        hint = ""
-        if exc.errno == errno.EINVAL:
-            info = containing_mount(os.path.realpath(source), read_mountinfo())
-            fstype = info.fstype if info is not None else "its"
-            hint = f" (the {fstype} filesystem does not support idmapped mounts)"
-        raise OcirtError(f"{where}: idmap {source}: {strerror(exc)}{hint}") from None
-    return tree
-
-
 def mount_entry(rfs: Rootfs, index: int, m: Mount) -> None:
     where = f"mounts[{index}] ({m.destination})"
-    opts = parse_options(m.options)
+    opts = mountopts.parse_options(m.options)
     kind = m.type
     if index in rfs.idmap_fds:
         _attach(rfs, where, m.destination, rfs.idmap_fds[index], opts)
@@ -321,7 +98,7 @@ def mount_entry(rfs: Rootfs, index: int, m: Mount) -> None:
         if not m.source:
             raise SpecError(f"mounts[{index}].source", "is required for a bind mount")
         source = host_source(m, rfs.bundle)
-        bind(rfs, where, m.destination, source, opts, opts.flags | S.MS_BIND, rfs.bind_fds.get(index))
+        bind(rfs, where, m.destination, source, opts, opts.flags | syscalls.MS_BIND, rfs.bind_fds.get(index))
     elif not kind:
         raise SpecError(f"mounts[{index}].type", "is required unless options has bind or rbind")
     elif kind == "cgroup":
@@ -337,7 +114,7 @@ def bind(
     where: str,
     dest: str,
     source: str,
-    opts: MountOptions,
+    opts: mountopts.MountOptions,
     flags: int,
     source_fd: int | None = None,
 ) -> None:
@@ -351,43 +128,45 @@ def bind(
     fd = _destination(rfs, where, dest, is_dir)
     try:
         _check_proc(rfs, where, fd, "bind", source)
-        syscalls.mount(real, paths.fd_path(fd), "bind", S.MS_BIND | (flags & S.MS_REC))
+        syscalls.mount(real, paths.fd_path(fd), "bind", syscalls.MS_BIND | (flags & syscalls.MS_REC))
     except OSError as exc:
         raise fail(where, f"mount bind {source}", exc) from None
     finally:
         os.close(fd)
-    remount = flags & _NOT_BIND_FLAGS & ~S.MS_REC
-    after_mount(rfs, where, dest, opts, remount | S.MS_BIND if remount else 0)
+    remount = flags & mountopts.NOT_BIND_FLAGS & ~syscalls.MS_REC
+    after_mount(rfs, where, dest, opts, remount | syscalls.MS_BIND if remount else 0)
 
 
-def _attach(rfs: Rootfs, where: str, dest: str, tree: int, opts: MountOptions) -> None:
+def _attach(rfs: Rootfs, where: str, dest: str, tree: int, opts: mountopts.MountOptions) -> None:
     """Put a detached tree (``idmapped_trees``) at ``dest``; flags as for a bind."""
     fd = _destination(rfs, where, dest, stat.S_ISDIR(os.fstat(tree).st_mode))
     try:
         _check_proc(rfs, where, fd, "bind", None)
-        empty = S.MOVE_MOUNT_F_EMPTY_PATH | S.MOVE_MOUNT_T_EMPTY_PATH
+        empty = syscalls.MOVE_MOUNT_F_EMPTY_PATH | syscalls.MOVE_MOUNT_T_EMPTY_PATH
         syscalls.move_mount(tree, "", fd, "", empty)
     except OSError as exc:
         raise fail(where, "attach the idmapped mount", exc) from None
     finally:
         os.close(fd)
-    remount = opts.flags & _NOT_BIND_FLAGS & ~S.MS_REC
-    after_mount(rfs, where, dest, opts, remount | S.MS_BIND if remount else 0)
+    remount = opts.flags & mountopts.NOT_BIND_FLAGS & ~syscalls.MS_REC
+    after_mount(rfs, where, dest, opts, remount | syscalls.MS_BIND if remount else 0)
 
 
-def filesystem(rfs: Rootfs, where: str, dest: str, kind: str, source: str | None, opts: MountOptions) -> None:
+def filesystem(
+    rfs: Rootfs, where: str, dest: str, kind: str, source: str | None, opts: mountopts.MountOptions
+) -> None:
     """A new filesystem instance; tmpfs and ``/dev`` are mounted writable first, as runc does,
     so devices and copied files can be put in them, and made read-only afterwards."""
     if kind in ("proc", "sysfs"):
         _check_plain_dir(rfs, where, dest, kind)
-    readonly_later = opts.flags & S.MS_RDONLY and (kind == "tmpfs" or clean(dest) == "/dev")
-    flags = opts.flags & ~S.MS_RDONLY if readonly_later else opts.flags
+    readonly_later = opts.flags & syscalls.MS_RDONLY and (kind == "tmpfs" or clean(dest) == "/dev")
+    flags = opts.flags & ~syscalls.MS_RDONLY if readonly_later else opts.flags
     data = _tmpfs_mode(rfs, dest, opts.data) if kind == "tmpfs" else opts.data
     fd = _destination(rfs, where, dest, True)
     try:
         _check_proc(rfs, where, fd, kind, None)
         if opts.copyup and kind == "tmpfs":
-            _copy_up(rfs, dest, fd, flags, data)
+            copyup.copy_up(rfs.root_fd, dest, fd, flags, data)
         else:
             syscalls.mount(source or kind, paths.fd_path(fd), kind, flags, data or None)
         error = None
@@ -398,7 +177,7 @@ def filesystem(rfs: Rootfs, where: str, dest: str, kind: str, source: str | None
     if error is not None:
         _fallback(rfs, where, dest, kind, opts, error)
         return
-    remount = opts.flags | S.MS_REMOUNT if readonly_later and clean(dest) != "/dev" else 0
+    remount = opts.flags | syscalls.MS_REMOUNT if readonly_later and clean(dest) != "/dev" else 0
     after_mount(rfs, where, dest, opts, remount)
 
 
@@ -423,14 +202,16 @@ def _tmpfs_mode(rfs: Rootfs, dest: str, data: str) -> str:
 _HOST_FALLBACK = {"sysfs": "/sys", "mqueue": "/dev/mqueue"}
 
 
-def _fallback(rfs: Rootfs, where: str, dest: str, kind: str, opts: MountOptions, exc: OSError) -> None:
+def _fallback(
+    rfs: Rootfs, where: str, dest: str, kind: str, opts: mountopts.MountOptions, exc: OSError
+) -> None:
     source = _HOST_FALLBACK.get(kind, "")
     if not (rfs.userns and exc.errno in (errno.EPERM, errno.EBUSY) and os.path.isdir(source)):
         raise fail(where, f"mount {kind}" + (f" ({opts.data})" if opts.data else ""), exc)
-    bind(rfs, where, dest, source, opts, opts.flags | S.MS_BIND | S.MS_REC)
+    bind(rfs, where, dest, source, opts, opts.flags | syscalls.MS_BIND | syscalls.MS_REC)
 
 
-def after_mount(rfs: Rootfs, where: str, dest: str, opts: MountOptions, remount: int) -> None:
+def after_mount(rfs: Rootfs, where: str, dest: str, opts: mountopts.MountOptions, remount: int) -> None:
     """Remount, propagation and recursive attributes act on the new mount, so ``dest`` is
     resolved again: the fd from before the mount names the directory underneath it."""
     if not (remount or opts.propagation or opts.attr_set or opts.attr_clr):
@@ -461,18 +242,18 @@ def _remount(where: str, fd: int, flags: int, cleared: int) -> None:
     """In a user namespace the flags of a mount copied from the host are locked: a bind
     remount must repeat them, unless the config asked to clear one (then the error stands)."""
     target = paths.fd_path(fd)
-    flags = (flags | S.MS_REMOUNT) & ~S.MS_REC
+    flags = (flags | syscalls.MS_REMOUNT) & ~syscalls.MS_REC
     try:
         syscalls.mount(None, target, None, flags)
         return
     except OSError as exc:
-        if exc.errno != errno.EPERM or not flags & S.MS_BIND:
+        if exc.errno != errno.EPERM or not flags & syscalls.MS_BIND:
             raise fail(where, "remount", exc) from None
-        locked = statvfs_flags(os.fstatvfs(fd).f_flag) & LOCKED_FLAGS
+        locked = mountopts.statvfs_flags(os.fstatvfs(fd).f_flag) & mountopts.LOCKED_FLAGS
         if locked & cleared:
             raise fail(where, "remount (the host locked flags the config clears)", exc) from None
-    if flags & ATIME_FLAGS:
-        locked &= ~ATIME_FLAGS
+    if flags & mountopts.ATIME_FLAGS:
+        locked &= ~mountopts.ATIME_FLAGS
     _call(where, "remount", syscalls.mount, None, target, None, flags | locked)
 
 
@@ -550,72 +331,7 @@ def _is_procfs(path: str) -> bool:
     return info is not None and info.fstype == "proc"
 
 
-def _copy_up(rfs: Rootfs, dest: str, fd: int, flags: int, data: str) -> None:
-    """``tmpcopyup``: the new tmpfs starts with what the image had at ``dest``, owned as the
-    directory was; its mode is in ``data`` (the one asked for, else the directory's)."""
-    src = paths.open_in_root(rfs.root_fd, dest, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        syscalls.mount("tmpfs", paths.fd_path(fd), "tmpfs", flags, data or None)
-        dst = paths.open_in_root(rfs.root_fd, dest, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            copy_tree(src, dst)
-            st = os.fstat(src)
-            os.fchown(dst, st.st_uid, st.st_gid)
-        finally:
-            os.close(dst)
-    finally:
-        os.close(src)
-
-
-def copy_tree(src: int, dst: int) -> None:
-    """Copy a directory's entries between two directory fds, keeping owners, modes and times."""
-    with os.scandir(src) as entries:
-        for entry in entries:
-            st = entry.stat(follow_symlinks=False)
-            name = entry.name
-            if stat.S_ISDIR(st.st_mode):
-                os.mkdir(name, 0o700, dir_fd=dst)
-                sub_src = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=src)
-                sub_dst = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dst)
-                try:
-                    copy_tree(sub_src, sub_dst)
-                finally:
-                    os.close(sub_src)
-                    os.close(sub_dst)
-            elif stat.S_ISREG(st.st_mode):
-                _copy_file(src, dst, name, st.st_size)
-            elif stat.S_ISLNK(st.st_mode):
-                os.symlink(os.readlink(name, dir_fd=src), name, dir_fd=dst)
-            else:
-                os.mknod(name, st.st_mode, st.st_rdev, dir_fd=dst)
-            _copy_meta(dst, name, st)
-
-
-def _copy_file(src: int, dst: int, name: str, size: int) -> None:
-    fin = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=src)
-    try:
-        fout = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600, dir_fd=dst)
-        try:
-            offset = 0
-            while offset < size:
-                sent = os.sendfile(fout, fin, offset, size - offset)
-                if sent == 0:
-                    break
-                offset += sent
-        finally:
-            os.close(fout)
-    finally:
-        os.close(fin)
-
-
-def _copy_meta(dst: int, name: str, st: os.stat_result) -> None:
-    os.chown(name, st.st_uid, st.st_gid, dir_fd=dst, follow_symlinks=False)
-    if not stat.S_ISLNK(st.st_mode):
-        os.chmod(name, stat.S_IMODE(st.st_mode), dir_fd=dst)
-    os.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=dst, follow_symlinks=False)
-
-
-def cgroup_v1(rfs: Rootfs, where: str, dest: str, opts: MountOptions) -> None:
+def cgroup_v1(rfs: Rootfs, where: str, dest: str, opts: mountopts.MountOptions) -> None:
     """runc's layout: a tmpfs holding one directory per host hierarchy, named like its host
     mount point. Without a cgroup namespace each is a bind of the container's own cgroup,
     with one, a fresh mount of the hierarchy (the kernel roots it at the namespace)."""
@@ -624,23 +340,23 @@ def cgroup_v1(rfs: Rootfs, where: str, dest: str, opts: MountOptions) -> None:
     data = _tmpfs_mode(rfs, dest, "") or "mode=755"  # sysfs's 0555 under /sys, as runc's chmod
     fd = _destination(rfs, where, dest, True)
     try:
-        syscalls.mount("tmpfs", paths.fd_path(fd), "tmpfs", DEFAULT_FS_FLAGS, data)
+        syscalls.mount("tmpfs", paths.fd_path(fd), "tmpfs", mountopts.DEFAULT_FS_FLAGS, data)
     except OSError as exc:
         raise fail(where, "mount tmpfs for cgroups", exc) from None
     finally:
         os.close(fd)
-    flags = opts.flags & ~(S.MS_BIND | S.MS_REC | S.MS_REMOUNT)
+    flags = opts.flags & ~(syscalls.MS_BIND | syscalls.MS_REC | syscalls.MS_REMOUNT)
     for info in v1_hierarchies(infos):
         name = os.path.basename(info.mountpoint)
         sub, source = f"{dest}/{name}", own.get(info.mountpoint)
         if rfs.cgroupns:
             _mount_hierarchy(rfs, where, sub, info, flags, source, opts)
         elif source is not None:
-            bind(rfs, f"{where} {name}", sub, source, opts, flags | S.MS_BIND | S.MS_REC)
+            bind(rfs, f"{where} {name}", sub, source, opts, flags | syscalls.MS_BIND | syscalls.MS_REC)
         else:
             continue
         _comount_links(rfs, where, dest, name)
-    remount = DEFAULT_FS_FLAGS | S.MS_RDONLY if opts.flags & S.MS_RDONLY else 0
+    remount = mountopts.DEFAULT_FS_FLAGS | syscalls.MS_RDONLY if opts.flags & syscalls.MS_RDONLY else 0
     after_mount(rfs, where, dest, opts, remount)
 
 
@@ -651,7 +367,7 @@ def _mount_hierarchy(
     info: MountInfo,
     flags: int,
     source: str | None,
-    opts: MountOptions,
+    opts: mountopts.MountOptions,
 ) -> None:
     fd = _destination(rfs, where, sub, True)
     try:
@@ -663,7 +379,7 @@ def _mount_hierarchy(
     finally:
         os.close(fd)
     # a user namespace cannot mount a v1 hierarchy: show the container's cgroup instead
-    bind(rfs, where, sub, source, opts, flags | S.MS_BIND | S.MS_REC)
+    bind(rfs, where, sub, source, opts, flags | syscalls.MS_BIND | syscalls.MS_REC)
 
 
 def _comount_links(rfs: Rootfs, where: str, dest: str, name: str) -> None:
@@ -723,12 +439,12 @@ def own_cgroups(cgroup_paths: dict[str, str], infos: list[MountInfo]) -> dict[st
     return out
 
 
-def cgroup_v2(rfs: Rootfs, where: str, dest: str, source: str | None, opts: MountOptions) -> None:
+def cgroup_v2(rfs: Rootfs, where: str, dest: str, source: str | None, opts: mountopts.MountOptions) -> None:
     """With a cgroup namespace a new cgroup2 mount is rooted at the container's cgroup;
     without one it would show the host's whole tree, so the container's directory is bound."""
     own = None if rfs.cgroupns else own_v2(rfs.cgroup_paths)
     if own is not None:
-        bind(rfs, where, dest, own, opts, opts.flags | S.MS_BIND | S.MS_REC)
+        bind(rfs, where, dest, own, opts, opts.flags | syscalls.MS_BIND | syscalls.MS_REC)
     else:
         filesystem(rfs, where, dest, "cgroup2", source, opts)
 

@@ -11,7 +11,7 @@ import errno
 import os
 
 from ocirt.foundation.mountinfo import read_mountinfo
-from ocirt.runtime import devices, mounts, syscalls
+from ocirt.runtime import devices, mountopts, mounts, syscalls
 from ocirt.runtime.errors import OcirtError, SpecError
 
 TYPE_CHECKING = False
@@ -19,8 +19,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from ocirt.specs.config import Config
-
-S = syscalls
 
 
 def setup_rootfs(
@@ -41,7 +39,7 @@ def setup_rootfs(
     ``cgroup_paths`` are the container's host cgroup directories (one per hierarchy);
     ``userns`` says mknod is not allowed, so device nodes are bound from the host;
     ``bind_fds`` are bind sources the host's root opened (``mounts.bind_sources``),
-    ``idmap_fds`` the idmapped trees it made (``mounts.idmapped_trees``).
+    ``idmap_fds`` the idmapped trees it made (``idmapped.idmapped_trees``).
     Without a mount namespace (``mount_ns`` false: the runtime's is inherited) the mounts
     are made in the runtime's own and the root is entered with chroot, as runc and crun
     do; the host's propagation is then left alone."""
@@ -78,7 +76,7 @@ def setup_rootfs(
         rfs.bind_fds.clear()
         rfs.idmap_fds.clear()
     if propagation:
-        _mount("/", "set linux.rootfsPropagation " + propagation, mounts.PROPAGATION[propagation])
+        _mount("/", "set linux.rootfsPropagation " + propagation, mountopts.PROPAGATION[propagation])
 
 
 def rootfs_path(config: Config, bundle: str) -> str:
@@ -95,9 +93,9 @@ def _prepare_tree(propagation: str, rootfs: str) -> None:
     mode = propagation.removeprefix("r") if propagation else "slave"
     if mode == "unbindable":
         mode = "slave"
-    flags = mounts.PROPAGATION[mode] | S.MS_REC
+    flags = mountopts.PROPAGATION[mode] | syscalls.MS_REC
     _mount("/", f"make / recursively {mode}", flags)
-    if flags & S.MS_SHARED:
+    if flags & syscalls.MS_SHARED:
         _parent_private(rootfs)
     _bind_rootfs(rootfs)
 
@@ -105,7 +103,7 @@ def _prepare_tree(propagation: str, rootfs: str) -> None:
 def _bind_rootfs(rootfs: str) -> None:
     """A mount of its own, so a read-only root or the pivot acts on it alone."""
     try:
-        syscalls.mount(rootfs, rootfs, "bind", S.MS_BIND | S.MS_REC)
+        syscalls.mount(rootfs, rootfs, "bind", syscalls.MS_BIND | syscalls.MS_REC)
     except OSError as exc:
         raise OcirtError(f"root.path: bind {rootfs} onto itself: {mounts.strerror(exc)}") from None
 
@@ -115,7 +113,7 @@ def _parent_private(rootfs: str) -> None:
     a new root whose parent is shared."""
     info = mounts.containing_mount(rootfs, read_mountinfo())
     if info is not None and any(o.startswith("shared:") for o in info.optional):
-        _mount(info.mountpoint, f"make {info.mountpoint} private", S.MS_PRIVATE)
+        _mount(info.mountpoint, f"make {info.mountpoint} private", syscalls.MS_PRIVATE)
 
 
 def _mount(target: str, what: str, flags: int) -> None:
@@ -134,8 +132,8 @@ def _pivot_root(root_fd: int, rootfs: str) -> None:
         os.fchdir(root_fd)
         syscalls.pivot_root(".", ".")
         os.fchdir(old)
-        syscalls.mount(None, ".", None, S.MS_SLAVE | S.MS_REC)
-        syscalls.umount2(".", S.MNT_DETACH)
+        syscalls.mount(None, ".", None, syscalls.MS_SLAVE | syscalls.MS_REC)
+        syscalls.umount2(".", syscalls.MNT_DETACH)
         os.chdir("/")
     except OSError as exc:
         hint = " (a rootfs on the initramfs needs --no-pivot)" if exc.errno == errno.EINVAL else ""
@@ -158,7 +156,7 @@ def _move_root(root_fd: int, rootfs: str) -> None:
     """``--no-pivot``: move the rootfs over ``/`` and chroot into it."""
     try:
         os.fchdir(root_fd)
-        syscalls.mount(".", "/", None, S.MS_MOVE)
+        syscalls.mount(".", "/", None, syscalls.MS_MOVE)
         os.chroot(".")
         os.chdir("/")
     except OSError as exc:
@@ -182,14 +180,14 @@ def _readonly_path(path: str, where: str) -> None:
     """Keep nosuid/nodev/noexec as they were: in a user namespace they are locked, and
     dropping them on a path like /proc would fail."""
     try:
-        syscalls.mount(path, path, None, S.MS_BIND | S.MS_REC)
+        syscalls.mount(path, path, None, syscalls.MS_BIND | syscalls.MS_REC)
     except FileNotFoundError:
         return
     except OSError as exc:
         raise mounts.fail(where, "bind onto itself", exc) from None
     try:
-        keep = mounts.statvfs_flags(os.statvfs(path).f_flag) & mounts.DEFAULT_FS_FLAGS
-        syscalls.mount(path, path, None, keep | S.MS_BIND | S.MS_REMOUNT | S.MS_RDONLY)
+        keep = mountopts.statvfs_flags(os.statvfs(path).f_flag) & mountopts.DEFAULT_FS_FLAGS
+        syscalls.mount(path, path, None, keep | syscalls.MS_BIND | syscalls.MS_REMOUNT | syscalls.MS_RDONLY)
     except OSError as exc:
         raise mounts.fail(where, "remount read-only", exc) from None
 
@@ -197,7 +195,7 @@ def _readonly_path(path: str, where: str) -> None:
 def _mask_path(path: str, where: str) -> None:
     """A file gets /dev/null over it; a directory (ENOTDIR from the bind) an empty tmpfs."""
     try:
-        syscalls.mount("/dev/null", path, None, S.MS_BIND)
+        syscalls.mount("/dev/null", path, None, syscalls.MS_BIND)
         return
     except FileNotFoundError:
         return
@@ -206,7 +204,7 @@ def _mask_path(path: str, where: str) -> None:
     except OSError as exc:
         raise mounts.fail(where, "bind /dev/null", exc) from None
     try:
-        syscalls.mount("tmpfs", path, "tmpfs", S.MS_RDONLY)
+        syscalls.mount("tmpfs", path, "tmpfs", syscalls.MS_RDONLY)
     except OSError as exc:
         raise mounts.fail(where, "mount read-only tmpfs", exc) from None
 
@@ -216,14 +214,14 @@ def _dev_readonly(config: Config) -> bool:
     readonly = False
     for m in config.mounts:
         if mounts.clean(m.destination) == "/dev":
-            readonly = bool(mounts.parse_options(m.options).flags & S.MS_RDONLY)
+            readonly = bool(mountopts.parse_options(m.options).flags & syscalls.MS_RDONLY)
     return readonly
 
 
 def _remount_readonly(target: str, what: str) -> None:
     """A bind remount sets every per-mount flag at once: the current ones are repeated."""
     try:
-        keep = mounts.statvfs_flags(os.statvfs(target).f_flag)
-        syscalls.mount(None, target, None, keep | S.MS_BIND | S.MS_REMOUNT | S.MS_RDONLY)
+        keep = mountopts.statvfs_flags(os.statvfs(target).f_flag)
+        syscalls.mount(None, target, None, keep | syscalls.MS_BIND | syscalls.MS_REMOUNT | syscalls.MS_RDONLY)
     except OSError as exc:
         raise OcirtError(f"{what}: {mounts.strerror(exc)}") from None

@@ -64,6 +64,8 @@ BUDGET = {
         "ocirt.runtime.hooks",
         "ocirt.runtime.lsm",
         "ocirt.runtime.mempolicy",
+        "ocirt.runtime.copyup",
+        "ocirt.runtime.mountopts",
         "ocirt.runtime.mounts",
         "ocirt.runtime.namespaces",
         "ocirt.runtime.operations.create",

@@ -6,12 +6,12 @@ import os
 
 import pytest
 from ocirt.foundation.mountinfo import MountInfo
-from ocirt.runtime import mounts, paths
+from ocirt.runtime import mountopts, mounts, paths
 from ocirt.runtime import syscalls as S
 
 
 def test_runc_default_proc_and_dev_options() -> None:
-    opts = mounts.parse_options(["nosuid", "strictatime", "mode=755", "size=65536k"])
+    opts = mountopts.parse_options(["nosuid", "strictatime", "mode=755", "size=65536k"])
     assert opts.flags == S.MS_NOSUID | S.MS_STRICTATIME
     assert opts.clear == 0
     assert opts.data == "mode=755,size=65536k"
@@ -34,23 +34,23 @@ def test_every_flag_and_its_opposite() -> None:
         "nosymfollow": "symfollow",
     }
     for setter, clearer in pairs.items():
-        flag = mounts.FLAGS[setter][1]
-        on = mounts.parse_options([clearer, setter])
+        flag = mountopts.FLAGS[setter][1]
+        on = mountopts.parse_options([clearer, setter])
         assert (on.flags, on.clear) == (flag, 0), setter
-        off = mounts.parse_options([setter, clearer])
+        off = mountopts.parse_options([setter, clearer])
         assert (off.flags, off.clear) == (0, flag), clearer
     only_set = {"dirsync": S.MS_DIRSYNC, "remount": S.MS_REMOUNT, "bind": S.MS_BIND}
     for name, flag in only_set.items():
-        assert mounts.parse_options([name]).flags == flag
+        assert mountopts.parse_options([name]).flags == flag
 
 
 def test_bind_and_rbind() -> None:
-    assert mounts.parse_options(["bind", "ro"]).flags == S.MS_BIND | S.MS_RDONLY
-    assert mounts.parse_options(["rbind"]).flags == S.MS_BIND | S.MS_REC
+    assert mountopts.parse_options(["bind", "ro"]).flags == S.MS_BIND | S.MS_RDONLY
+    assert mountopts.parse_options(["rbind"]).flags == S.MS_BIND | S.MS_REC
 
 
 def test_propagation_is_kept_in_order() -> None:
-    opts = mounts.parse_options(["rbind", "rprivate", "shared", "slave", "runbindable"])
+    opts = mountopts.parse_options(["rbind", "rprivate", "shared", "slave", "runbindable"])
     assert opts.propagation == [
         S.MS_PRIVATE | S.MS_REC,
         S.MS_SHARED,
@@ -62,32 +62,32 @@ def test_propagation_is_kept_in_order() -> None:
 
 
 def test_unknown_options_become_data_and_defaults_vanishes() -> None:
-    opts = mounts.parse_options(["defaults", "newinstance", "ptmxmode=0666", "ro", "gid=5"])
+    opts = mountopts.parse_options(["defaults", "newinstance", "ptmxmode=0666", "ro", "gid=5"])
     assert opts.data == "newinstance,ptmxmode=0666,gid=5"
     assert opts.flags == S.MS_RDONLY
 
 
 def test_recursive_attributes() -> None:
-    opts = mounts.parse_options(["rbind", "rro", "rnosuid", "rexec"])
+    opts = mountopts.parse_options(["rbind", "rro", "rnosuid", "rexec"])
     assert opts.attr_set == S.MOUNT_ATTR_RDONLY | S.MOUNT_ATTR_NOSUID
     assert opts.attr_clr == S.MOUNT_ATTR_NOEXEC
     assert opts.flags == S.MS_BIND | S.MS_REC
-    flipped = mounts.parse_options(["rro", "rrw"])
+    flipped = mountopts.parse_options(["rro", "rrw"])
     assert (flipped.attr_set, flipped.attr_clr) == (0, S.MOUNT_ATTR_RDONLY)
 
 
 def test_recursive_access_time_modes_clear_the_atime_field() -> None:
-    noatime = mounts.parse_options(["rnoatime"])
+    noatime = mountopts.parse_options(["rnoatime"])
     assert noatime.attr_set == S.MOUNT_ATTR_NOATIME
     assert noatime.attr_clr == S.MOUNT_ATTR__ATIME
-    relatime = mounts.parse_options(["rrelatime"])
+    relatime = mountopts.parse_options(["rrelatime"])
     assert (relatime.attr_set, relatime.attr_clr) == (0, S.MOUNT_ATTR__ATIME)
-    nodiratime = mounts.parse_options(["rnodiratime"])
+    nodiratime = mountopts.parse_options(["rnodiratime"])
     assert (nodiratime.attr_set, nodiratime.attr_clr) == (S.MOUNT_ATTR_NODIRATIME, 0)
 
 
 def test_extensions_are_not_data() -> None:
-    opts = mounts.parse_options(["tmpcopyup", "idmap", "size=1m"])
+    opts = mountopts.parse_options(["tmpcopyup", "idmap", "size=1m"])
     assert opts.copyup and opts.idmap
     assert opts.data == "size=1m"
 
@@ -95,9 +95,9 @@ def test_extensions_are_not_data() -> None:
 def test_statvfs_flags_map_to_mount_flags() -> None:
     f_flag = os.ST_RDONLY | os.ST_NOSUID | os.ST_NODEV | os.ST_NOEXEC | os.ST_RELATIME
     expected = S.MS_RDONLY | S.MS_NOSUID | S.MS_NODEV | S.MS_NOEXEC | S.MS_RELATIME
-    assert mounts.statvfs_flags(f_flag) == expected
-    assert mounts.statvfs_flags(os.ST_NOATIME | os.ST_NODIRATIME) == S.MS_NOATIME | S.MS_NODIRATIME
-    assert mounts.statvfs_flags(0) == 0
+    assert mountopts.statvfs_flags(f_flag) == expected
+    assert mountopts.statvfs_flags(os.ST_NOATIME | os.ST_NODIRATIME) == S.MS_NOATIME | S.MS_NODIRATIME
+    assert mountopts.statvfs_flags(0) == 0
 
 
 def test_mountinfo_line_is_parsed_and_unescaped() -> None:

@@ -262,9 +262,10 @@ def _mount_sources(launch: Launch, cfg: Config, bundle: str, plan: Plan) -> None
     if not (idmapped or privileged_userns):
         return
     from ocirt.runtime import mounts
+    from ocirt.runtime.idmapped import idmapped_trees
 
     if idmapped:
-        launch.idmap_fds = mounts.idmapped_trees(cfg.mounts, bundle, cfg.linux)
+        launch.idmap_fds = idmapped_trees(cfg.mounts, bundle, cfg.linux)
     if privileged_userns:
         launch.bind_sources = mounts.bind_sources(cfg.mounts, bundle)
 

@@ -72,7 +72,7 @@ class Launch:
         # (mounts.bind_sources), and the fds the intermediate receives for init
         self.bind_sources: list[tuple[int, str]] = []
         self.bind_fds: dict[int, int] = {}
-        # detached idmapped trees the parent made before forking (mounts.idmapped_trees)
+        # detached idmapped trees the parent made before forking (idmapped.idmapped_trees)
         self.idmap_fds: dict[int, int] = {}
 
     def needs_create_hooks(self) -> bool:
