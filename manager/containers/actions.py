@@ -151,11 +151,7 @@ def _matches(c: store.Container, filters: list[str]) -> bool:
 
 def cmd_ps(args: argparse.Namespace) -> int:
     every = args.all or any(f.startswith("status=") for f in args.filter)  # as docker does
-    rows = [
-        c
-        for c in status.listing(ctx_of(args))
-        if (every or c.state in ("running", "paused")) and _matches(c, args.filter)
-    ]
+    rows = [c for c in status.listing(ctx_of(args)) if (every or c.state.live) and _matches(c, args.filter)]
     if args.quiet:
         for c in rows:
             print(c.id[:12])
@@ -214,7 +210,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
     if args.follow:
 
         def running() -> bool:
-            return _get(ctx, c.id).state in ("running", "paused")
+            return _get(ctx, c.id).state.live
 
         logs.follow(path, driver, offset, running, emit)
     return 0
@@ -227,7 +223,7 @@ def cmd_attach(args: argparse.Namespace) -> int:
 def cmd_exec(args: argparse.Namespace) -> int:
     ctx = ctx_of(args)
     c = _get(ctx, args.container)
-    if c.state != "running":
+    if not c.state.can_exec:
         raise ManagerError(f"container {c.name} is not running")
     if not args.command:
         raise ManagerError("exec: a command is required")
@@ -259,7 +255,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def cmd_top(args: argparse.Namespace) -> int:
     ctx = ctx_of(args)
     c = _get(ctx, args.container)
-    if c.state not in ("running", "paused"):
+    if not c.state.live:
         raise ManagerError(f"container {c.name} is not running")
     print(ctx.run("ps", c.id, *(args.ps_args or ["-ef"])).stdout, end="")
     return 0
@@ -269,7 +265,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     ctx = ctx_of(args)
     while True:
         wanted = [_get(ctx, ref) for ref in args.containers] or status.listing(ctx)
-        running = [c for c in wanted if c.state in ("running", "paused")]
+        running = [c for c in wanted if c.state.live]
         rows = stats.measure(ctx, running)
         if args.format == "json":
             print(json.dumps(rows, indent=2))
@@ -302,7 +298,7 @@ def cmd_wait(args: argparse.Namespace) -> int:
     ctx = ctx_of(args)
     for ref in args.containers:
         c = _get(ctx, ref)
-        if c.state in ("running", "paused"):
+        if c.state.live:
             try:
                 start.shim_client(ctx, c).wait()
             except OSError:
@@ -362,7 +358,7 @@ def cmd_update(args: argparse.Namespace) -> int:
         with layout.locked(ctx.root, c.id):
             c = store.get(conn, c.id)
             c.options.resources = flags.resources(args, c.options.resources)
-            if c.state in ("running", "paused"):
+            if c.state.live:
                 body = specmod.resources(c.options.resources, start.block_devices(c.options.resources))
                 ctx.run("update", "--resources", "-", c.id, input=json.dumps(body))
             with db.transaction(conn):

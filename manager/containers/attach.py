@@ -65,7 +65,7 @@ def run_foreground(ctx: Context, ref: str, stdin: bool | None = None) -> int:
 
 def attach_container(ctx: Context, ref: str, stdin: bool) -> int:
     c = status.refresh(ctx, store.get(db.connect(ctx.root), ref))
-    if c.state != "running":
+    if not c.state.can_exec:
         raise ManagerError(f"container {c.name} is not running")
     client = start.shim_client(ctx, c)
     with_stdin = stdin and c.options.interactive

@@ -15,6 +15,7 @@ import time
 from ocirt.manager import db
 from ocirt.manager.containers import layout, restart, store
 from ocirt.manager.containers.runtime import Context
+from ocirt.manager.containers.state import ContainerState
 from ocirt.manager.containers.store import Container
 from ocirt.manager.errors import ManagerError
 from ocirt.shim.client import ShimClient, read_exit
@@ -28,7 +29,7 @@ def finish(ctx: Context, cid: str) -> None:
     try:
         with layout.locked(ctx.root, found.id):
             c = store.find(conn, found.id)
-            if c is not None and c.state in ("running", "paused") and _record_exit(ctx, c):
+            if c is not None and c.state.live and _record_exit(ctx, c):
                 _after_exit(ctx, c)
     except ManagerError:
         if store.find(conn, found.id) is not None:
@@ -46,7 +47,7 @@ def _record_exit(ctx: Context, c: Container) -> bool:
         ctx.run("delete", "--force", c.id, check=False)
     else:
         c.exit_code, c.oom_killed = status.exit_code, status.oom_killed
-    c.state, c.pid, c.finished_at = "exited", 0, time.time()
+    c.state, c.pid, c.finished_at = c.state.to(ContainerState.EXITED), 0, time.time()
     return True
 
 
@@ -70,7 +71,7 @@ def _after_exit(ctx: Context, c: Container) -> None:
             start.launch_locked(ctx, c)
             return
         except ManagerError:
-            c.state = "exited"
+            c.state = c.state.to(ContainerState.EXITED)
     with db.transaction(conn):
         store.save(conn, c)
     if opts.auto_remove:

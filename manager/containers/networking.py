@@ -41,7 +41,7 @@ def _peer_netns(ctx: Context, ref: str) -> str:
     netns = (peer.plan.get("network") or {}).get("netns")
     if netns and netns != "host" and peer.options.network != "none":
         return str(netns)
-    if peer.state not in ("running", "paused") or not peer.pid:
+    if not peer.state.live or not peer.pid:
         raise ManagerError(f"--network: container {ref} is not running")
     return f"/proc/{peer.pid}/ns/net"
 

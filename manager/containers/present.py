@@ -7,6 +7,7 @@ from typing import Any
 
 from ocirt.foundation import timefmt
 from ocirt.manager.containers import status
+from ocirt.manager.containers.state import ContainerState
 from ocirt.manager.containers.store import Container
 from ocirt.manager.volumes import service as volumes
 
@@ -75,8 +76,8 @@ def inspect(root: str, c: Container) -> dict[str, Any]:
         "Args": args[1:],
         "State": {
             "Status": c.state,
-            "Running": c.state in ("running", "paused"),
-            "Paused": c.state == "paused",
+            "Running": c.state.live,
+            "Paused": c.state is ContainerState.PAUSED,
             "OOMKilled": c.oom_killed,
             "Pid": c.pid,
             "ExitCode": c.exit_code,

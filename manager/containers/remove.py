@@ -14,16 +14,16 @@ def remove(ctx: Context, ref: str, force: bool = False, volumes: bool = False) -
     """Remove ``ref``; its id."""
     conn = db.connect(ctx.root)
     c = store.get(conn, ref)
-    if c.state in ("running", "paused"):
-        if not force:
-            raise ManagerError(f"container {c.name} is {c.state}: stop it first or use rm -f")
+    if not c.state.can_remove(force):
+        raise ManagerError(f"container {c.name} is {c.state}: stop it first or use rm -f")
+    if c.state.can_stop:
         stop.stop(ctx, c.id, timeout=0)
     exits.finish(ctx, c.id)
     with layout.locked(ctx.root, c.id):
         current = store.find(conn, c.id)
         if current is None:
             return c.id
-        if current.state in ("running", "paused"):
+        if not current.state.can_remove(force=False):
             raise ManagerError(f"container {c.name} was started again while being removed")
         remove_locked(ctx, current, volumes)
     return c.id
@@ -40,7 +40,7 @@ def prune(ctx: Context) -> list[str]:
     """Remove every exited or created container; their ids."""
     removed = []
     for c in store.all_containers(db.connect(ctx.root)):
-        if c.state in ("exited", "created"):
+        if c.state.can_prune:
             try:
                 removed.append(remove(ctx, c.id))
             except ManagerError:

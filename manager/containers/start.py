@@ -15,6 +15,7 @@ from ocirt.manager import db
 from ocirt.manager.containers import create, etcfiles, layout, mounts, networking, spec, status, store
 from ocirt.manager.containers.options import Resources
 from ocirt.manager.containers.runtime import Context
+from ocirt.manager.containers.state import ContainerState
 from ocirt.manager.containers.store import Container
 from ocirt.manager.containers.units import size
 from ocirt.manager.errors import ManagerError
@@ -26,7 +27,7 @@ def start(ctx: Context, ref: str, no_start: bool = False) -> tuple[Container, Sh
     c = store.get(db.connect(ctx.root), ref)
     with layout.locked(ctx.root, c.id):
         c = store.get(db.connect(ctx.root), c.id)
-        if c.state in ("running", "paused"):
+        if not c.state.can_start:
             raise ManagerError(f"container {c.name} is already running")
         return c, launch_locked(ctx, c, no_start)
 
@@ -38,10 +39,10 @@ def launch_locked(ctx: Context, c: Container, no_start: bool = False) -> ShimHan
         write_bundle(ctx, c)
         handle = _shim(ctx, c, no_start)
     except BaseException:
-        if c.state == "created":
+        if c.state is ContainerState.CREATED:
             networking.teardown(ctx, c)
         raise
-    c.state, c.pid, c.started_at = "running", handle.container_pid, time.time()
+    c.state, c.pid, c.started_at = c.state.to(ContainerState.RUNNING), handle.container_pid, time.time()
     c.plan[status.PID_START] = start_ticks(c.pid)
     c.exit_code, c.oom_killed, c.stopped_by_user = None, False, False
     conn = db.connect(ctx.root)

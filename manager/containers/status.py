@@ -14,6 +14,7 @@ from ocirt.foundation import procfs
 from ocirt.manager import db
 from ocirt.manager.containers import exits, layout, store
 from ocirt.manager.containers.runtime import Context
+from ocirt.manager.containers.state import ContainerState
 from ocirt.manager.containers.store import Container
 from ocirt.shim import protocol
 
@@ -21,7 +22,7 @@ PID_START = "pid_start"  # the plan's key for the init's start time
 
 
 def refresh(ctx: Context, c: Container) -> Container:
-    if c.state not in ("running", "paused"):
+    if not c.state.live:
         return c
     state_dir = layout.shim_dir(ctx.root, c.id, int(c.plan.get("serial", 0)))
     exited = os.path.exists(os.path.join(state_dir, protocol.EXIT_FILE))
@@ -55,12 +56,19 @@ def ago(then: float | None) -> str:
 
 def describe(c: Container) -> str:
     """docker's STATUS column: ``Up 3 minutes``, ``Exited (0) 2 seconds ago``, ``Created``."""
-    if c.state == "running":
-        return f"Up {ago(c.started_at)}"
-    if c.state == "paused":
-        return f"Up {ago(c.started_at)} (Paused)"
-    if c.state == "exited":
-        code = "?" if c.exit_code is None else c.exit_code
-        oom = " (OOM killed)" if c.oom_killed else ""
-        return f"Exited ({code}){oom} {ago(c.finished_at)} ago"
+    code = "?" if c.exit_code is None else c.exit_code
+    match c.state:
+        case ContainerState.RUNNING:
+            return f"Up {ago(c.started_at)}"
+        case ContainerState.PAUSED:
+            return f"Up {ago(c.started_at)} (Paused)"
+        case ContainerState.EXITED:
+            oom = " (OOM killed)" if c.oom_killed else ""
+            return f"Exited ({code}){oom} {ago(c.finished_at)} ago"
+        case ContainerState.RESTARTING:
+            return f"Restarting ({code}) {ago(c.finished_at)} ago"
+        case ContainerState.REMOVING:
+            return "Removal In Progress"
+        case ContainerState.DEAD:
+            return "Dead"
     return "Created"

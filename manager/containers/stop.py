@@ -11,6 +11,7 @@ import time
 from ocirt.manager import db
 from ocirt.manager.containers import exits, layout, start, status, store
 from ocirt.manager.containers.runtime import Context
+from ocirt.manager.containers.state import ContainerState
 from ocirt.manager.containers.store import Container
 from ocirt.manager.errors import ManagerError
 from ocirt.runtime.errors import OcirtError
@@ -34,12 +35,12 @@ def _mark_stopping(ctx: Context, ref: str) -> Container | None:
     c = store.get(conn, ref)
     with layout.locked(ctx.root, c.id):
         c = store.get(conn, c.id)
-        if c.state not in ("running", "paused"):
+        if not c.state.can_stop:
             return None
         c.stopped_by_user = True
         with db.transaction(conn):
             store.save(conn, c)
-    if c.state == "paused":
+    if c.state is ContainerState.PAUSED:
         ctx.run("resume", c.id, check=False)
     return c
 
@@ -109,10 +110,11 @@ def pause(ctx: Context, ref: str, resume: bool = False) -> None:
     c = store.get(conn, ref)
     with layout.locked(ctx.root, c.id):
         c = store.get(conn, c.id)
-        want, op = ("paused", "resume") if resume else ("running", "pause")
-        if c.state != want:
+        running, paused = ContainerState.RUNNING, ContainerState.PAUSED
+        want, op, target = (paused, "resume", running) if resume else (running, "pause", paused)
+        if not (c.state.can_unpause if resume else c.state.can_pause):
             raise ManagerError(f"container {c.name} is {c.state}, not {want}")
         ctx.run(op, c.id)
-        c.state = "running" if resume else "paused"
+        c.state = c.state.to(target)
         with db.transaction(conn):
             store.save(conn, c)

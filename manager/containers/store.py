@@ -15,9 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ocirt.manager.containers.options import CreateOptions
+from ocirt.manager.containers.state import ContainerState
 from ocirt.manager.errors import ManagerError
-
-STATES = ("created", "running", "paused", "exited")
 
 
 @dataclass
@@ -29,7 +28,7 @@ class Container:
     options: CreateOptions
     plan: dict[str, Any] = field(default_factory=dict)
     created: float = field(default_factory=time.time)
-    state: str = "created"
+    state: ContainerState = ContainerState.CREATED
     pid: int = 0
     exit_code: int | None = None
     oom_killed: bool = False
@@ -48,7 +47,7 @@ def _row(row: sqlite3.Row) -> Container:
         options=CreateOptions.from_json(row["options"]),
         plan=json.loads(row["plan"]),
         created=row["created"],
-        state=row["state"],
+        state=ContainerState(row["state"]),
         pid=row["pid"],
         exit_code=row["exit_code"],
         oom_killed=bool(row["oom_killed"]),
