@@ -9,6 +9,7 @@ is the cgroup frozen), as runc does, so it cannot go stale when a process dies.
 from __future__ import annotations
 
 import os
+import time
 
 from ocirt.foundation import fastjson
 from ocirt.foundation.procfs import start_ticks
@@ -149,12 +150,15 @@ class State:
 _held = -1  # the fd of the container lock this process holds
 
 
-def lock(path: str) -> bool:
-    """Take the container's lock, an flock on its state directory; False if it is gone.
+def lock(path: str, patience: float | None = None) -> None:
+    """Take the container's lock, an flock on its state directory (if it still exists).
 
     ``create`` holds it until the container is made (or undone), so a ``delete`` meanwhile
     waits and then removes the whole container, instead of removing the directory under a
     create that then makes a container no state describes. A killed holder releases it.
+    A holder that keeps it beyond ``patience`` seconds is stuck (a hook that never ends):
+    the caller goes on without it, and that create, finding its container gone when it
+    moves again, undoes what it made.
     """
     global _held
     import fcntl
@@ -162,10 +166,18 @@ def lock(path: str) -> bool:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except FileNotFoundError:
-        return False
-    fcntl.flock(fd, fcntl.LOCK_EX)
+        return
+    deadline = None if patience is None else time.monotonic() + patience
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if deadline is None else fcntl.LOCK_NB))
+            break
+        except BlockingIOError:
+            if deadline is not None and time.monotonic() > deadline:
+                os.close(fd)
+                return
+            time.sleep(0.005)
     _held = fd
-    return True
 
 
 def unlock() -> None:

@@ -158,3 +158,36 @@ def test_update_resources_file_is_checked_as_config_is(rt: Runtime, content: byt
     res = rt("update", "--resources", path, cid)
     assert res.returncode == 1 and res.stderr.count("\n") == 1, res.stderr
     assert res.stderr.startswith(expected) and "internal error" not in res.stderr, res.stderr
+
+
+def test_delete_force_does_not_wait_forever_for_a_stuck_create(rt: Runtime) -> None:
+    """A create stuck in a hook that never ends holds the container's lock; delete --force
+    waits a while, then removes the container anyway, and the create, once its hook is
+    gone, undoes its own part: nothing is left either way."""
+    import subprocess
+
+    from conftest import OCIRT
+
+    started = os.path.join(rt.workdir, "hook-started")
+    hook = {"path": "/bin/sh", "args": ["sh", "-c", f"touch {started}; exec sleep 1000"]}
+    bundle = rt.bundle(["sleep", "1000"], lambda c: c.update(hooks={"createRuntime": [hook]}))
+    cid = rt.new_id()
+    create = subprocess.Popen(
+        [OCIRT, "--root", rt.root, "create", "--bundle", bundle, cid], stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not os.path.exists(started) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        began = time.monotonic()
+        res = rt("delete", "--force", cid)
+        took = time.monotonic() - began
+        assert res.returncode == 0 and res.stderr == "", res.stderr
+        assert 4 < took < 15, f"delete --force took {took:.1f}s"
+        assert not os.path.exists(os.path.join(rt.root, cid)) and cgroup_dirs(cid) == []
+    finally:
+        with open(f"/proc/{create.pid}/task/{create.pid}/children") as f:
+            for pid in f.read().split():
+                os.kill(int(pid), 9)  # the hook, our create's child
+        _, err = create.communicate(timeout=30)
+    assert create.returncode == 1 and err.count("\n") == 1 and "hooks.createRuntime[0]" in err, err

@@ -6,6 +6,8 @@ from ocirt.runtime import state as statemod
 from ocirt.runtime.errors import OcirtError
 from ocirt.runtime.operations.create import remove_container
 
+CREATE_PATIENCE = 5.0  # seconds; a create takes a fraction of one
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ocirt.runtime.cli import Args
@@ -14,8 +16,8 @@ if TYPE_CHECKING:
 
 def main(opts: Args, args: Args, log: Log) -> int:
     root = opts.root or statemod.DEFAULT_ROOT
-    # a create in progress finishes (or fails) first; then its whole container goes
-    statemod.lock(statemod.state_dir(root, args.positional[0]))
+    # a create in progress finishes (or fails) first, unless stuck; then its whole container goes
+    statemod.lock(statemod.state_dir(root, args.positional[0]), patience=CREATE_PATIENCE)
     try:
         st = statemod.load(root, args.positional[0])
     except OcirtError:
