@@ -157,21 +157,23 @@ def image() -> Iterator[str]:
 
 
 def main() -> None:
-    from lifecycle import ensure_hugetlb_v1  # bench/ is the script's directory
+    from lifecycle import hugetlb_v1  # bench/ is the script's directory
 
-    ensure_hugetlb_v1()
-    work = tempfile.mkdtemp(prefix="ocirt-bench-mgr-")
-    tools: dict[str, Ocirtctl | Podman] = {}
-    try:
-        with image() as ref:
-            tools["ocirtctl"] = Ocirtctl(work, ref)
-            tools["podman+crun"] = Podman(work, ref, "crun")
-            tools["podman+runc"] = Podman(work, ref, "runc")
-        report(tools)
-    finally:
-        for tool in tools.values():
-            tool.close()
-        shutil.rmtree(work, ignore_errors=True)
+    with hugetlb_v1() as why:
+        if why:
+            raise SystemExit(f"bench: podman+crun needs the hugetlb v1 hierarchy: {why}")
+        work = tempfile.mkdtemp(prefix="ocirt-bench-mgr-")
+        tools: dict[str, Ocirtctl | Podman] = {}
+        try:
+            with image() as ref:
+                tools["ocirtctl"] = Ocirtctl(work, ref)
+                tools["podman+crun"] = Podman(work, ref, "crun")
+                tools["podman+runc"] = Podman(work, ref, "runc")
+            report(tools)
+        finally:
+            for tool in tools.values():
+                tool.close()
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def run_rm(tool: Ocirtctl | Podman, network: str) -> Callable[[], object]:

@@ -106,6 +106,7 @@ def _create(opts: Args, args: Args, log: Log, own_console: OwnConsole | None) ->
     root = opts.root or statemod.DEFAULT_ROOT
     container_id = args.positional[0]
     sdir = statemod.state_dir(root, container_id)
+    log.debug(f"create {container_id}: reading the bundle")  # a phase mark for bench/lifecycle.py
     bundle, cfg = load_bundle(args.bundle)
     _check_supported(cfg, args, own_console is None)
     if cfg.process is not None and cfg.process.terminal:
@@ -125,6 +126,7 @@ def _create(opts: Args, args: Args, log: Log, own_console: OwnConsole | None) ->
         seccomp_filter = seccomp.compile_profile(cfg.linux.raw["seccomp"], cfg.process, caps, log)
     from ocirt.runtime.namespaces import Plan
 
+    log.debug(f"create {container_id}: bundle checked")
     plan = Plan(cfg.linux)
     try:
         os.makedirs(root, 0o711, exist_ok=True)

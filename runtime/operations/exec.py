@@ -65,6 +65,7 @@ def _start(opts: Args, args: Args, log: Log, own: console.OwnConsole | None) -> 
     if not args.detach:
         syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
     ours, child = _fork_joiner(st, args.preserve_fds or 0, log)
+    log.debug(f"exec in {st.id}: joining process forked")  # a phase mark for bench/lifecycle.py
     try:
         pid = _launch(st, args, own, ours, child)
     finally:
