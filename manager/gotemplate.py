@@ -255,7 +255,7 @@ class _Parser:
 
     def branch(self, kind: str, toks: list[_Tok], a: int) -> _Branch:
         self.scopes.append(set())
-        pipe = self.pipeline(toks, a, allow_decl=True, ranging=kind == "range")
+        pipe = self.pipeline(toks, a, allow_decl=True, context=kind)
         if kind == "range":
             self.depth["range"] += 1
         body, end = self.list_until(("end", "else"))
@@ -276,7 +276,8 @@ class _Parser:
 
     # -- pipelines
 
-    def pipeline(self, toks: list[_Tok], a: int, allow_decl: bool, ranging: bool = False) -> _Pipe:
+    def pipeline(self, toks: list[_Tok], a: int, allow_decl: bool, context: str = "command") -> _Pipe:
+        ranging = context == "range"
         decl: list[str] = []
         assign = False
         names_end = 0
@@ -293,7 +294,7 @@ class _Parser:
                 self.need_var(name, toks[0].pos)
         rest = toks[names_end:]
         if not rest:
-            raise self.fail(a, "missing value for command")
+            raise self.fail(a, f"missing value for {context}")
         cmds = [self.command(part) for part in self.split_pipes(rest, a)]
         text = " | ".join(c.text for c in cmds)
         return _Pipe(rest[0].pos, text, decl, assign, cmds)
@@ -933,14 +934,22 @@ class Template:
         self.source = source
         self.tree = _Parser(source).parse()
 
-    def execute(self, data: Any, missing_key_error: bool = True, header: bool = False) -> str:
+    def execute(self, data: Any, missing_key_error: bool = True) -> str:
         """Render over ``data``; a missing map key fails (docker runs inspect templates
         with ``missingkey=error``) unless told to print ``<no value>``."""
-        run = _Exec(self, HEADER_FUNCS if header else FUNCS, missing_key_error)
+        run = _Exec(self, FUNCS, missing_key_error)
         run.vars.append(("$", data))
+        run.walk(data, self.tree)
+        return "".join(run.out)
+
+    def header(self, names: dict[str, str]) -> str:
+        """Docker's header line: the template over the column names with the string
+        functions handing back their argument; what was written before an error stands."""
+        run = _Exec(self, HEADER_FUNCS, missing_error=False)
+        run.vars.append(("$", names))
         try:
-            run.walk(data, self.tree)
-        except (_Break, _Continue):  # pragma: no cover - the parser refuses them outside range
+            run.walk(names, self.tree)
+        except TemplateError:
             pass
         return "".join(run.out)
 

@@ -142,6 +142,12 @@ def test_missing_key_prints_no_value_when_asked() -> None:
     assert gotemplate.parse("{{.Nope}}").execute({}, missing_key_error=False) == "<no value>"
 
 
+def test_header_pass_keeps_what_came_before_an_error() -> None:
+    """Docker's table header: string functions are identities, a failing action ends it."""
+    tmpl = gotemplate.parse('{{upper .Name}}\t{{json .ID}}\t{{.Label "x"}}\t{{.Name}}')
+    assert tmpl.header({"Name": "NAME", "ID": "ID", "Label": "LABEL"}) == "NAME\tID\t"
+
+
 def test_tabwriter_layout() -> None:
     """Go's tabwriter with docker's settings: columns at least 10 wide, 3 spaces of padding,
     the last cell of a line never padded, a line without tabs ending the column block."""

@@ -98,13 +98,14 @@ def register(sub: Sub) -> None:
         "--no-stdin", action="store_true"
     )
     _exec_parser(sub)
-    _refs(sub, "inspect", "container details as JSON", cmd_inspect)
+    p = _refs(sub, "inspect", "container details as JSON", cmd_inspect)
+    p.add_argument("-f", "--format", default=None, help="Go template run over each document")
     p = _one(sub, "top", "processes of a container", cmd_top)
     p.add_argument("ps_args", nargs=argparse.REMAINDER)
     p = sub.add_parser("stats", help="resource usage of containers")
     p.add_argument("containers", nargs="*", metavar="CONTAINER")
     p.add_argument("--no-stream", action="store_true", help="print once")
-    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument("--format", default="table", help="table, json or a Go template")
     p.set_defaults(func=cmd_stats)
     _refs(sub, "wait", "wait for containers to exit, print their codes", cmd_wait)
     _one(sub, "port", "published ports", cmd_port).add_argument("port", nargs="?")
@@ -125,7 +126,7 @@ def _ps_parser(sub: Sub, name: str) -> None:
     p.add_argument("-a", "--all", action="store_true", help="also stopped and created ones")
     p.add_argument("-q", "--quiet", action="store_true", help="ids only")
     p.add_argument("-f", "--filter", action="append", default=[], help="status=, name=, id=, label=")
-    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument("--format", default="table", help="table, json or a Go template")
     p.set_defaults(func=cmd_ps)
 
 

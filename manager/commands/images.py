@@ -18,8 +18,10 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ocirt.manager import formats
 from ocirt.manager.containers import units
 from ocirt.manager.errors import ManagerError
+from ocirt.manager.gotemplate import Record
 from ocirt.manager.images import archive, reference, service, tarball
 from ocirt.manager.images import push as pushing
 from ocirt.manager.images.records import ImageRecord
@@ -77,14 +79,14 @@ def _add_list(sub: Sub, name: str, aliases: list[str]) -> None:
     p.add_argument("-a", "--all", action="store_true", help="accepted for docker compatibility")
     p.add_argument("--digests", action="store_true", help="show digests")
     p.add_argument("--no-trunc", action="store_true", help="full ids")
-    p.add_argument("--format", default="table", help="table or json")
+    p.add_argument("--format", default="table", help="table, json or a Go template")
     p.set_defaults(func=_guard(cmd_images))
 
 
 def _add_inspect(sub: Sub) -> None:
     p = sub.add_parser("inspect", help="show images as JSON")
     p.add_argument("names", nargs="+", metavar="IMAGE")
-    p.add_argument("-f", "--format", default=None, help="{{.Field}} path into the JSON")
+    p.add_argument("-f", "--format", default=None, help="Go template run over each document")
     p.set_defaults(func=_guard(cmd_inspect))
 
 
@@ -235,8 +237,10 @@ def cmd_images(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps([_summary(r) for r in recs], indent=4))
         return 0
-    if args.format != "table":
-        raise ManagerError(f"--format: expected table or json, got {args.format!r}")
+    if formats.is_template(args.format):
+        rows = [_context(rec, *row, args.no_trunc) for rec in recs for row in _rows(rec)]
+        formats.print_list(args.format, rows, IMAGE_HEADERS)
+        return 0
     header = ["REPOSITORY", "TAG", *(["DIGEST"] if args.digests else []), "IMAGE ID", "CREATED", "SIZE"]
     table = [header]
     for rec in recs:
@@ -249,6 +253,40 @@ def cmd_images(args: argparse.Namespace) -> int:
     for row in table:
         print("   ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
     return 0
+
+
+# docker's column names for ``images --format 'table ...'``
+IMAGE_HEADERS = {
+    "ID": "IMAGE ID",
+    "Repository": "REPOSITORY",
+    "Tag": "TAG",
+    "Digest": "DIGEST",
+    "CreatedSince": "CREATED",
+    "CreatedAt": "CREATED AT",
+    "Size": "SIZE",
+    "Containers": "CONTAINERS",
+    "VirtualSize": "VIRTUAL SIZE",
+    "SharedSize": "SHARED SIZE",
+    "UniqueSize": "UNIQUE SIZE",
+}
+
+
+def _context(rec: ImageRecord, repo: str, tag: str, digest: str, no_trunc: bool) -> Record:
+    """What ``images --format`` templates see: docker's image context, every field a string."""
+    fields = {
+        "Containers": "N/A",
+        "CreatedAt": time.strftime("%Y-%m-%d %H:%M:%S %z %Z", time.localtime(rec.added)),
+        "CreatedSince": _ago(rec.added),
+        "Digest": digest,
+        "ID": rec.id if no_trunc else rec.short_id,
+        "Repository": repo,
+        "SharedSize": "N/A",
+        "Size": _size(rec.size),
+        "Tag": tag,
+        "UniqueSize": "N/A",
+        "VirtualSize": _size(rec.size),
+    }
+    return Record("*formatter.imageContext", fields)
 
 
 def _summary(rec: ImageRecord) -> dict[str, Any]:
@@ -280,26 +318,10 @@ def image_document(root: str, rec: ImageRecord) -> dict[str, Any]:
     }
 
 
-def _format(doc: Any, template: str) -> str:
-    """The ``{{.A.B}}`` subset of Go templates ``inspect -f`` needs most."""
-    out, rest = "", template
-    while "{{" in rest:
-        head, _, rest = rest.partition("{{")
-        expr, _, rest = rest.partition("}}")
-        value = doc
-        expr = expr.strip()
-        if expr.startswith("json "):
-            expr = expr[5:].strip()
-        for key in [k for k in expr.split(".") if k]:
-            value = value.get(key) if isinstance(value, dict) else None
-        out += head + (value if isinstance(value, str) else json.dumps(value))
-    return out + rest
-
-
 def cmd_inspect(args: argparse.Namespace) -> int:
     docs = [image_document(args.root, service.get(args.root, name)) for name in args.names]
-    if args.format:
-        print("\n".join(_format(d, args.format) for d in docs))
+    if formats.is_template(args.format):
+        print(formats.render_inspect(args.format, docs), end="")
     else:
         print(json.dumps(docs, indent=4))
     return 0
@@ -322,12 +344,55 @@ def cmd_history(args: argparse.Namespace) -> int:
         keys = ("Created", "CreatedBy", "Size", "Comment")
         print(json.dumps([dict(zip(keys, r, strict=True)) for r in rows], indent=4))
         return 0
+    if formats.is_template(args.format):
+        contexts = [_history_context(rec, i, r, args.no_trunc) for i, r in enumerate(rows)]
+        formats.print_list(args.format, contexts, HISTORY_HEADERS)
+        return 0
     print(f"{'IMAGE':<14}{'CREATED':<22}{'CREATED BY':<46}{'SIZE':<10}COMMENT")
     for i, (created, by, size, comment) in enumerate(rows):
         ident = rec.short_id if i == 0 else "<missing>"
         by = by if args.no_trunc or len(by) <= 44 else by[:41] + "..."
         print(f"{ident:<14}{created[:20]:<22}{by:<46}{_size(size):<10}{comment}".rstrip())
     return 0
+
+
+# docker's column names for ``history --format 'table ...'``
+HISTORY_HEADERS = {
+    "ID": "IMAGE",
+    "CreatedSince": "CREATED",
+    "CreatedAt": "CREATED AT",
+    "CreatedBy": "CREATED BY",
+    "Size": "SIZE",
+    "Comment": "COMMENT",
+}
+
+
+def _history_context(rec: ImageRecord, i: int, row: tuple[str, str, int, str], no_trunc: bool) -> Record:
+    """What ``history --format`` templates see: docker's history context."""
+    created, by, size, comment = row
+    ident = (rec.id if no_trunc else rec.short_id) if i == 0 else "<missing>"
+    when = _epoch(created)
+    fields = {
+        "Comment": comment,
+        "CreatedAt": created,
+        "CreatedBy": by if no_trunc or len(by) <= 45 else by[:44] + "…",
+        "CreatedSince": _ago(when) if when is not None else "",
+        "ID": ident,
+        "Size": _size(size),
+    }
+    return Record("*formatter.historyContext", fields)
+
+
+def _epoch(created: str) -> float | None:
+    """An image config's RFC 3339 time in seconds (its nanoseconds cut to what Python reads)."""
+    import datetime
+    import re
+
+    text = re.sub(r"(\.\d{6})\d+", r"\1", created)
+    try:
+        return datetime.datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        return None
 
 
 def cmd_tag(args: argparse.Namespace) -> int:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from typing import Any
 
+from ocirt.manager import formats
 from ocirt.manager.errors import ManagerError
+from ocirt.manager.gotemplate import Record
 
 
 def _options(pairs: list[str]) -> dict[str, str]:
@@ -46,11 +49,43 @@ def cmd_ls(args: argparse.Namespace) -> int:
             print(net.id[:12])
     elif args.format == "json":
         print(json.dumps([_row(net) for net in nets], indent=2))
+    elif formats.is_template(args.format):
+        formats.print_list(args.format, [_context(net, args.no_trunc) for net in nets], HEADERS)
     else:
         print(f"{'NETWORK ID':<14}{'NAME':<20}{'DRIVER':<10}{'SCOPE':<8}{'SUBNET'}")
         for net in nets:
             print(f"{net.id[:12]:<14}{net.name:<20}{net.driver:<10}{'local':<8}{net.subnet}")
     return 0
+
+
+# docker's column names for ``network ls --format 'table ...'``
+HEADERS = {
+    "ID": "NETWORK ID",
+    "Name": "NAME",
+    "Driver": "DRIVER",
+    "Scope": "SCOPE",
+    "IPv6": "IPV6",
+    "Internal": "INTERNAL",
+    "Labels": "LABELS",
+    "Label": "LABEL",
+    "CreatedAt": "CREATED",
+}
+
+
+def _context(net: Any, no_trunc: bool) -> Record:
+    """What ``network ls --format`` templates see: docker's network context, all strings."""
+    fields = {
+        "CreatedAt": time.strftime("%Y-%m-%d %H:%M:%S.000000000 %z %Z", time.localtime(net.created)),
+        "Driver": net.driver,
+        "ID": net.id if no_trunc else net.id[:12],
+        "IPv6": "false",
+        "Internal": "true" if net.internal else "false",
+        "Labels": "",
+        "Name": net.name,
+        "Scope": "local",
+        "Label": lambda key: "",
+    }
+    return Record("*formatter.networkContext", fields)
 
 
 def _row(net: Any) -> dict[str, Any]:
@@ -66,7 +101,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             found.append(service.inspect_network(args.root, name))
         except ManagerError as exc:
             missing.append(str(exc))
-    print(json.dumps(found, indent=2))
+    if formats.is_template(args.format):
+        print(formats.render_inspect(args.format, found), end="")
+    else:
+        print(json.dumps(found, indent=2))
     if missing:
         raise ManagerError("; ".join(missing), exit_code=1)
     return 0
@@ -169,11 +207,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     p = group.add_parser("ls", aliases=["list"], help="list networks")
     p.add_argument("-q", "--quiet", action="store_true", help="only ids")
-    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument("--no-trunc", action="store_true", help="full ids")
+    p.add_argument("--format", default="table", help="table, json or a Go template")
     p.set_defaults(func=cmd_ls)
 
     p = group.add_parser("inspect", help="show networks as JSON")
     p.add_argument("names", nargs="+", metavar="NETWORK")
+    p.add_argument("-f", "--format", default=None, help="Go template run over each document")
     p.set_defaults(func=cmd_inspect)
 
     p = group.add_parser("rm", aliases=["remove"], help="remove networks")

@@ -7,8 +7,9 @@ import json
 import os
 from typing import TYPE_CHECKING
 
-from ocirt.manager import db
+from ocirt.manager import db, formats
 from ocirt.manager.containers import units
+from ocirt.manager.gotemplate import Record
 from ocirt.manager.volumes import service, store
 
 if TYPE_CHECKING:
@@ -35,10 +36,41 @@ def cmd_ls(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps([{"Driver": "local", "Name": v.name} for v in vols], indent=2))
         return 0
+    if formats.is_template(args.format):
+        formats.print_list(args.format, [_context(_root(args), v) for v in vols], HEADERS)
+        return 0
     print("DRIVER    VOLUME NAME")
     for v in vols:
         print(f"local     {v.name}")
     return 0
+
+
+# docker's column names for ``volume ls --format 'table ...'``
+HEADERS = {
+    "Name": "VOLUME NAME",
+    "Driver": "DRIVER",
+    "Scope": "SCOPE",
+    "Mountpoint": "MOUNTPOINT",
+    "Labels": "LABELS",
+    "Label": "LABEL",
+    "Links": "LINKS",
+    "Size": "SIZE",
+}
+
+
+def _context(root: str, vol: store.Volume) -> Record:
+    """What ``volume ls --format`` templates see: docker's volume context, all strings."""
+    fields = {
+        "Driver": "local",
+        "Labels": ",".join(f"{k}={v}" for k, v in sorted(vol.labels.items())),
+        "Links": "N/A",
+        "Mountpoint": service.volume_dir(root, vol.name),
+        "Name": vol.name,
+        "Scope": "local",
+        "Size": "N/A",
+        "Label": lambda key: vol.labels.get(key, ""),
+    }
+    return Record("*formatter.volumeContext", fields)
 
 
 def describe(root: str, vol: store.Volume) -> dict[str, object]:
@@ -58,7 +90,11 @@ def describe(root: str, vol: store.Volume) -> dict[str, object]:
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     root = _root(args)
-    print(json.dumps([describe(root, service.get(root, name)) for name in args.names], indent=2))
+    docs = [describe(root, service.get(root, name)) for name in args.names]
+    if formats.is_template(args.format):
+        print(formats.render_inspect(args.format, docs), end="")
+    else:
+        print(json.dumps(docs, indent=2))
     return 0
 
 
@@ -85,10 +121,11 @@ def register(sub: Sub) -> None:
     p.set_defaults(func=cmd_create)
     p = inner.add_parser("ls", help="list volumes")
     p.add_argument("-q", "--quiet", action="store_true")
-    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument("--format", default="table", help="table, json or a Go template")
     p.set_defaults(func=cmd_ls)
     p = inner.add_parser("inspect", help="volume details as JSON")
     p.add_argument("names", nargs="+", metavar="VOLUME")
+    p.add_argument("-f", "--format", default=None, help="Go template run over each document")
     p.set_defaults(func=cmd_inspect)
     p = inner.add_parser("rm", help="remove volumes (refused while a container uses one)")
     p.add_argument("names", nargs="+", metavar="VOLUME")

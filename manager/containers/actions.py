@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ocirt.manager import db
+from ocirt.manager import db, formats
 from ocirt.manager.containers import (
     copy,
     exits,
@@ -34,6 +34,7 @@ from ocirt.manager.containers import stop as stopping
 from ocirt.manager.containers.attach import attach_container, run_foreground
 from ocirt.manager.containers.runtime import Context
 from ocirt.manager.errors import ManagerError
+from ocirt.manager.gotemplate import Record
 
 
 def ctx_of(args: argparse.Namespace) -> Context:
@@ -159,6 +160,9 @@ def cmd_ps(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps([present.ps_row(c) for c in rows], indent=2))
         return 0
+    if formats.is_template(args.format):
+        formats.print_list(args.format, [present.ps_context(c) for c in rows], present.PS_HEADERS)
+        return 0
     table = [("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES")]
     for c in rows:
         command = present.command_of(c)
@@ -248,7 +252,10 @@ def cmd_exec(args: argparse.Namespace) -> int:
 def cmd_inspect(args: argparse.Namespace) -> int:
     ctx = ctx_of(args)
     docs = [present.inspect(ctx.root, _get(ctx, ref)) for ref in args.containers]
-    print(json.dumps(docs, indent=2))
+    if formats.is_template(args.format):
+        print(formats.render_inspect(args.format, docs), end="")
+    else:
+        print(json.dumps(docs, indent=2))
     return 0
 
 
@@ -269,10 +276,45 @@ def cmd_stats(args: argparse.Namespace) -> int:
         rows = stats.measure(ctx, running)
         if args.format == "json":
             print(json.dumps(rows, indent=2))
+        elif formats.is_template(args.format):
+            formats.print_list(args.format, [stats_context(r) for r in rows], STATS_HEADERS)
         else:
             _stats_table(rows)
         if args.no_stream:
             return 0
+
+
+# docker's column names for ``stats --format 'table ...'``
+STATS_HEADERS = {
+    "Container": "CONTAINER",
+    "ID": "CONTAINER ID",
+    "Name": "NAME",
+    "CPUPerc": "CPU %",
+    "MemUsage": "MEM USAGE / LIMIT",
+    "MemPerc": "MEM %",
+    "NetIO": "NET I/O",
+    "BlockIO": "BLOCK I/O",
+    "PIDs": "PIDS",
+}
+
+
+def stats_context(r: dict[str, Any]) -> Record:
+    """What ``stats --format`` templates see: docker's stats context, every field a string."""
+    h = stats.human
+    return Record(
+        "*formatter.statsContext",
+        {
+            "BlockIO": f"{h(r['BlockInput'])} / {h(r['BlockOutput'])}",
+            "CPUPerc": f"{r['CPUPerc']:.2f}%",
+            "Container": r["ID"],
+            "ID": r["ID"],
+            "MemPerc": f"{r['MemPerc']:.2f}%",
+            "MemUsage": f"{h(r['MemUsage'])} / {h(r['MemLimit'])}",
+            "Name": r["Name"],
+            "NetIO": f"{h(r['NetInput'])} / {h(r['NetOutput'])}",
+            "PIDs": str(r["PIDs"]),
+        },
+    )
 
 
 def _stats_table(rows: list[dict[str, Any]]) -> None:

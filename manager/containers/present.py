@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -9,6 +10,7 @@ from ocirt.foundation import timefmt
 from ocirt.manager.containers import status
 from ocirt.manager.containers.state import ContainerState
 from ocirt.manager.containers.store import Container
+from ocirt.manager.gotemplate import Record
 from ocirt.manager.volumes import service as volumes
 
 
@@ -120,3 +122,61 @@ def inspect(root: str, c: Container) -> dict[str, Any]:
         },
         "LogPath": c.plan.get("log_path"),
     }
+
+
+# docker's column names for ``ps --format 'table ...'`` (cli/command/formatter/container.go)
+PS_HEADERS = {
+    "ID": "CONTAINER ID",
+    "Image": "IMAGE",
+    "Command": "COMMAND",
+    "CreatedAt": "CREATED AT",
+    "RunningFor": "CREATED",
+    "Ports": "PORTS",
+    "State": "STATE",
+    "Status": "STATUS",
+    "Size": "SIZE",
+    "Names": "NAMES",
+    "Labels": "LABELS",
+    "Label": "LABEL",
+    "Mounts": "MOUNTS",
+    "LocalVolumes": "LOCAL VOLUMES",
+    "Networks": "NETWORKS",
+}
+
+
+def _ellipsis(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def ps_context(c: Container, trunc: bool = True) -> Record:
+    """What ``ps --format`` templates see: docker's container context, every field a string
+    (``{{json .}}`` prints them in this, alphabetical, order), ``.Label KEY`` a method."""
+    args = c.plan.get("args") or []
+    command = _ellipsis(" ".join(args), 20) if trunc else " ".join(args)
+    names = [m.get("source", "") for m in c.plan.get("mounts", []) if m["type"] in ("volume", "bind")]
+    local = sum(1 for m in c.plan.get("mounts", []) if m["type"] == "volume")
+    labels = c.options.labels
+    fields: dict[str, Any] = {
+        "Command": json.dumps(command, ensure_ascii=False),
+        "CreatedAt": time.strftime("%Y-%m-%d %H:%M:%S %z %Z", time.localtime(c.created)),
+        "ID": c.id[:12] if trunc else c.id,
+        "Image": c.image,
+        "Labels": ",".join(f"{k}={v}" for k, v in sorted(labels.items())),
+        "LocalVolumes": str(local),
+        "Mounts": ",".join(_ellipsis(n, 15) if trunc else n for n in names),
+        "Names": c.name,
+        "Networks": ",".join(sorted(network_names(c))),
+        "Ports": ports_text(c),
+        "RunningFor": f"{status.ago(c.created)} ago",
+        "Size": "0B",
+        "State": c.state,
+        "Status": status.describe(c),
+        "Label": lambda key: labels.get(key, ""),
+    }
+    return Record("*formatter.ContainerContext", fields)
+
+
+def network_names(c: Container) -> list[str]:
+    """The networks a container is on, by name; host and none count as docker's networks."""
+    joined = (c.plan.get("network") or {}).get("networks") or {}
+    return list(joined) or [c.options.network or "bridge"]

@@ -1,0 +1,61 @@
+"""``--format`` of every list and inspect command, read as the docker CLI reads it.
+
+A list format is ``table`` (the command's own table), ``json`` (the command's JSON), ``table
+TEMPLATE`` (a header row from docker's column names, then the rows, aligned by Go's
+tabwriter) or a Go template run once per row; ``\\t`` and ``\\n`` typed literally mean tab
+and newline there, as in docker. An inspect format is a template run once per document
+with missing keys an error. A template error is one line and exit status 1, as docker's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ocirt.manager import gotemplate
+from ocirt.manager.errors import ManagerError
+
+TEMPLATE_FAILED = 1  # docker's exit status for a template that does not parse or run
+
+
+def is_template(fmt: str | None) -> bool:
+    """Whether ``fmt`` is a user's template rather than the command's table or JSON."""
+    return fmt not in (None, "", "table", "json")
+
+
+def render_list(fmt: str, rows: Sequence[Any], headers: dict[str, str]) -> str:
+    """Rows through a template, with docker's header line and columns for ``table ...``."""
+    table = fmt.startswith("table")
+    body = fmt[len("table") :] if table else fmt
+    body = body.strip(" ").replace("\\t", "\t").replace("\\n", "\n")
+    tmpl = _parse(body, "template parsing error")
+    try:
+        lines = [tmpl.execute(row) + "\n" for row in rows]
+    except gotemplate.TemplateError as exc:
+        raise ManagerError(f"template parsing error: {exc}", TEMPLATE_FAILED) from None
+    if not table:
+        return "".join(lines)
+    return gotemplate.tabulate(tmpl.header(headers) + "\n" + "".join(lines))
+
+
+def print_list(fmt: str, rows: Sequence[Any], headers: dict[str, str]) -> None:
+    print(render_list(fmt, rows, headers), end="")
+
+
+def render_inspect(fmt: str, docs: Sequence[Any]) -> str:
+    """``inspect -f``: the template over each document, each followed by a newline."""
+    tmpl = _parse(fmt, "Template parsing error")
+    out = []
+    for doc in docs:
+        try:
+            out.append(tmpl.execute(doc) + "\n")
+        except gotemplate.TemplateError as exc:
+            raise ManagerError(f"Template parsing error: {exc}", TEMPLATE_FAILED) from None
+    return "".join(out)
+
+
+def _parse(text: str, prefix: str) -> gotemplate.Template:
+    try:
+        return gotemplate.parse(text)
+    except gotemplate.TemplateError as exc:
+        raise ManagerError(f"{prefix}: {exc}", TEMPLATE_FAILED) from None
