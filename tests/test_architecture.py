@@ -21,8 +21,6 @@ ALLOWED["conformance"] = {"conformance", "testing", "specs", "foundation"}
 KNOWN = {
     "cycle: ocirt.manager.containers.exits ocirt.manager.containers.remove ocirt.manager.containers.start"
     " ocirt.manager.containers.status ocirt.manager.containers.stop",
-    "cycle: ocirt.runtime.cgroups ocirt.runtime.cgroups.bpf ocirt.runtime.cgroups.devices"
-    " ocirt.runtime.cgroups.v1 ocirt.runtime.cgroups.v2",
 }
 
 

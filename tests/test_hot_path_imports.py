@@ -40,6 +40,7 @@ _CORE = {
 _CGROUPS = {
     "errno",
     "ocirt.runtime.cgroups",
+    "ocirt.runtime.cgroups.base",
     "ocirt.runtime.cgroups.devices",
     "ocirt.runtime.cgroups.v1",
     "ocirt.runtime.cgroups.v2",

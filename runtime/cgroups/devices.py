@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 
-from ocirt.runtime.cgroups import read_file, write_file
+from ocirt.runtime.cgroups.base import read_file, write_file
 from ocirt.runtime.errors import OcirtError, SpecError
 
 TYPE_CHECKING = False

@@ -13,10 +13,10 @@ import errno
 import os
 import time
 
-from ocirt.runtime.cgroups import (
+from ocirt.runtime.cgroups import devices
+from ocirt.runtime.cgroups.base import (
     ROOT,
     Cgroup,
-    devices,
     makedirs,
     own_cgroups,
     place,
