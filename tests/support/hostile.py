@@ -335,10 +335,17 @@ def scrub(cgroups: list[str], mounts: list[str]) -> None:
     for mount in sorted(mounts, key=len, reverse=True):
         subprocess.run(["umount", "-l", mount], check=False, capture_output=True)
     for path in sorted(cgroups, key=len, reverse=True):
-        try:
-            os.rmdir(path)
-        except OSError:
-            pass
+        deadline = time.monotonic() + 2  # killed members take a moment to leave
+        while True:
+            try:
+                os.rmdir(path)
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.01)
 
 
 def run_worker(root: str, bundle: str, marker: str, seed: int, first: int, count: int, every: int) -> None:
