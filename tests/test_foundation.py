@@ -7,6 +7,7 @@ import datetime
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -15,7 +16,8 @@ import time
 import psutil
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from ocirt.foundation import fastjson, procfs, timefmt, units
+from ocirt.foundation import fastjson, procfs, signals, timefmt, units
+from ocirt.foundation.errors import OcirtError
 
 _JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
@@ -195,3 +197,36 @@ def test_mountinfo_reads_what_the_kernel_mounted(name: str) -> None:
         count, fstype, source, options, root, same = json.loads(done.stdout)
     assert (count, fstype, source, root, same) == (1, "tmpfs", name, "/", True)
     assert "size=1024k" in options.split(",") and "mode=751" in options.split(",")
+
+
+_SIGNALS = sorted(s for s in signal.Signals if s.name != "SIGIOT")
+
+
+@given(st.sampled_from(_SIGNALS), st.sampled_from(["{full}", "{short}", "{lower}", "{number}"]))
+def test_signal_names_are_the_stdlib_signals(sig: signal.Signals, spelling: str) -> None:
+    text = spelling.format(full=sig.name, short=sig.name[3:], lower=sig.name[3:].lower(), number=int(sig))
+    assert signals.parse(text) == int(sig)
+
+
+@given(st.integers(min_value=0, max_value=signal.SIGRTMAX - signal.SIGRTMIN))
+def test_realtime_signals_count_from_both_ends(offset: int) -> None:
+    assert signals.parse(f"RTMIN+{offset}") == signal.SIGRTMIN + offset
+    assert signals.parse(f"SIGRTMAX-{offset}") == signal.SIGRTMAX - offset
+
+
+@given(st.from_regex(r"\A(SIG)?RT(MIN|MAX)([+-][0-9]{1,3})?\Z") | st.text(max_size=8))
+def test_anything_else_is_refused_as_one_error(text: str) -> None:
+    """A realtime signal past the range, an offset the wrong way, any other text: one
+    OcirtError, never another exception or a number the kernel has no signal for."""
+    try:
+        number = signals.parse(text)
+    except OcirtError:
+        return
+    assert 0 < number < signal.NSIG
+    if "RT" in text:
+        base, offset = (signal.SIGRTMIN, "+") if "MIN" in text else (signal.SIGRTMAX, "-")
+        assert offset in text or text.endswith(("MIN", "MAX"))
+        assert (
+            signal.SIGRTMIN <= number <= signal.SIGRTMAX
+            and (number - base) * (1 if offset == "+" else -1) >= 0
+        )

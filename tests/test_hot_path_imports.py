@@ -86,7 +86,7 @@ BUDGET = {
     },
     "start": _CORE | {"select", "ocirt.runtime.operations.start"},
     "state": _CORE | _CGROUPS | {"pwd", "ocirt.runtime.operations.state"},
-    "kill": _CORE | _CGROUPS | {"ocirt.runtime.operations.kill", "ocirt.runtime.signals"},
+    "kill": _CORE | _CGROUPS | {"ocirt.runtime.operations.kill", "ocirt.foundation.signals"},
     "delete": _CORE
     | _CGROUPS
     | {"fcntl", "ocirt.runtime.operations.create", "ocirt.runtime.operations.delete"},

@@ -137,8 +137,8 @@ def _plumbing(ns: argparse.Namespace, opts: CreateOptions) -> None:
         raise ManagerError("--restart: conflicts with --rm")
     opts.auto_remove = ns.rm
     if ns.stop_signal is not None:
+        from ocirt.foundation.signals import parse
         from ocirt.runtime.errors import OcirtError
-        from ocirt.runtime.signals import parse
 
         try:
             parse(ns.stop_signal)

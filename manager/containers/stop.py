@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 
+from ocirt.foundation.signals import parse
 from ocirt.manager import db
 from ocirt.manager.containers import exits, layout, start, status, store
 from ocirt.manager.containers.runtime import Context
@@ -15,7 +16,6 @@ from ocirt.manager.containers.state import ContainerState
 from ocirt.manager.containers.store import Container
 from ocirt.manager.errors import ManagerError
 from ocirt.runtime.errors import OcirtError
-from ocirt.runtime.signals import parse
 from ocirt.shim.client import ShimError
 
 DEFAULT_TIMEOUT = 10

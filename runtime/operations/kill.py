@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from ocirt.runtime import signals
+from ocirt.foundation import signals
 from ocirt.runtime import state as statemod
 from ocirt.runtime.errors import OcirtError
 
