@@ -120,3 +120,13 @@ def get(conn: sqlite3.Connection, ref: str) -> Container:
 
 def users_of_image(conn: sqlite3.Connection, image_id: str) -> list[str]:
     return [r["name"] for r in conn.execute("SELECT name FROM containers WHERE image_id=?", (image_id,))]
+
+
+def users_of_volume(conn: sqlite3.Connection, volume: str) -> list[str]:
+    """Names of the containers whose plan names ``volume``: its only reference count."""
+    rows = conn.execute(
+        "SELECT containers.name FROM containers, json_each(containers.plan, '$.volumes') AS v"
+        " WHERE v.value = ?",
+        (volume,),
+    )
+    return [r[0] for r in rows]

@@ -13,7 +13,7 @@ import sqlite3
 import subprocess
 
 from ocirt.manager import db
-from ocirt.manager.containers import store as containers_store  # noqa: F401 - users() reads its table
+from ocirt.manager.containers import store as containers_store
 from ocirt.manager.errors import ManagerError
 from ocirt.manager.volumes import store
 from ocirt.manager.volumes.requests import check_name
@@ -46,12 +46,8 @@ def get(root: str, name: str) -> Volume:
 
 
 def users(conn: sqlite3.Connection, name: str) -> list[str]:
-    rows = conn.execute(
-        "SELECT containers.name FROM containers, json_each(containers.plan, '$.volumes') AS v"
-        " WHERE v.value = ?",
-        (name,),
-    )
-    return [r[0] for r in rows]
+    """The containers using volume ``name``: the containers' store owns their table."""
+    return containers_store.users_of_volume(conn, name)
 
 
 def remove(root: str, name: str, force: bool = False) -> None:
