@@ -141,11 +141,11 @@ def _container_netns(root: str, ref: str) -> tuple[str, str, str]:
     """(id, name, netns path) of a container whose network namespace exists."""
     from ocirt.manager import db
     from ocirt.manager.containers import store
-    from ocirt.manager.network import netns, service
+    from ocirt.manager.network import drivers, netns, service
 
     c = store.get(db.connect(root), ref)
     mode = c.options.network
-    if mode in ("none", "host") or mode.startswith("container:"):
+    if drivers.pre_defined(mode) or mode.startswith("container:"):
         raise ManagerError(f"container {ref} uses --network {mode}: it cannot join other networks")
     path = service.netns_path(root, c.id)
     if not netns.is_mounted(path):
@@ -196,7 +196,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     group = top.add_subparsers(dest="network_command", metavar="CMD")
 
     p = group.add_parser("create", help="create a network")
-    p.add_argument("-d", "--driver", default="bridge", help="bridge or macvlan")
+    p.add_argument("-d", "--driver", default="bridge", help="network driver: bridge (default) or macvlan")
     p.add_argument("--subnet", help="IPv4 CIDR (default: a free one from 172.17-31.0.0/16)")
     p.add_argument("--gateway", help="gateway address (default: the subnet's first)")
     p.add_argument("--ip-range", help="allocate container addresses from this sub-range")

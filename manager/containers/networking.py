@@ -20,10 +20,13 @@ def hostname_of(c: Container) -> str:
 
 def setup(ctx: Context, c: Container) -> dict[str, Any]:
     """Make the network for a start; the plan entry ``network`` describes what was made."""
+    from ocirt.manager.network import drivers
+
     mode = c.options.network
     hostname = hostname_of(c)
-    if mode in ("none", "host"):
-        net: dict[str, Any] = {"mode": mode, "netns": None if mode == "none" else "host", "addresses": []}
+    pre_defined = drivers.pre_defined(mode)
+    if pre_defined:
+        net: dict[str, Any] = {"mode": mode, "netns": pre_defined.netns, "addresses": []}
         resolv = etcfiles.host_resolv()
     elif mode.startswith("container:"):
         net = {"mode": mode, "netns": _peer_netns(ctx, mode.partition(":")[2]), "addresses": []}
@@ -47,7 +50,10 @@ def _peer_netns(ctx: Context, ref: str) -> str:
 
 
 def uses_bridge(mode: str) -> bool:
-    return mode not in ("none", "host") and not mode.startswith("container:")
+    """A network of its own (bridge, macvlan): a namespace and endpoints to tear down."""
+    from ocirt.manager.network import drivers
+
+    return not drivers.pre_defined(mode) and not mode.startswith("container:")
 
 
 def _bridge_setup(ctx: Context, c: Container, hostname: str) -> dict[str, Any]:

@@ -36,7 +36,7 @@ from typing import Any
 
 from ocirt.manager import db
 from ocirt.manager.errors import ManagerError
-from ocirt.manager.network import bridge, dnsd, ipam, links, macvlan, nat, netns, resolv, store
+from ocirt.manager.network import drivers, ipam, links, nat, netns, resolv, store
 from ocirt.manager.network.ports import PortSpec, free_host_port, host_port_free, parse_port_spec
 from ocirt.manager.network.settings import NetSettings, load
 from ocirt.manager.network.store import Endpoint, NetworkRecord, PortBinding
@@ -70,8 +70,7 @@ __all__ = [
 ]
 
 DEFAULT_NETWORK = "bridge"
-RESERVED = ("bridge", "host", "none")
-DRIVERS = ("bridge", "macvlan")
+RESERVED = (DEFAULT_NETWORK, *(name for name, d in drivers.REGISTRY.items() if not d.creatable))
 _NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*\Z")
 # host-wide: two roots choosing subnets at once must see each other's bridges
 GLOBAL_LOCK = "/run/ocirt/network.lock"
@@ -109,12 +108,10 @@ def create_network(
     """A user-defined network, made in the kernel at once (bridge, nft rules, DNS server)."""
     opts = dict(options or {})
     _check_name(name)
-    if driver not in DRIVERS:
-        raise ManagerError(f"invalid --driver {driver!r}: expected bridge or macvlan")
-    parent = _check_options(driver, opts)
+    drivers.for_create(driver).validate(opts)
     cfg = load(root)
     net_id = secrets.token_hex(32)
-    link = parent if driver == "macvlan" else f"{cfg.prefix}b{net_id[:6]}"
+    link = drivers.of(driver).link(cfg.prefix, net_id, opts)
     with _flock(GLOBAL_LOCK):
         net = _insert_network(
             root, cfg, name, driver, link, subnet, gateway, ip_range, internal, opts, net_id
@@ -132,24 +129,6 @@ def _check_name(name: str) -> None:
         raise ManagerError(f"invalid network name {name!r}: use letters, digits, '_', '.', '-'")
     if name in RESERVED:
         raise ManagerError(f"network name {name!r} is reserved (pre-defined network)")
-
-
-def _check_options(driver: str, opts: dict[str, str]) -> str:
-    allowed = {"parent", "macvlan_mode"} if driver == "macvlan" else set()
-    unknown = sorted(set(opts) - allowed)
-    if unknown:
-        raise ManagerError(f"invalid -o {unknown[0]}: not an option of the {driver} driver")
-    if driver != "macvlan":
-        return ""
-    parent = opts.get("parent", "")
-    if not parent:
-        raise ManagerError("macvlan networks need -o parent=IFACE")
-    if not links.exists(parent):
-        raise ManagerError(f"invalid -o parent={parent}: no such interface")
-    mode = opts.setdefault("macvlan_mode", "bridge")
-    if mode not in macvlan.MODES:
-        raise ManagerError(f"invalid -o macvlan_mode={mode}: expected one of {', '.join(macvlan.MODES)}")
-    return parent
 
 
 def _insert_network(
@@ -170,19 +149,21 @@ def _insert_network(
     with db.transaction(conn):
         if store.find_network(conn, name) is not None:
             raise ManagerError(f"network with name {name} already exists")
+        kind = drivers.of(driver)
         others = [(f"network {n.name}", ipam.network_of(n.subnet)) for n in store.all_networks(conn)]
-        if driver == "macvlan" and any(
-            n.driver == "macvlan" and n.link == link for n in store.all_networks(conn)
+        if kind.exclusive_link and any(
+            n.driver == driver and n.link == link for n in store.all_networks(conn)
         ):
-            raise ManagerError(f"invalid -o parent={link}: another macvlan network already uses it")
-        taken = others if driver == "macvlan" else others + [("a host route", r) for r in links.host_routes()]
+            raise ManagerError(f"invalid -o parent={link}: another {driver} network already uses it")
+        if kind.avoids_host_routes:
+            others += [("a host route", r) for r in links.host_routes()]
         if subnet is None:
-            if driver == "macvlan":
-                raise ManagerError("macvlan networks need --subnet (the parent's real network)")
-            net = ipam.choose_subnet(t for _, t in taken)
+            if kind.subnet_required:
+                raise ManagerError(kind.subnet_required)
+            net = ipam.choose_subnet(t for _, t in others)
         else:
             net = ipam.parse_network(subnet, "--subnet")
-            clash = ipam.overlapping(net, taken)
+            clash = ipam.overlapping(net, others)
             if clash is not None:
                 raise ManagerError(f"invalid --subnet {net}: overlaps with {clash}")
         gw, rng = ipam.plan(net, gateway, ip_range)
@@ -228,18 +209,12 @@ def _materialize(root: str, cfg: NetSettings, net: NetworkRecord) -> None:
     Never for a network removed meanwhile or a root being torn down (checked under the
     root's lock, which removal and teardown take too): a late caller, such as a restart
     policy's exit command, would make a bridge and a table nobody removes again."""
-    if net.driver != "bridge":
-        return
     _check_live(root)  # before the lock too: taking it would make the run directory again
     with _flock(_root_lock(cfg)):
         _check_live(root)
         if store.network_by_id(db.connect(root), net.id) is None:
             raise ManagerError(f"network {net.name} was removed")
-        subnet = ipam.network_of(net.subnet)
-        bridge.ensure(net.link, f"{net.gateway}/{subnet.prefixlen}", forward=not net.internal)
-        nat.ensure_network(cfg.nft_table, net.id, net.link, net.subnet, net.internal)
-        if net.has_dns:
-            dnsd.ensure_running(root, cfg, net)
+        drivers.of(net.driver).create(root, cfg, net)
 
 
 def teardown_mark(root: str) -> str:
@@ -255,10 +230,7 @@ def _check_live(root: str) -> None:
 
 def _destroy(root: str, cfg: NetSettings, net: NetworkRecord) -> None:
     """Everything of a network in the kernel and the database; safe on a half-made one."""
-    dnsd.stop(cfg, net.id)
-    nat.remove_rules(cfg.nft_table, nat.network_tag(net.id))
-    if net.driver == "bridge":
-        links.delete(net.link)
+    drivers.of(net.driver).remove(cfg, net)
     conn = db.connect(root)
     with db.transaction(conn):
         store.delete_network(conn, net.id)
@@ -306,9 +278,7 @@ def inspect_network(root: str, name: str) -> dict[str, Any]:
         }
         for ep in store.endpoints_of_network(conn, net.id)
     }
-    options = dict(net.options)
-    if net.driver == "bridge":
-        options["com.docker.network.bridge.name"] = net.link
+    options = dict(net.options) | drivers.of(net.driver).options(net)
     return {
         "Name": net.name,
         "Id": net.id,
@@ -322,7 +292,7 @@ def inspect_network(root: str, name: str) -> dict[str, Any]:
         },
         "Options": options,
         "Containers": containers,
-        "DNS": net.has_dns,
+        "DNS": drivers.of(net.driver).serves_dns(net),
     }
 
 
@@ -413,17 +383,12 @@ def _reserve(
 def _plug(net: NetworkRecord, ep: Endpoint, path: str) -> None:
     prefix = ipam.network_of(net.subnet).prefixlen
     gateway = None if net.internal else net.gateway
-    if net.driver == "macvlan":
-        macvlan.add(net.link, net.options["macvlan_mode"], path, ep.ifname, ep.mac)
-    else:
-        links.add_veth(ep.host_if, net.link, path, ep.ifname, ep.mac)
+    drivers.of(net.driver).connect(net, ep, path)
     links.configure_inside(path, ep.ifname, f"{ep.ip}/{prefix}", gateway)
 
 
 def _unplug(net: NetworkRecord, ep: Endpoint, path: str) -> None:
-    if os.path.exists(path):
-        links.delete_inside(path, ep.ifname)
-    links.delete(ep.host_if)
+    drivers.of(net.driver).disconnect(net, ep, path)
 
 
 def _forget(root: str, network_id: str, cid: str) -> None:
@@ -475,7 +440,7 @@ def publish(root: str, container_id: str, ports: Sequence[PortSpec]) -> list[Por
 def _publish_target(conn: sqlite3.Connection, container_id: str) -> Endpoint:
     for ep in store.endpoints_of_container(conn, container_id):
         net = store.network_by_id(conn, ep.network_id)
-        if net is not None and net.driver == "bridge" and not net.internal:
+        if net is not None and drivers.of(net.driver).publishes(net):
             return ep
     raise ManagerError(f"container {container_id[:12]} has no bridge network to publish ports on")
 
@@ -529,7 +494,7 @@ def resolv_conf(root: str, network: str) -> str:
     net = _get(root, network)
     cfg = load(root)
     host = resolv.read_host(cfg.resolv_conf)
-    if net.has_dns:
+    if drivers.of(net.driver).serves_dns(net):
         return resolv.render(resolv.HostResolvers([net.gateway], host.search, host.options))
     return resolv.render(resolv.without_loopback(host))
 

@@ -30,11 +30,6 @@ class NetworkRecord:
     is_default: bool = False
     created: float = field(default_factory=time.time)
 
-    @property
-    def has_dns(self) -> bool:
-        """Docker's embedded DNS serves user-defined bridge networks only."""
-        return self.driver == "bridge" and not self.is_default
-
 
 @dataclass
 class Endpoint:
