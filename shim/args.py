@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from ocirt.foundation.units import parse_size
+from ocirt.shim.logs import DEFAULT_DRIVER, DRIVERS
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
 PROG = "ocirt-shim"
-LOG_DRIVERS = ("json-file", "k8s-file", "none")
 
 
 class UsageError(Exception):
@@ -43,7 +43,7 @@ class Options:
         self.runtime_root: str | None = None
         self.state_dir = ""
         self.log_path: str | None = None
-        self.log_driver = "k8s-file"
+        self.log_driver = DEFAULT_DRIVER
         self.log_max_size = 0
         self.log_max_file = 1
         self.tty = False
@@ -104,8 +104,8 @@ def parse(argv: Sequence[str]) -> Options:
 
 
 def _set(opts: Options, name: str, value: str) -> None:
-    if name == "log-driver" and value not in LOG_DRIVERS:
-        raise UsageError(f"--log-driver: {value!r} is not one of {', '.join(LOG_DRIVERS)}")
+    if name == "log-driver" and value not in DRIVERS:
+        raise UsageError(f"--log-driver: {value!r} is not one of {', '.join(DRIVERS)}")
     if name in ("id", "bundle", "runtime", "state-dir") and not value:
         raise UsageError(f"--{name} must not be empty")
     if name == "exit-command-arg":

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ocirt.foundation import procfs
-from ocirt.shim import protocol, zygote
+from ocirt.shim import logs, protocol, zygote
 
 DETACH_KEYS = b"\x10\x11"  # Ctrl-p Ctrl-q, as docker and podman
 SUN_PATH_MAX = 107
@@ -55,7 +55,7 @@ class ShimOptions:
     runtime: str = "ocirt"
     runtime_root: str | None = None
     log_path: str | None = None
-    log_driver: str = "k8s-file"  # json-file | k8s-file | none
+    log_driver: str = logs.DEFAULT_DRIVER  # one of logs.DRIVERS
     log_max_size: int = 0  # bytes; 0: no rotation
     log_max_file: int = 1
     tty: bool = False

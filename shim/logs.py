@@ -41,6 +41,9 @@ def json_records(stream: str, data: bytes, now: str) -> bytes:
 
 
 _FORMATS = {"k8s-file": k8s_records, "json-file": json_records}
+# the names the shim and the managers accept: "none" reads the output and keeps nothing
+DRIVERS = ("json-file", "k8s-file", "none")
+DEFAULT_DRIVER = "k8s-file"  # conmon's and podman's default
 
 
 class Log:

@@ -148,7 +148,9 @@ def _plumbing(ns: argparse.Namespace, opts: CreateOptions) -> None:
     if ns.stop_timeout is not None:
         opts.stop_timeout = units.integer(ns.stop_timeout, "--stop-timeout", 0, units.SECONDS_MAX)
     if ns.log_driver is not None:
-        if ns.log_driver not in options.LOG_DRIVERS:
+        from ocirt.shim.logs import DRIVERS
+
+        if ns.log_driver not in DRIVERS:
             raise ManagerError(f"--log-driver: unsupported driver {ns.log_driver!r}")
         opts.log_driver = ns.log_driver
     opts.log_opts = dict(options.log_opt(t) for t in ns.log_opt)

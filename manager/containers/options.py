@@ -14,9 +14,9 @@ from typing import Any
 
 from ocirt.manager.containers import units
 from ocirt.manager.errors import ManagerError
+from ocirt.shim import logs
 
 RESTART_POLICIES = ("no", "always", "on-failure", "unless-stopped")
-LOG_DRIVERS = ("json-file", "k8s-file", "none")
 MAX_LOG_FILES = 1000  # every rotated file is looked for on each read
 ULIMIT_NAMES = (
     "as", "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile",
@@ -68,7 +68,7 @@ class CreateOptions:
     sysctls: dict[str, str] = field(default_factory=dict)
     devices: list[list[str]] = field(default_factory=list)
     tmpfs: list[list[str]] = field(default_factory=list)
-    log_driver: str = "k8s-file"
+    log_driver: str = logs.DEFAULT_DRIVER
     log_opts: dict[str, str] = field(default_factory=dict)
     resources: Resources = field(default_factory=Resources)
     network: str = "bridge"
