@@ -36,3 +36,16 @@ class Relay:
         held, self.pending = self.pending, []
         for signum in held:
             self._caught(signum, None)
+
+
+def wait_for_exit(pid: int) -> int:
+    """Reap every orphan re-parented to us until the init itself is reaped."""
+    while True:
+        try:
+            reaped, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            return 255
+        if reaped == pid:
+            if os.WIFSIGNALED(status):
+                return 128 + os.WTERMSIG(status)
+            return os.WEXITSTATUS(status)

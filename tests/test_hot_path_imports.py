@@ -73,6 +73,7 @@ BUDGET = {
         "ocirt.runtime.paths",
         "ocirt.runtime.procattrs",
         "ocirt.runtime.process",
+        "ocirt.runtime.process.become",
         "ocirt.runtime.process.channel",
         "ocirt.runtime.process.init",
         "ocirt.runtime.process.intermediate",

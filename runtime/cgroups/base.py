@@ -64,21 +64,8 @@ class Cgroup:
                 raise OcirtError(f"adding pid {pid} to {path}/cgroup.procs: {exc.strerror}") from None
 
     def join(self) -> None:
-        """Move the calling process in; it must be single-threaded.
-
-        A pid written to ``cgroup.procs`` (or another's to ``tasks``) takes the kernel's
-        global threadgroup lock, whose first use after a quiet spell waits a whole RCU grace
-        period (7 to 20 ms here) while holding ``cgroup_mutex``; ``0`` written to v1
-        ``tasks`` moves just the calling thread and skips that lock (0.3 ms for all ten
-        hierarchies). A single-threaded process is all moved by it. cgroup v2 refuses a
-        thread move in a domain cgroup, so there ``cgroup.procs`` it is.
-        """
-        for path in self.dirs():
-            name = "tasks" if os.path.exists(os.path.join(path, "tasks")) else "cgroup.procs"
-            try:
-                write_file(os.path.join(path, name), "0")
-            except OSError as exc:
-                raise OcirtError(f"joining {path}: writing 0 to {name}: {exc.strerror}") from None
+        """Move the calling process in (``join``)."""
+        join(self.dirs())
 
     def pids(self) -> list[int]:
         raise NotImplementedError
@@ -259,3 +246,29 @@ def remove_tree(path: str) -> None:
                 raise OcirtError(f"removing cgroup {path}: {exc.strerror}") from None
         time.sleep(delay)
         delay *= 2
+
+
+def join(dirs: list[str]) -> None:
+    """Move the calling process into each of ``dirs``; it must be single-threaded.
+
+    A pid written to ``cgroup.procs`` (or another's to ``tasks``) takes the kernel's
+    global threadgroup lock, whose first use after a quiet spell waits a whole RCU grace
+    period (7 to 20 ms here) while holding ``cgroup_mutex``; ``0`` written to v1
+    ``tasks`` moves just the calling thread and skips that lock (0.3 ms for all ten
+    hierarchies). A single-threaded process is all moved by it. cgroup v2 refuses a
+    thread move in a domain cgroup, so there ``cgroup.procs`` it is.
+    """
+    for path in dirs:
+        name = "tasks" if os.path.exists(os.path.join(path, "tasks")) else "cgroup.procs"
+        try:
+            write_file(os.path.join(path, name), "0")
+        except OSError as exc:
+            raise OcirtError(f"joining {path}: writing 0 to {name}: {exc.strerror}") from None
+
+
+def saved_dirs(saved: dict[str, Any]) -> list[str]:
+    """The directories of a cgroup as ``Cgroup.to_state`` saved it, without loading its
+    driver: what ``exec``'s joining process needs to ``join`` it."""
+    if saved.get("version") == 2:
+        return [saved["path"]]
+    return list(dict.fromkeys(saved.get("paths", {}).values()))

@@ -46,7 +46,7 @@ def main(opts: Args, args: Args, log: Log) -> int:
         raise
     if relay is None:
         return 0
-    from ocirt.runtime.operations.run import wait_for_exit
+    from ocirt.runtime.signals import wait_for_exit
 
     relay.target(pid)
     if master is not None:
@@ -67,7 +67,7 @@ def _start(opts: Args, args: Args, log: Log, own: console.OwnConsole | None) -> 
     ours, child = _fork_joiner(st, args.preserve_fds or 0, log)
     log.debug(f"exec in {st.id}: joining process forked")  # a phase mark for bench/lifecycle.py
     try:
-        pid = _launch(st, args, own, ours, child)
+        pid = _launch(st, args, own, ours, child, log)
     finally:
         ours.close()
     log.debug(f"exec in {st.id}: started pid {pid}")
@@ -78,7 +78,9 @@ def _start(opts: Args, args: Args, log: Log, own: console.OwnConsole | None) -> 
     return pid
 
 
-def _launch(st: statemod.State, args: Args, own: console.OwnConsole | None, ours: Channel, child: int) -> int:
+def _launch(
+    st: statemod.State, args: Args, own: console.OwnConsole | None, ours: Channel, child: int, log: Log
+) -> int:
     """Tell the joining process what to become (it joins the cgroup itself); return the
     host pid of the process once it has called execve. On failure nothing is left running.
 
@@ -90,7 +92,9 @@ def _launch(st: statemod.State, args: Args, own: console.OwnConsole | None, ours
         go, proc = _job(st, args, own)
         _initial_affinity(child, go)
         _go(ours, go, console.socket_for(proc, args.console_socket, own))
+        log.debug(f"exec in {st.id}: go sent")
         pid = int(ours.expect(channel.PID, "ocirt exec's joining process")["pid"])
+        log.debug(f"exec in {st.id}: joined, forked pid {pid}")
         _reap(child)
         child = 0
         _await_execve(ours)
@@ -326,11 +330,6 @@ def _fork_joiner(st: statemod.State, preserve_fds: int, log: Log) -> tuple[Chann
     """The joining process, forked as early as possible (see ``_launch``); the namespaces
     are opened here, where a bad container fails before anything runs."""
     namespaces = _open_namespaces(st)
-    cgroup = None
-    if st.cgroup:
-        from ocirt.runtime.cgroups import load_cgroup
-
-        cgroup = load_cgroup(st.cgroup)
     ours, theirs = channel.pair()
     try:
         child = os.fork()
@@ -339,7 +338,7 @@ def _fork_joiner(st: statemod.State, preserve_fds: int, log: Log) -> tuple[Chann
                 ours.close()
                 from ocirt.runtime.process import exec as joining
 
-                joining.run(namespaces, cgroup, preserve_fds, theirs, log)
+                joining.run(namespaces, st.cgroup, preserve_fds, theirs, log)
             finally:
                 os._exit(1)
     except BaseException:

@@ -215,7 +215,8 @@ def _cgroup_roots() -> list[str]:
 
 
 def _foreground(st: statemod.State, log: Log) -> int:
-    from ocirt.runtime.operations.run import forward_signals, wait_for_exit
+    from ocirt.runtime.operations.run import forward_signals
+    from ocirt.runtime.signals import wait_for_exit
 
     forward_signals(st.pid)
     try:

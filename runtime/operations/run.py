@@ -15,6 +15,7 @@ from ocirt.runtime import syscalls
 from ocirt.runtime.console import OwnConsole, proxy
 from ocirt.runtime.operations.create import create_container, remove_container
 from ocirt.runtime.operations.start import start_container
+from ocirt.runtime.signals import wait_for_exit
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -62,16 +63,3 @@ def forward_signals(pid: int) -> None:
     from ocirt.runtime.signals import Relay
 
     Relay().target(pid)
-
-
-def wait_for_exit(pid: int) -> int:
-    """Reap every orphan re-parented to us until the init itself is reaped."""
-    while True:
-        try:
-            reaped, status = os.waitpid(-1, 0)
-        except ChildProcessError:
-            return 255
-        if reaped == pid:
-            if os.WIFSIGNALED(status):
-                return 128 + os.WTERMSIG(status)
-            return os.WEXITSTATUS(status)

@@ -28,9 +28,10 @@ import os
 
 from ocirt.runtime import console, lsm, procattrs, seccomp, syscalls
 from ocirt.runtime.capabilities import CapabilitySets
+from ocirt.runtime.cgroups.base import join, saved_dirs
 from ocirt.runtime.errors import OcirtError, SpecError
 from ocirt.runtime.namespaces import CLONE_FLAGS
-from ocirt.runtime.process import channel, init
+from ocirt.runtime.process import become, channel
 from ocirt.runtime.process.launch import describe
 from ocirt.specs.config import Process
 
@@ -38,31 +39,32 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, NoReturn
 
-    from ocirt.runtime.cgroups import Cgroup
     from ocirt.runtime.log import Log
     from ocirt.runtime.process.channel import Channel
 
 
 def run(
-    namespaces: list[tuple[str, int]], cgroup: Cgroup | None, preserve_fds: int, chan: Channel, log: Log
+    namespaces: list[tuple[str, int]], cgroup: dict[str, Any], preserve_fds: int, chan: Channel, log: Log
 ) -> NoReturn:
-    """The first child; ``namespaces`` are (type, fd) in setns order. It joins the cgroup
-    itself once ``go`` comes (after the parent set ``execCPUAffinity.initial``), which is
-    cheaper than being moved (``Cgroup.join``). The seccomp filter is built before joining,
-    while the host's paths (a notify listener's) are still in sight."""
+    """The first child; ``namespaces`` are (type, fd) in setns order, ``cgroup`` the
+    container's as its state saved it. It joins the cgroup itself once ``go`` comes (after
+    the parent set ``execCPUAffinity.initial``), which is cheaper than being moved
+    (``cgroups.base.join``). The seccomp filter is built before joining, while the host's paths
+    (a notify listener's) are still in sight."""
     origin = "exec"
     try:
         # Out of the container's reach until execve (CVE-2019-5736; docs/architecture.md).
         syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0)
-        init.fds_for_exec(preserve_fds)
+        become.fds_for_exec(preserve_fds)
         _above_stdio(chan)
+        log.debug("exec: the joining process waits for go")  # a phase mark for bench/lifecycle.py
         go = chan.expect(channel.GO, "ocirt exec")
         origin = go["origin"]
-        if cgroup is not None:
-            cgroup.join()
+        if cgroup:
+            join(saved_dirs(cgroup))
         job = _Job(go, log)
         tty = console.recv_fd(chan.sock)[0] if go["terminal"] else -1
-        init.set_oom_score_adj(job.proc)  # before the user namespace: see its docstring
+        become.set_oom_score_adj(job.proc)  # before the user namespace: see its docstring
         _join(namespaces)
         pid = os.fork()
         if pid == 0:
@@ -111,7 +113,7 @@ def _become(job: _Job, chan: Channel, origin: str, tty: int) -> NoReturn:
     loads it: before the user switch when that drops what loading needs, else last."""
     proc = job.proc
     try:
-        init.set_rlimits(proc)
+        become.set_rlimits(proc)
         if tty >= 0:
             console.setup(_socket.socket(fileno=tty), proc, bind_console=False)
         else:
@@ -120,10 +122,10 @@ def _become(job: _Job, chan: Channel, origin: str, tty: int) -> NoReturn:
         lsm.apply_labels(proc.raw)
         procattrs.set_affinity(0, job.attrs.affinity_final, "process.execCPUAffinity.final")
         seccomp.load(job.filter, job.state, early=True)
-        proc.env = init.with_home(proc.env, proc.user.uid)
-        init.switch_user(job.caps, proc)
-        init.enter_cwd(proc.cwd)
-        path = init.find_program(proc.args[0], proc.env)
+        proc.env = become.with_home(proc.env, proc.user.uid)
+        become.switch_user(job.caps, proc)
+        become.enter_cwd(proc.cwd)
+        path = become.find_program(proc.args[0], proc.env)
         seccomp.load(job.filter, job.state, early=False)
         _execve(path, proc)
     except BaseException as exc:
@@ -131,7 +133,7 @@ def _become(job: _Job, chan: Channel, origin: str, tty: int) -> NoReturn:
 
 
 def _execve(path: str, proc: Process) -> NoReturn:
-    init.restore_signals()
+    become.restore_signals()
     environ = {}
     for entry in proc.env:
         key, _, value = entry.partition("=")

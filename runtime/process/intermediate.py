@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 
 from ocirt.runtime import syscalls
-from ocirt.runtime.process import channel, init
+from ocirt.runtime.process import become, channel, init
 from ocirt.runtime.process.launch import describe
 
 TYPE_CHECKING = False
@@ -30,7 +30,7 @@ def run(launch: Launch, cgroup: Cgroup, chan: Channel) -> NoReturn:
     status = 1
     try:
         if launch.config.process is not None:
-            init.set_oom_score_adj(launch.config.process)
+            become.set_oom_score_adj(launch.config.process)
         chan.expect(channel.GO, "ocirt create")
         cgroup.join()
         _enter_namespaces(launch, chan)
