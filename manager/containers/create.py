@@ -12,6 +12,7 @@ import secrets
 import shutil
 import sqlite3
 import sys
+import time
 from typing import Any
 
 from ocirt.manager import db
@@ -24,6 +25,8 @@ from ocirt.manager.images import bundle, snapshots
 from ocirt.manager.images import service as images
 from ocirt.manager.images.records import ImageRecord
 from ocirt.manager.volumes import requests, service
+
+SHIM_FINISH = 10.0  # a shim's last output grace (2 s) and its runtime delete, with room
 
 
 def image_config(root: str, ref: str, tls_verify: bool = True) -> tuple[ImageRecord, dict[str, Any]]:
@@ -84,6 +87,24 @@ def _volumes_from(conn: sqlite3.Connection, refs: list[str]) -> list[dict[str, A
     return out
 
 
+def _wait_shims(base: str) -> None:
+    """Until no shim of the container runs (bounded): a shim still finishing after its
+    container's exit writes into its directory (the runtime's error file), and a file made
+    while the tree is being removed would leave the directory behind for good. A shim never
+    waits for its exit command, so this cannot wait on our own lock."""
+    from ocirt.shim.client import ShimClient
+
+    deadline = time.monotonic() + SHIM_FINISH
+    while time.monotonic() < deadline:
+        try:
+            dirs = [os.path.join(base, d) for d in os.listdir(base)]
+        except FileNotFoundError:
+            return
+        if not any(ShimClient(d).alive() for d in dirs):
+            return
+        time.sleep(0.05)
+
+
 def discard(ctx: Context, c: Container) -> None:
     """Undo a create (or finish a remove): snapshot, record, anonymous volumes, files."""
     snapshots.remove(ctx.root, c.id)
@@ -96,6 +117,7 @@ def discard(ctx: Context, c: Container) -> None:
         except ManagerError:
             continue
     shutil.rmtree(layout.container_dir(ctx.root, c.id), ignore_errors=True)
+    _wait_shims(layout.shim_base(ctx.root, c.id))
     shutil.rmtree(layout.shim_base(ctx.root, c.id), ignore_errors=True)
     try:
         os.rmdir(os.path.dirname(layout.shim_base(ctx.root, c.id)))  # the root's, once empty

@@ -30,6 +30,10 @@ def remove(ctx: Context, ref: str, force: bool = False, volumes: bool = False) -
 
 
 def remove_locked(ctx: Context, c: Container, volumes: bool) -> None:
+    if c.state == "created":
+        # a start killed after its shim was launched leaves the record here while the
+        # runtime's container (and its cgroups) may exist, even run: remove it too
+        ctx.run("delete", "--force", c.id, check=False)
     networking.teardown(ctx, c)
     if not volumes:
         c.plan["anonymous"] = []
