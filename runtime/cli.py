@@ -11,7 +11,8 @@ from __future__ import annotations
 import os
 import sys
 
-from ocirt.runtime.errors import OcirtError
+from ocirt.runtime import api
+from ocirt.runtime.errors import OcirtError, describe
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -195,8 +196,23 @@ class Args:
         self.positional: list[str] = []
         self.rest: list[str] = []  # the command line after the id, for _PASS_REST commands
 
+    def text(self, name: str) -> str | None:
+        """A string flag, typed: what the typed API's options are built from."""
+        value = getattr(self, name)
+        assert value is None or isinstance(value, str)
+        return value
+
+    def flag(self, name: str) -> bool:
+        return getattr(self, name) is True
+
+    def number(self, name: str) -> int | None:
+        value = getattr(self, name)
+        assert value is None or isinstance(value, int)
+        return value
+
     if TYPE_CHECKING:
-        # Attributes are made from the flag tables, so mypy cannot list them.
+        # Attributes are made from the flag tables, so mypy cannot list them: the commands
+        # not yet under the typed API (``api.py``) still read them so.
         def __getattr__(self, name: str) -> Any: ...
 
         def __setattr__(self, name: str, value: Any) -> None: ...
@@ -278,38 +294,19 @@ def main(argv: list[str] | None = None) -> int:
         if not rest or opts.help:
             print(_usage())
             return 0 if opts.help else 1
-        if opts.rootless not in (None, "true", "false", "auto"):
-            raise OcirtError(f"--rootless: invalid value {opts.rootless!r} (true, false or auto)")
-        opts.root = opts.root or _default_root()
-        return _dispatch(rest[0], rest[1:], opts, log)
+        rt = api.Runtime(
+            systemd_cgroup=opts.flag("systemd_cgroup"), rootless=opts.text("rootless") or "auto", log=log
+        )
+        rt.root = opts.root = opts.text("root") or _default_root()
+        return _dispatch(rest[0], rest[1:], opts, rt)
     except OcirtError as err:
         log.error(str(err))
         return 1
     except OSError as err:
-        log.error(_describe_oserror(err))
+        log.error(describe(err))
         return 1
     except KeyboardInterrupt:
         return 130
-
-
-def rootless(opts: Args) -> bool:
-    """runc's ``--rootless``: whether cgroups the caller may not write are done without
-    (``auto``, the default: when not the host's root)."""
-    if opts.rootless in ("true", "false"):
-        return bool(opts.rootless == "true")
-    return os.geteuid() != 0 or _in_user_namespace()
-
-
-# the kernel gives the initial user namespace this fixed inode (PROC_USER_INIT_INO)
-_INIT_USERNS = "user:[4026531837]"
-
-
-def _in_user_namespace() -> bool:
-    """A readlink (a few µs), not a read of uid_map: every create by root asks."""
-    try:
-        return os.readlink("/proc/self/ns/user") != _INIT_USERNS
-    except OSError:
-        return False
 
 
 def _default_root() -> str:
@@ -318,7 +315,7 @@ def _default_root() -> str:
     from ocirt.runtime.state import DEFAULT_ROOT
 
     xdg = os.environ.get("XDG_RUNTIME_DIR")
-    if not xdg or not (os.geteuid() != 0 or (_in_user_namespace() and os.environ.get("USER") != "root")):
+    if not xdg or not (os.geteuid() != 0 or (api.in_user_namespace() and os.environ.get("USER") != "root")):
         return DEFAULT_ROOT
     root = os.path.join(xdg, "ocirt")
     try:
@@ -329,12 +326,7 @@ def _default_root() -> str:
     return root
 
 
-def _describe_oserror(err: OSError) -> str:
-    text = err.strerror or str(err)
-    return f"{err.filename}: {text}" if err.filename and str(err.filename) not in text else text
-
-
-def _dispatch(command: str, argv: list[str], opts: Args, log: object) -> int:
+def _dispatch(command: str, argv: list[str], opts: Args, rt: api.Runtime) -> int:
     if command not in COMMANDS:
         raise OcirtError(f"unknown command {command!r} (see ocirt --help)")
     flags, positional, _ = COMMANDS[command]
@@ -352,9 +344,87 @@ def _dispatch(command: str, argv: list[str], opts: Args, log: object) -> int:
         raise OcirtError(f"{command}: missing argument <{required[len(args.positional)]}>")
     if len(args.positional) > len(positional):
         raise OcirtError(f"{command}: unexpected argument {args.positional[len(positional)]!r}")
+    typed = _TYPED.get(command)
+    if typed is not None:
+        return typed(rt, args)
     module = __import__(f"ocirt.runtime.operations.{command}", fromlist=["main"])
-    status: int = module.main(opts, args, log)
+    status: int = module.main(opts, args, rt.log)
     return status
+
+
+# The commands under the typed API: their flags become its option objects here, and only here.
+
+
+def _create(rt: api.Runtime, a: Args) -> int:
+    options = api.CreateOptions(
+        a.text("bundle"),
+        pid_file=a.text("pid_file"),
+        console_socket=a.text("console_socket"),
+        no_pivot=a.flag("no_pivot"),
+        no_new_keyring=a.flag("no_new_keyring"),
+        preserve_fds=a.number("preserve_fds") or 0,
+    )
+    api.create(rt, a.positional[0], options)
+    return 0
+
+
+def _run(rt: api.Runtime, a: Args) -> int:
+    options = api.RunOptions(
+        a.text("bundle"),
+        pid_file=a.text("pid_file"),
+        console_socket=a.text("console_socket"),
+        no_pivot=a.flag("no_pivot"),
+        no_new_keyring=a.flag("no_new_keyring"),
+        preserve_fds=a.number("preserve_fds") or 0,
+        detach=a.flag("detach"),
+        keep=a.flag("keep"),
+    )
+    return api.run(rt, a.positional[0], options)
+
+
+def _start(rt: api.Runtime, a: Args) -> int:
+    api.start(rt, a.positional[0])
+    return 0
+
+
+def _state(rt: api.Runtime, a: Args) -> int:
+    """Indented as runc prints it."""
+    from ocirt.foundation import fastjson
+
+    sys.stdout.write(fastjson.dumps(api.state(rt, a.positional[0]), "  ") + "\n")
+    return 0
+
+
+def _kill(rt: api.Runtime, a: Args) -> int:
+    api.kill(rt, a.positional[0], a.positional[1] if len(a.positional) > 1 else "SIGTERM", a.flag("all"))
+    return 0
+
+
+def _delete(rt: api.Runtime, a: Args) -> int:
+    api.delete(rt, a.positional[0], a.flag("force"))
+    return 0
+
+
+def _pause(rt: api.Runtime, a: Args) -> int:
+    api.pause(rt, a.positional[0])
+    return 0
+
+
+def _resume(rt: api.Runtime, a: Args) -> int:
+    api.resume(rt, a.positional[0])
+    return 0
+
+
+_TYPED = {
+    "create": _create,
+    "run": _run,
+    "start": _start,
+    "state": _state,
+    "kill": _kill,
+    "delete": _delete,
+    "pause": _pause,
+    "resume": _resume,
+}
 
 
 def entry() -> None:

@@ -26,8 +26,22 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from ocirt.runtime.state import State
+
 KINDS = HOOK_KINDS
 _OUTPUT_LIMIT = 4096
+
+
+def state_document(st: State, status: str) -> dict[str, Any]:
+    """The state document hooks read on stdin; the pid is added where the hook runs."""
+    return {
+        "ociVersion": st.oci_version,
+        "id": st.id,
+        "status": status,
+        "pid": st.pid,
+        "bundle": st.bundle,
+        "annotations": st.annotations,
+    }
 
 
 def run_all(hooks: list[Hook], state: dict[str, Any]) -> None:

@@ -14,7 +14,8 @@ import shutil
 from ocirt.runtime import criu
 from ocirt.runtime import state as statemod
 from ocirt.runtime.errors import OcirtError, SpecError
-from ocirt.runtime.operations.create import load_bundle, remove_container
+from ocirt.runtime.operations.create import load_bundle
+from ocirt.runtime.operations.delete import remove_container
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -11,29 +11,22 @@ import os
 from ocirt.foundation import timefmt
 from ocirt.runtime import state as statemod
 from ocirt.runtime.errors import OcirtError, SpecError
+from ocirt.runtime.operations.delete import undo
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from ocirt.runtime.capabilities import CapabilitySets
+    from ocirt.runtime.api import CreateOptions, Runtime
     from ocirt.runtime.cgroups import Cgroup
-    from ocirt.runtime.cli import Args
     from ocirt.runtime.console import OwnConsole
-    from ocirt.runtime.log import Log
     from ocirt.runtime.namespaces import Plan
-    from ocirt.runtime.process.launch import Launch
-    from ocirt.runtime.seccomp import Filter
-    from ocirt.specs.config import Config, Hook
+    from ocirt.runtime.process.launch import Launch, Prepared
+    from ocirt.specs.config import Config
 
 # Fields checked (and applied) by runtime/procattrs.py and runtime/lsm.py, imported only when present.
 _PROC_ATTRS = ("scheduler", "ioPriority", "execCPUAffinity")
 _LSM_FIELDS = (("process", "apparmorProfile"), ("process", "selinuxLabel"), ("linux", "mountLabel"))
-
-
-def main(opts: Args, args: Args, log: Log) -> int:
-    create_container(opts, args, log)
-    return 0
 
 
 def load_bundle(bundle: str | None) -> tuple[str, Config]:
@@ -50,7 +43,7 @@ def load_bundle(bundle: str | None) -> tuple[str, Config]:
     return path, load_config(text)
 
 
-def _check_supported(cfg: Config, args: Args, detach: bool) -> None:
+def _check_supported(cfg: Config, console_socket: str | None, detach: bool) -> None:
     from ocirt.runtime.features import NOT_YET
 
     for section, key in NOT_YET:
@@ -62,7 +55,7 @@ def _check_supported(cfg: Config, args: Args, detach: bool) -> None:
     _check_process_attrs(cfg)
     from ocirt.runtime import console  # not at the top: ``delete`` imports this module too
 
-    console.check_request(cfg.process, args.console_socket, detach)
+    console.check_request(cfg.process, console_socket, detach)
     if cfg.linux.namespace("mount") is None:
         # runc's rule: they would mask or write-protect the host's own paths
         for field, paths in (
@@ -96,90 +89,90 @@ def _check_process_attrs(cfg: Config) -> None:
 
 
 def create_container(
-    opts: Args, args: Args, log: Log, own_console: OwnConsole | None = None
+    rt: Runtime, container_id: str, options: CreateOptions, own_console: OwnConsole | None = None
 ) -> statemod.State:
     """``own_console`` is ``run``'s in the foreground: a terminal's master is sent to it."""
-    return _create(opts, args, log, own_console)
-
-
-def _create(opts: Args, args: Args, log: Log, own_console: OwnConsole | None) -> statemod.State:
-    root = opts.root or statemod.DEFAULT_ROOT
-    container_id = args.positional[0]
-    sdir = statemod.state_dir(root, container_id)
-    log.debug(f"create {container_id}: reading the bundle")  # a phase mark for bench/lifecycle.py
-    bundle, cfg = load_bundle(args.bundle)
-    _check_supported(cfg, args, own_console is None)
-    if cfg.process is not None and cfg.process.terminal:
-        from ocirt.runtime import console
-
-        console.reserve_stdio()
-    hook_table = cfg.hooks
-    caps = None
-    if cfg.process is not None and cfg.process.capabilities is not None:
-        from ocirt.runtime.capabilities import CapabilitySets
-
-        caps = CapabilitySets(cfg.process.capabilities, log.warning)
-    seccomp_filter = None
-    if cfg.linux.raw.get("seccomp") is not None:
-        from ocirt.runtime import seccomp
-
-        seccomp_filter = seccomp.compile_profile(cfg.linux.raw["seccomp"], cfg.process, caps, log)
-    from ocirt.runtime.namespaces import Plan
-
-    log.debug(f"create {container_id}: bundle checked")
-    plan = Plan(cfg.linux)
+    sdir = statemod.state_dir(rt.root, container_id)
+    rt.log.debug(f"create {container_id}: reading the bundle")  # a phase mark for bench/lifecycle.py
+    prepared = _prepare(rt, options, own_console is None)
+    rt.log.debug(f"create {container_id}: bundle checked")
     try:
-        os.makedirs(root, 0o711, exist_ok=True)
+        os.makedirs(rt.root, 0o711, exist_ok=True)
         os.mkdir(sdir, 0o711)
     except FileExistsError:
-        plan.close()
+        prepared.close()
         raise OcirtError(f"container with id {container_id!r} already exists") from None
     except BaseException:
-        plan.close()
+        prepared.close()
         raise
     st = statemod.State(sdir, container_id)
     statemod.lock(sdir)
     try:
-        _create_in(st, cfg, bundle, caps, plan, hook_table, opts, args, log, own_console, seccomp_filter)
-    except BaseException:
-        log.debug(f"create {container_id} failed; cleaning up")
-        remove_container(st, log)
+        _create_in(st, prepared, rt, options, own_console)
+    except BaseException as exc:
+        rt.log.debug(f"create {container_id} failed; cleaning up")
+        undo(st, rt.log, exc)
         raise
     finally:
         statemod.unlock()
     return st
 
 
+def _prepare(rt: Runtime, options: CreateOptions, detach: bool) -> Prepared:
+    """Everything checked and compiled from the bundle before anything of the container exists."""
+    from ocirt.runtime.process.launch import Prepared
+
+    bundle, cfg = load_bundle(options.bundle)
+    _check_supported(cfg, options.console_socket, detach)
+    if cfg.process is not None and cfg.process.terminal:
+        from ocirt.runtime import console
+
+        console.reserve_stdio()
+    caps = None
+    if cfg.process is not None and cfg.process.capabilities is not None:
+        from ocirt.runtime.capabilities import CapabilitySets
+
+        caps = CapabilitySets(cfg.process.capabilities, rt.log.warning)
+    seccomp_filter = None
+    if cfg.linux.raw.get("seccomp") is not None:
+        from ocirt.runtime import seccomp
+
+        seccomp_filter = seccomp.compile_profile(cfg.linux.raw["seccomp"], cfg.process, caps, rt.log)
+    from ocirt.runtime.namespaces import Plan
+
+    try:
+        plan = Plan(cfg.linux)
+    except BaseException:
+        if seccomp_filter is not None:
+            seccomp_filter.close()
+        raise
+    return Prepared(cfg, bundle, plan, caps, seccomp_filter)
+
+
 def _create_in(
     st: statemod.State,
-    cfg: Config,
-    bundle: str,
-    caps: CapabilitySets | None,
-    plan: Plan,
-    hook_table: dict[str, list[Hook]],
-    opts: Args,
-    args: Args,
-    log: Log,
+    prepared: Prepared,
+    rt: Runtime,
+    options: CreateOptions,
     own_console: OwnConsole | None,
-    seccomp_filter: Filter | None,
 ) -> None:
-    from ocirt.runtime import console
+    from ocirt.runtime import console, hooks
     from ocirt.runtime.cgroups import open_cgroup, rootless_view
-    from ocirt.runtime.cli import rootless
     from ocirt.runtime.process import parent
     from ocirt.runtime.process.launch import Launch
     from ocirt.runtime.syscalls import CLONE_NEWPID
 
+    cfg, bundle, log = prepared.config, prepared.bundle, rt.log
     st.bundle, st.oci_version, st.annotations = bundle, cfg.oci_version, cfg.annotations
     st.rootfs = os.path.join(bundle, cfg.root.path)
     st.created = timefmt.rfc3339nano_now()
     st.config = {
-        "own_pid_ns": bool(plan.new & CLONE_NEWPID),
+        "own_pid_ns": bool(prepared.plan.new & CLONE_NEWPID),
         "hooks": cfg.raw.get("hooks") or {},
         "resources": cfg.linux.resources or {},
     }
-    cgroup = open_cgroup(cfg.linux.cgroups_path, st.id, bool(opts.systemd_cgroup))
-    if rootless(opts):
+    cgroup = open_cgroup(cfg.linux.cgroups_path, st.id, rt.systemd_cgroup)
+    if rt.is_rootless():
         cgroup = rootless_view(cgroup) or _undelegated(cgroup, cfg.linux.resources)
     st.cgroup = cgroup.to_state()
     st.save()
@@ -190,7 +183,7 @@ def _create_in(
         """systemd's scope starts with the first process in it, before any limit is set;
         pids.limit waits for the runtime's last fork (``limit_pids``)."""
         early = {k: v for k, v in resources.items() if k != "pids"} if resources else resources
-        if opts.systemd_cgroup:
+        if rt.systemd_cgroup:
             from ocirt.runtime.cgroups.systemd import start
 
             start(cgroup, cfg.linux.cgroups_path or "", st.id, pid, early or {})
@@ -206,23 +199,12 @@ def _create_in(
     console_sock = None
     launch: Launch | None = None
     try:
-        console_sock = console.socket_for(cfg.process, args.console_socket, own_console)
+        console_sock = console.socket_for(cfg.process, options.console_socket, own_console)
         launch = Launch(
-            cfg,
-            bundle,
-            plan,
-            caps,
-            cgroup.paths,
-            state_fd,
-            bool(args.no_pivot),
-            bool(args.no_new_keyring),
-            args.preserve_fds or 0,
-            hook_table,
-            hook_state(st, statemod.CREATING),
+            prepared, options, cgroup.paths, state_fd, hooks.state_document(st, statemod.CREATING)
         )
         launch.console = console_sock
-        launch.seccomp = seccomp_filter
-        _mount_sources(launch, cfg, bundle, plan)
+        _mount_sources(launch, cfg, bundle, prepared.plan)
         st.pid, st.pid_start = parent.spawn(launch, cgroup, make_cgroup)
         cgroup.limit_pids(resources)
     finally:
@@ -230,14 +212,14 @@ def _create_in(
         if launch is not None:
             for fd in launch.idmap_fds.values():
                 os.close(fd)
-        if seccomp_filter is not None:
-            seccomp_filter.close()
+        if prepared.seccomp is not None:
+            prepared.seccomp.close()
         if console_sock is not None:
             console_sock.close()
     st.save()
     st.status = statemod.CREATED
-    if args.pid_file:
-        write_pid_file(args.pid_file, st.pid)
+    if options.pid_file:
+        write_pid_file(options.pid_file, st.pid)
     log.debug(f"created {st.id} with init pid {st.pid}")
 
 
@@ -272,18 +254,6 @@ def _mount_sources(launch: Launch, cfg: Config, bundle: str, plan: Plan) -> None
         launch.bind_sources = mounts.bind_sources(cfg.mounts, bundle)
 
 
-def hook_state(st: statemod.State, status: str) -> dict[str, Any]:
-    """The state document hooks read on stdin; the pid is added where the hook runs."""
-    return {
-        "ociVersion": st.oci_version,
-        "id": st.id,
-        "status": status,
-        "pid": st.pid,
-        "bundle": st.bundle,
-        "annotations": st.annotations,
-    }
-
-
 def write_pid_file(path: str, pid: int) -> None:
     """Written atomically, as managers poll for it."""
     path = os.path.abspath(path)
@@ -291,56 +261,3 @@ def write_pid_file(path: str, pid: int) -> None:
     with open(tmp, "w") as f:
         f.write(str(pid))
     os.rename(tmp, path)
-
-
-def remove_container(st: statemod.State, log: Log) -> None:
-    """Undo a container: processes, cgroup, state directory, then the poststop hooks;
-    safe on partial state."""
-    cgroup = None
-    if st.cgroup:
-        from ocirt.runtime.cgroups import load_cgroup
-
-        cgroup = load_cgroup(st.cgroup)
-    if cgroup is not None and cgroup.frozen():
-        cgroup.kill_all(9)  # a frozen init dies only once thawed, which this does
-    if st.pid and statemod.init_alive(st):
-        from ocirt.runtime.process.parent import kill_and_wait
-
-        if cgroup is None:  # rootless without a cgroup: its descendants are all we know of
-            for pid in reversed(statemod.process_tree(st.pid)[1:]):
-                kill_and_wait(pid)
-        kill_and_wait(st.pid)
-    failure = None
-    if cgroup is not None:
-        try:
-            if not st.config.get("own_pid_ns", False) or cgroup.pids():
-                cgroup.kill_all(9)
-            cgroup.destroy()
-        except OcirtError as exc:
-            # as runc: the state goes anyway, or a cgroup that cannot go keeps the container
-            # undeletable forever; the error is still reported
-            failure = exc
-    poststop = st.config.get("hooks", {}).get("poststop")
-    if _remove_state_dir(st) and poststop:
-        from ocirt.runtime import hooks
-        from ocirt.specs.config import parse_hooks
-
-        hooks.warn_all(
-            parse_hooks({"poststop": poststop})["poststop"], hook_state(st, statemod.STOPPED), log.warning
-        )
-    if failure is not None:
-        raise failure
-
-
-def _remove_state_dir(st: statemod.State) -> bool:
-    """False when another removal got there first."""
-    for name in (statemod.FIFO, statemod.STATE_FILE, f".{statemod.STATE_FILE}.tmp"):
-        try:
-            os.unlink(os.path.join(st.dir, name))
-        except FileNotFoundError:
-            pass
-    try:
-        os.rmdir(st.dir)
-    except FileNotFoundError:
-        return False  # removed already, poststop hooks included (a failed poststart, then ``run``)
-    return True

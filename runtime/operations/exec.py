@@ -112,7 +112,7 @@ def _launch(
 def _job(st: statemod.State, args: Args, own: console.OwnConsole | None) -> tuple[dict[str, Any], Process]:
     """The ``go`` message: the process, where it came from, the container's seccomp profile
     and state (for a notify listener)."""
-    from ocirt.runtime.operations.create import hook_state
+    from ocirt.runtime.hooks import state_document
 
     cfg = _container_config(st)
     proc, raw, origin = _process(cfg, args)
@@ -131,7 +131,7 @@ def _job(st: statemod.State, args: Args, own: console.OwnConsole | None) -> tupl
         "origin": origin,
         "seccomp": cfg.linux.raw.get("seccomp"),
         "personality": personality,
-        "state": hook_state(st, st.status),
+        "state": state_document(st, st.status),
     }
     return go, proc
 

@@ -10,30 +10,27 @@ from ocirt.runtime.errors import OcirtError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from ocirt.runtime.cli import Args
-    from ocirt.runtime.log import Log
+    from ocirt.runtime.api import Runtime
 
 
-def main(opts: Args, args: Args, log: Log) -> int:
-    st = statemod.load(opts.root or statemod.DEFAULT_ROOT, args.positional[0])
-    text = args.positional[1] if len(args.positional) > 1 else "SIGTERM"
+def kill_container(rt: Runtime, container_id: str, text: str, all: bool) -> None:
+    st = statemod.load(rt.root, container_id)
     # 0 only checks that the init is alive, as kill(2) and runc allow
     signum = 0 if text == "0" else signals.parse(text)
-    if args.all:
+    if all:
         from ocirt.runtime.cgroups import load_cgroup
 
         if not st.cgroup:
             _kill_tree(st, signum)
         else:
             load_cgroup(st.cgroup).kill_all(signum)
-        return 0
+        return
     if st.status not in (statemod.CREATED, statemod.RUNNING, statemod.PAUSED):
         raise _not_running(st.id)
     try:
         os.kill(st.pid, signum)
     except ProcessLookupError:
         raise _not_running(st.id) from None
-    return 0
 
 
 def _kill_tree(st: statemod.State, signum: int) -> None:

@@ -12,19 +12,17 @@ from ocirt.runtime.errors import OcirtError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from ocirt.runtime.cli import Args
-    from ocirt.runtime.log import Log
+    from ocirt.runtime.api import Runtime
 
 
-def main(opts: Args, args: Args, log: Log) -> int:
+def pause_container(rt: Runtime, container_id: str) -> None:
     from ocirt.runtime.cgroups import load_cgroup
 
-    st = statemod.load(opts.root or statemod.DEFAULT_ROOT, args.positional[0])
+    st = statemod.load(rt.root, container_id)
     if st.status != statemod.RUNNING:
         detail = "" if st.status == statemod.STOPPED else f" (it is {st.status})"
         raise OcirtError(f"container {st.id!r} is not running{detail}")
     if not st.cgroup:
         raise OcirtError(f"container {st.id!r} has no cgroup to freeze (rootless, none delegated)")
     load_cgroup(st.cgroup).freeze()
-    log.debug(f"paused {st.id}")
-    return 0
+    rt.log.debug(f"paused {st.id}")

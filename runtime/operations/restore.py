@@ -22,7 +22,8 @@ from ocirt.foundation import procfs, timefmt
 from ocirt.runtime import criu, syscalls
 from ocirt.runtime import state as statemod
 from ocirt.runtime.errors import OcirtError, SpecError
-from ocirt.runtime.operations.create import load_bundle, remove_container, write_pid_file
+from ocirt.runtime.operations.create import load_bundle, write_pid_file
+from ocirt.runtime.operations.delete import remove_container
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

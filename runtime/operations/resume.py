@@ -7,16 +7,14 @@ from ocirt.runtime.errors import OcirtError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from ocirt.runtime.cli import Args
-    from ocirt.runtime.log import Log
+    from ocirt.runtime.api import Runtime
 
 
-def main(opts: Args, args: Args, log: Log) -> int:
+def resume_container(rt: Runtime, container_id: str) -> None:
     from ocirt.runtime.cgroups import load_cgroup
 
-    st = statemod.load(opts.root or statemod.DEFAULT_ROOT, args.positional[0])
+    st = statemod.load(rt.root, container_id)
     if st.status != statemod.PAUSED:
         raise OcirtError(f"container {st.id!r} is not paused (it is {st.status})")
     load_cgroup(st.cgroup).thaw()
-    log.debug(f"resumed {st.id}")
-    return 0
+    rt.log.debug(f"resumed {st.id}")

@@ -13,23 +13,23 @@ import os
 
 from ocirt.runtime import syscalls
 from ocirt.runtime.console import OwnConsole, proxy
-from ocirt.runtime.operations.create import create_container, remove_container
+from ocirt.runtime.operations.create import create_container
+from ocirt.runtime.operations.delete import remove_container, undo
 from ocirt.runtime.operations.start import start_container
 from ocirt.runtime.signals import wait_for_exit
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from ocirt.runtime.cli import Args
-    from ocirt.runtime.log import Log
+    from ocirt.runtime.api import RunOptions, Runtime
 
 
-def main(opts: Args, args: Args, log: Log) -> int:
-    detach = bool(args.detach)
+def run_container(rt: Runtime, container_id: str, options: RunOptions) -> int:
+    detach, log = options.detach, rt.log
     own = None if detach else OwnConsole()
     if own is not None:
         syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
     try:
-        st = create_container(opts, args, log, own)
+        st = create_container(rt, container_id, options, own)
     except BaseException:
         if own is not None:
             own.close()
@@ -47,13 +47,13 @@ def main(opts: Args, args: Args, log: Log) -> int:
             proxy(master, st.pid)
         status = wait_for_exit(st.pid)
         log.debug(f"{st.id} exited with status {status}")
-    except BaseException:
-        remove_container(st, log)
+    except BaseException as exc:
+        undo(st, log, exc)
         raise
     finally:
         if master is not None:
             os.close(master)
-    if not args.keep:
+    if not options.keep:
         remove_container(st, log)
         log.debug(f"removed {st.id}")
     return status

@@ -12,14 +12,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from ocirt.runtime.cli import Args
     from ocirt.runtime.log import Log
-
-
-def main(opts: Args, args: Args, log: Log) -> int:
-    st = statemod.load(opts.root or statemod.DEFAULT_ROOT, args.positional[0])
-    start_container(st, log)
-    return 0
 
 
 def start_container(st: statemod.State, log: Log) -> None:
@@ -50,13 +43,14 @@ def _run_poststart(st: statemod.State, poststart: list[Any], log: Log) -> None:
     """runtime-spec 1.3: a failing poststart hook is an error; the container is stopped and
     the lifecycle goes on at its destruction (and poststop hooks). Before 1.3 it was a warning."""
     from ocirt.runtime import hooks
-    from ocirt.runtime.operations.create import hook_state, remove_container
+    from ocirt.runtime.operations.delete import undo
     from ocirt.specs.config import parse_hooks
 
+    entries = parse_hooks({"poststart": poststart})["poststart"]
     try:
-        hooks.run_all(parse_hooks({"poststart": poststart})["poststart"], hook_state(st, statemod.RUNNING))
-    except OcirtError:
-        remove_container(st, log)
+        hooks.run_all(entries, hooks.state_document(st, statemod.RUNNING))
+    except OcirtError as exc:
+        undo(st, log, exc)
         raise
 
 

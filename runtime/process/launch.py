@@ -13,10 +13,32 @@ if TYPE_CHECKING:
     from _socket import socket
     from typing import Any
 
+    from ocirt.runtime.api import CreateOptions
     from ocirt.runtime.capabilities import CapabilitySets
     from ocirt.runtime.namespaces import Plan
     from ocirt.runtime.seccomp import Filter
     from ocirt.specs.config import Config, Hook
+
+
+class Prepared:
+    """What create works out from the bundle before anything of the container exists."""
+
+    __slots__ = ("bundle", "caps", "config", "plan", "seccomp")
+
+    def __init__(
+        self, config: Config, bundle: str, plan: Plan, caps: CapabilitySets | None, seccomp: Filter | None
+    ) -> None:
+        self.config = config
+        self.bundle = bundle
+        self.plan = plan
+        self.caps = caps
+        self.seccomp = seccomp
+
+    def close(self) -> None:
+        """When create stops before a child could take them over."""
+        self.plan.close()
+        if self.seccomp is not None:
+            self.seccomp.close()
 
 
 class Launch:
@@ -41,33 +63,27 @@ class Launch:
 
     def __init__(
         self,
-        config: Config,
-        bundle: str,
-        plan: Plan,
-        caps: CapabilitySets | None,
+        prepared: Prepared,
+        options: CreateOptions,
         cgroup_paths: dict[str, str],
         state_fd: int,
-        no_pivot: bool,
-        no_new_keyring: bool,
-        preserve_fds: int,
-        hooks: dict[str, list[Hook]],
         hook_state: dict[str, Any],
     ) -> None:
-        self.config = config
-        self.bundle = bundle
-        self.plan = plan
-        self.caps = caps
+        self.config = prepared.config
+        self.bundle = prepared.bundle
+        self.plan = prepared.plan
+        self.caps = prepared.caps
+        self.hooks: dict[str, list[Hook]] = prepared.config.hooks
+        # linux.seccomp, built by create; init loads it (see runtime/seccomp.py for when)
+        self.seccomp = prepared.seccomp
+        self.no_pivot = options.no_pivot
+        self.no_new_keyring = options.no_new_keyring
+        self.preserve_fds = options.preserve_fds
         self.cgroup_paths = cgroup_paths
         self.state_fd = state_fd
-        self.no_pivot = no_pivot
-        self.no_new_keyring = no_new_keyring
-        self.preserve_fds = preserve_fds
-        self.hooks = hooks
         self.hook_state = hook_state
         # connected console socket (process.terminal): init sends the pty master over it
         self.console: socket | None = None
-        # linux.seccomp, built by create; init loads it (see runtime/seccomp.py for when)
-        self.seccomp: Filter | None = None
         # (mounts index, host path) the parent opens in the container's mount namespace
         # (mounts.bind_sources), and the fds the intermediate receives for init
         self.bind_sources: list[tuple[int, str]] = []

@@ -1,0 +1,187 @@
+"""The runtime's lifecycle as Python functions over typed options, under the ``ocirt`` CLI.
+
+``cli.py`` only parses flags into these objects; a Python program (a shim, a test, a
+manager) calls the same functions without spawning ``ocirt``:
+
+    rt = Runtime(root="/run/ocirt")
+    create(rt, "web", CreateOptions(bundle="/srv/web"))
+    start(rt, "web")
+    state(rt, "web")["status"]          # "running"
+    kill(rt, "web", "SIGKILL")
+    delete(rt, "web", force=True)
+
+Failures raise ``OcirtError`` (``SpecError`` naming a config field; ``CleanupError`` when
+undoing a failed step failed as well). ``create``, ``start``, ``state``, ``kill``,
+``delete``, ``pause`` and ``resume`` are safe in a long-lived process: they fork only
+children they wait for by pid. ``run`` in the foreground is the CLI's process model: it
+makes the caller a child subreaper, forwards its signals and reaps every child; call it
+from a process of its own.
+
+Plain slotted classes and no ``typing`` at runtime: this module is on the hot path.
+"""
+
+from __future__ import annotations
+
+import os
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from ocirt.runtime.log import Log
+
+# the kernel gives the initial user namespace this fixed inode (PROC_USER_INIT_INO)
+_INIT_USERNS = "user:[4026531837]"
+
+
+class Runtime:
+    """runc's global options: the state directory, the cgroup driver, rootless mode, the log."""
+
+    __slots__ = ("log", "root", "rootless", "systemd_cgroup")
+
+    def __init__(
+        self,
+        root: str | None = None,
+        *,
+        systemd_cgroup: bool = False,
+        rootless: str = "auto",
+        log: Log | None = None,
+    ) -> None:
+        from ocirt.runtime.errors import OcirtError
+        from ocirt.runtime.state import DEFAULT_ROOT
+
+        if rootless not in ("true", "false", "auto"):
+            raise OcirtError(f"--rootless: invalid value {rootless!r} (true, false or auto)")
+        if log is None:
+            from ocirt.runtime.log import Log
+
+            log = Log()
+        self.root = root or DEFAULT_ROOT
+        self.systemd_cgroup = systemd_cgroup
+        self.rootless = rootless
+        self.log = log
+
+    def is_rootless(self) -> bool:
+        """runc's ``--rootless``: whether cgroups the caller may not write are done without
+        (``auto``: when not the host's root)."""
+        if self.rootless != "auto":
+            return self.rootless == "true"
+        return os.geteuid() != 0 or in_user_namespace()
+
+
+def in_user_namespace() -> bool:
+    """A readlink (a few µs), not a read of uid_map: every create by root asks."""
+    try:
+        return os.readlink("/proc/self/ns/user") != _INIT_USERNS
+    except OSError:
+        return False
+
+
+class CreateOptions:
+    """``ocirt create``'s flags. ``preserve_fds``: fds 3 to 3+N-1 of the caller pass to the
+    container's process."""
+
+    __slots__ = ("bundle", "console_socket", "no_new_keyring", "no_pivot", "pid_file", "preserve_fds")
+
+    def __init__(
+        self,
+        bundle: str | None = None,
+        *,
+        pid_file: str | None = None,
+        console_socket: str | None = None,
+        no_pivot: bool = False,
+        no_new_keyring: bool = False,
+        preserve_fds: int = 0,
+    ) -> None:
+        self.bundle = bundle
+        self.pid_file = pid_file
+        self.console_socket = console_socket
+        self.no_pivot = no_pivot
+        self.no_new_keyring = no_new_keyring
+        self.preserve_fds = preserve_fds
+
+
+class RunOptions(CreateOptions):
+    """``ocirt run``: create's flags, and ``detach`` (start and return) or ``keep`` (leave the
+    stopped container for ``delete``)."""
+
+    __slots__ = ("detach", "keep")
+
+    def __init__(
+        self,
+        bundle: str | None = None,
+        *,
+        pid_file: str | None = None,
+        console_socket: str | None = None,
+        no_pivot: bool = False,
+        no_new_keyring: bool = False,
+        preserve_fds: int = 0,
+        detach: bool = False,
+        keep: bool = False,
+    ) -> None:
+        super().__init__(
+            bundle,
+            pid_file=pid_file,
+            console_socket=console_socket,
+            no_pivot=no_pivot,
+            no_new_keyring=no_new_keyring,
+            preserve_fds=preserve_fds,
+        )
+        self.detach = detach
+        self.keep = keep
+
+
+def create(rt: Runtime, container_id: str, options: CreateOptions) -> None:
+    """An init process blocked before its program; on failure nothing of it is left."""
+    from ocirt.runtime.operations.create import create_container
+
+    create_container(rt, container_id, options)
+
+
+def start(rt: Runtime, container_id: str) -> None:
+    """Run a created container's program (and its poststart hooks)."""
+    from ocirt.runtime.operations.start import start_container
+    from ocirt.runtime.state import load
+
+    start_container(load(rt.root, container_id), rt.log)
+
+
+def state(rt: Runtime, container_id: str) -> dict[str, Any]:
+    """The runtime-spec state document, as ``ocirt state`` prints it."""
+    from ocirt.runtime.state import load
+
+    return load(rt.root, container_id).public()
+
+
+def kill(rt: Runtime, container_id: str, signal: str = "SIGTERM", all: bool = False) -> None:
+    """``signal`` by name (``KILL``, ``SIGKILL``) or number; ``all``: every process of its cgroup."""
+    from ocirt.runtime.operations.kill import kill_container
+
+    kill_container(rt, container_id, signal, all)
+
+
+def delete(rt: Runtime, container_id: str, force: bool = False) -> None:
+    """Remove a stopped or created container; ``force`` kills a running one first."""
+    from ocirt.runtime.operations.delete import delete_container
+
+    delete_container(rt, container_id, force)
+
+
+def pause(rt: Runtime, container_id: str) -> None:
+    from ocirt.runtime.operations.pause import pause_container
+
+    pause_container(rt, container_id)
+
+
+def resume(rt: Runtime, container_id: str) -> None:
+    from ocirt.runtime.operations.resume import resume_container
+
+    resume_container(rt, container_id)
+
+
+def run(rt: Runtime, container_id: str, options: RunOptions) -> int:
+    """Create and start; unless ``detach``, wait and return the exit status as a shell
+    reports it (128+N for a signal) and remove the container unless ``keep``."""
+    from ocirt.runtime.operations.run import run_container
+
+    return run_container(rt, container_id, options)
