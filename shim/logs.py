@@ -1,4 +1,7 @@
-"""The container log: ``k8s-file`` (CRI) and ``json-file`` (Docker) records, with rotation.
+"""The container log: ``k8s-file`` (CRI) and ``json-file`` (Docker) records, with rotation,
+and ``DRIVERS``, the one registry of log drivers: the shim writes with a driver's
+``record``, ``ocirtctl logs`` reads back with its ``parse``, ``--log-opt`` is checked against
+its ``options``. A new driver is its two functions and one entry here.
 
 Output is written as it is read: a chunk that ends mid-line becomes a partial record at
 once (so nothing waits in the shim's memory and a crash loses nothing already read), and
@@ -13,6 +16,14 @@ import os
 import time
 
 from ocirt.foundation.timefmt import rfc3339nano
+
+TYPE_CHECKING = False  # the shim does not import typing
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    Record = Callable[[str, bytes, str], bytes]
+    # (time, stream, text with its newline if complete, complete); None: not a record
+    Parsed = tuple[str, str, bytes, bool] | None
 
 _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
 
@@ -40,9 +51,58 @@ def json_records(stream: str, data: bytes, now: str) -> bytes:
     return "".join(out).encode()
 
 
-_FORMATS = {"k8s-file": k8s_records, "json-file": json_records}
-# the names the shim and the managers accept: "none" reads the output and keeps nothing
-DRIVERS = ("json-file", "k8s-file", "none")
+def parse_k8s(raw: bytes) -> Parsed:
+    parts = raw.split(b" ", 3)
+    if len(parts) < 3:
+        return None
+    text = parts[3] if len(parts) == 4 else b""
+    full = parts[2] == b"F"
+    return parts[0].decode(), parts[1].decode(), text + (b"\n" if full else b""), full
+
+
+def parse_json(raw: bytes) -> Parsed:
+    """Only ``ocirtctl logs`` reads records, so json is imported here, never by the shim."""
+    import json
+
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        return None
+    text = doc.get("log", "").encode()
+    return doc.get("time", ""), doc.get("stream", "stdout"), text, text.endswith(b"\n")
+
+
+FILE_OPTIONS = ("max-size", "max-file")
+
+
+class LogDriver:
+    """``record`` and ``parse`` are None for a driver that keeps no file (``none``: output
+    still reaches attached clients)."""
+
+    __slots__ = ("name", "options", "parse", "record")
+
+    def __init__(
+        self,
+        name: str,
+        record: Record | None,
+        parse: Callable[[bytes], Parsed] | None,
+        options: tuple[str, ...],
+    ) -> None:
+        self.name = name
+        self.record = record
+        self.parse = parse
+        self.options = options
+
+
+# ``none`` takes the file options and ignores them, as ocirtctl always has
+DRIVERS = {
+    d.name: d
+    for d in (
+        LogDriver("json-file", json_records, parse_json, FILE_OPTIONS),
+        LogDriver("k8s-file", k8s_records, parse_k8s, FILE_OPTIONS),
+        LogDriver("none", None, None, FILE_OPTIONS),
+    )
+}
 DEFAULT_DRIVER = "k8s-file"  # conmon's and podman's default
 
 
@@ -51,7 +111,7 @@ class Log:
 
     def __init__(self, path: str | None, driver: str, max_size: int, max_file: int) -> None:
         self.path = path
-        self.format = _FORMATS.get(driver)
+        self.format = DRIVERS[driver].record
         self.max_size = max_size
         self.max_file = max_file
         self.fd = -1

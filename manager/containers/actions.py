@@ -35,6 +35,7 @@ from ocirt.manager.containers.attach import attach_container, run_foreground
 from ocirt.manager.containers.runtime import Context
 from ocirt.manager.errors import ManagerError
 from ocirt.manager.gotemplate import Record
+from ocirt.shim.logs import DRIVERS as LOG_DRIVERS
 
 
 def ctx_of(args: argparse.Namespace) -> Context:
@@ -198,8 +199,8 @@ def cmd_logs(args: argparse.Namespace) -> int:
     ctx = ctx_of(args)
     c = _get(ctx, args.container)
     driver = c.options.log_driver
-    if driver == "none":
-        raise ManagerError(f"container {c.name} uses the none log driver: nothing to show")
+    if LOG_DRIVERS[driver].parse is None:
+        raise ManagerError(f"container {c.name} uses the {driver} log driver: nothing to show")
     path = layout.log_path(ctx.root, c.id)
     max_file = int(c.options.log_opts.get("max-file", "1"))
     shown, offset = logs.collect(path, driver, max_file, args.since, tail)

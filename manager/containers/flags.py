@@ -7,6 +7,7 @@ import argparse
 from ocirt.manager.containers import options, units
 from ocirt.manager.containers.options import CreateOptions
 from ocirt.manager.errors import ManagerError
+from ocirt.shim.logs import DRIVERS as LOG_DRIVERS
 
 _LISTS = (
     (("-e", "--env"), "env", "set an environment variable (KEY=VALUE or KEY)"),
@@ -39,7 +40,7 @@ _VALUES = (
     (("--restart",), "restart", "no, always, on-failure[:N], unless-stopped"),
     (("--stop-signal",), "stop_signal", "signal for stop"),
     (("--stop-timeout",), "stop_timeout", "seconds before stop kills"),
-    (("--log-driver",), "log_driver", "json-file, k8s-file, none"),
+    (("--log-driver",), "log_driver", ", ".join(LOG_DRIVERS)),
     (("--network", "--net"), "network", "bridge, none, host, container:NAME, or a network"),
     (("--ip",), "ip", "static address on the network"),
 )
@@ -148,12 +149,10 @@ def _plumbing(ns: argparse.Namespace, opts: CreateOptions) -> None:
     if ns.stop_timeout is not None:
         opts.stop_timeout = units.integer(ns.stop_timeout, "--stop-timeout", 0, units.SECONDS_MAX)
     if ns.log_driver is not None:
-        from ocirt.shim.logs import DRIVERS
-
-        if ns.log_driver not in DRIVERS:
+        if ns.log_driver not in LOG_DRIVERS:
             raise ManagerError(f"--log-driver: unsupported driver {ns.log_driver!r}")
         opts.log_driver = ns.log_driver
-    opts.log_opts = dict(options.log_opt(t) for t in ns.log_opt)
+    opts.log_opts = dict(options.log_opt(t, opts.log_driver) for t in ns.log_opt)
     opts.network = ns.network or "bridge"
     opts.ports, opts.publish_all, opts.ip = list(ns.publish), ns.publish_all, ns.ip
     _check_network_flags(opts)

@@ -3,7 +3,6 @@ oldest first), partial records joined into lines, filtered by ``--since`` and ``
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -13,6 +12,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from ocirt.manager.errors import ManagerError
+from ocirt.shim.logs import DRIVERS as LOG_DRIVERS
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(s|m|h)$")
 
@@ -31,19 +31,8 @@ def files(path: str, max_file: int) -> list[str]:
 
 def parse_record(raw: bytes, driver: str) -> tuple[str, str, bytes, bool] | None:
     """``(time, stream, text, complete)`` of one record line, None if it is not one."""
-    if driver == "json-file":
-        try:
-            doc = json.loads(raw)
-        except ValueError:
-            return None
-        text = doc.get("log", "").encode()
-        return doc.get("time", ""), doc.get("stream", "stdout"), text, text.endswith(b"\n")
-    parts = raw.split(b" ", 3)
-    if len(parts) < 3:
-        return None
-    text = parts[3] if len(parts) == 4 else b""
-    full = parts[2] == b"F"
-    return parts[0].decode(), parts[1].decode(), text + (b"\n" if full else b""), full
+    parse = LOG_DRIVERS[driver].parse
+    return parse(raw) if parse is not None else None
 
 
 def lines(records: Iterator[tuple[str, str, bytes, bool]]) -> Iterator[Line]:

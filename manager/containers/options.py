@@ -194,10 +194,12 @@ def security_opt(text: str, opts: CreateOptions) -> None:
     opts.seccomp = profile
 
 
-def log_opt(text: str) -> tuple[str, str]:
+def log_opt(text: str, driver: str) -> tuple[str, str]:
+    """One ``--log-opt KEY=VALUE``, checked against ``driver``'s options."""
     key, value = units.key_value(text, "--log-opt")
-    if key not in ("max-size", "max-file"):
-        raise ManagerError(f"--log-opt: unsupported option {key!r} (max-size, max-file)")
+    known = logs.DRIVERS[driver].options
+    if key not in known:
+        raise ManagerError(f"--log-opt: unsupported option {key!r} ({', '.join(known)})")
     if key == "max-size":
         units.size(value, "--log-opt max-size")
     else:
