@@ -226,9 +226,9 @@ def current_status(st: State) -> str:
     if os.path.exists(st.fifo):
         return CREATED
     if st.cgroup:
-        from ocirt.runtime.cgroups import load_cgroup
+        from ocirt.runtime.cgroups.base import saved_frozen
 
-        if load_cgroup(st.cgroup).frozen():
+        if saved_frozen(st.cgroup):
             return PAUSED
     return RUNNING
 

@@ -88,7 +88,8 @@ BUDGET = {
         "ocirt.specs.config",
     },
     "start": _CORE | {"select", "ocirt.runtime.operations.start"},
-    "state": _CORE | _CGROUPS | {"pwd"},
+    # paused or not, read without the cgroup drivers (cgroups.base.saved_frozen)
+    "state": _CORE | {"errno", "ocirt.runtime.cgroups", "ocirt.runtime.cgroups.base", "pwd"},
     "kill": _CORE | _CGROUPS | {"ocirt.runtime.operations.kill", "ocirt.foundation.signals"},
     "delete": _CORE | _CGROUPS | {"fcntl", "ocirt.runtime.operations.delete"},
 }

@@ -272,3 +272,26 @@ def saved_dirs(saved: dict[str, Any]) -> list[str]:
     if saved.get("version") == 2:
         return [saved["path"]]
     return list(dict.fromkeys(saved.get("paths", {}).values()))
+
+
+def saved_frozen(saved: dict[str, Any]) -> bool:
+    """Whether a cgroup as ``Cgroup.to_state`` saved it is paused: the v1 freezer where
+    there is one, else ``cgroup.freeze``. Here, not in the drivers, so that ``state`` and
+    ``list`` need not import them."""
+    if saved.get("version") == 2:
+        return is_frozen(saved["path"])
+    paths = saved.get("paths", {})
+    if "freezer" not in paths:
+        return "unified" in paths and is_frozen(paths["unified"])
+    try:
+        return read_file(os.path.join(paths["freezer"], "freezer.state")).strip() == "FROZEN"
+    except FileNotFoundError:
+        return False
+
+
+def is_frozen(path: str) -> bool:
+    """A cgroup2 directory's own freeze request (``cgroup.freeze``)."""
+    try:
+        return read_file(os.path.join(path, "cgroup.freeze")).strip() == "1"
+    except FileNotFoundError:
+        return False

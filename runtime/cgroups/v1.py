@@ -22,9 +22,10 @@ from ocirt.runtime.cgroups.base import (
     place,
     procs_under,
     read_file,
+    saved_frozen,
     write_file,
 )
-from ocirt.runtime.cgroups.v2 import freeze_dir, is_frozen, kill_dir, set_freeze
+from ocirt.runtime.cgroups.v2 import freeze_dir, kill_dir, set_freeze
 from ocirt.runtime.errors import OcirtError
 
 TYPE_CHECKING = False
@@ -157,13 +158,7 @@ class V1Cgroup(Cgroup):
             _freezer(path, "THAWED")
 
     def frozen(self) -> bool:
-        path = self.paths.get("freezer")
-        if path is None:
-            return "unified" in self.paths and is_frozen(self.paths["unified"])
-        try:
-            return read_file(os.path.join(path, "freezer.state")).strip() == "FROZEN"
-        except FileNotFoundError:
-            return False
+        return saved_frozen(self.layout())
 
     def can_freeze(self) -> bool:
         return "freezer" in self.paths or "unified" in self.paths

@@ -14,6 +14,7 @@ from ocirt.runtime.cgroups import devices
 from ocirt.runtime.cgroups.base import (
     ROOT,
     Cgroup,
+    is_frozen,
     makedirs,
     own_cgroups,
     place,
@@ -174,13 +175,6 @@ def freeze_dir(path: str) -> None:
             poller.poll(min(left, 0.1) * 1000)
     finally:
         os.close(fd)
-
-
-def is_frozen(path: str) -> bool:
-    try:
-        return read_file(os.path.join(path, "cgroup.freeze")).strip() == "1"
-    except FileNotFoundError:
-        return False
 
 
 def kill_dir(path: str) -> bool:
