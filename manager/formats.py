@@ -16,6 +16,7 @@ from ocirt.manager import gotemplate
 from ocirt.manager.errors import ManagerError
 
 TEMPLATE_FAILED = 1  # docker's exit status for a template that does not parse or run
+INSPECT_PARSE_FAILED = 64  # docker inspect's for a template that does not parse (EX_USAGE)
 
 
 def is_template(fmt: str | None) -> bool:
@@ -42,20 +43,22 @@ def print_list(fmt: str, rows: Sequence[Any], headers: dict[str, str]) -> None:
     print(render_list(fmt, rows, headers), end="")
 
 
-def render_inspect(fmt: str, docs: Sequence[Any]) -> str:
-    """``inspect -f``: the template over each document, each followed by a newline."""
-    tmpl = _parse(fmt, "Template parsing error")
+def print_inspect(fmt: str, docs: Sequence[Any]) -> None:
+    """``inspect -f``: the template over each document, each followed by a newline; on a
+    failure what was rendered is printed first (a lone newline if nothing), as docker does."""
+    tmpl = _parse(fmt, "template parsing error", exit_code=INSPECT_PARSE_FAILED)
     out = []
     for doc in docs:
         try:
             out.append(tmpl.execute(doc) + "\n")
         except gotemplate.TemplateError as exc:
+            print("".join(out) or "\n", end="")
             raise ManagerError(f"Template parsing error: {exc}", TEMPLATE_FAILED) from None
-    return "".join(out)
+    print("".join(out), end="")
 
 
-def _parse(text: str, prefix: str) -> gotemplate.Template:
+def _parse(text: str, prefix: str, exit_code: int = TEMPLATE_FAILED) -> gotemplate.Template:
     try:
         return gotemplate.parse(text)
     except gotemplate.TemplateError as exc:
-        raise ManagerError(f"{prefix}: {exc}", TEMPLATE_FAILED) from None
+        raise ManagerError(f"{prefix}: {exc}", exit_code) from None

@@ -107,7 +107,11 @@ def test_published_ports_are_one_address_scoped_dnat_each(tmp_path: Any) -> None
         dnats = [r for r in items if any("dnat" in e for e in r["expr"])]
         assert len(dnats) == 3, dnats
         asked = {(80, "tcp"): "127.0.0.1", (8080, "tcp"): "0.0.0.0", (53, "udp"): "0.0.0.0"}
-        host_port = {(p["container_port"], p["protocol"]): p["host_port"] for p in ports}  # chosen freely
+        host_port = {  # chosen freely; docker's Ports map: "80/tcp" -> [{HostIp, HostPort}]
+            (int(key.partition("/")[0]), key.partition("/")[2]): int(binds[0]["HostPort"])
+            for key, binds in ports.items()
+            if binds
+        }
         want = {(proto, port, addr, host_port[port, proto]) for (port, proto), addr in asked.items()}
         got = {_dnat_shape(r, ip) for r in dnats}
         assert got == want, (got, want)

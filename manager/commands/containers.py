@@ -100,6 +100,7 @@ def register(sub: Sub) -> None:
     _exec_parser(sub)
     p = _refs(sub, "inspect", "container details as JSON", cmd_inspect)
     p.add_argument("-f", "--format", default=None, help="Go template run over each document")
+    p.add_argument("--type", choices=("container", "image", "network", "volume"), help="only this kind")
     p = _one(sub, "top", "processes of a container", cmd_top)
     p.add_argument("ps_args", nargs=argparse.REMAINDER)
     p = sub.add_parser("stats", help="resource usage of containers")

@@ -321,7 +321,7 @@ def image_document(root: str, rec: ImageRecord) -> dict[str, Any]:
 def cmd_inspect(args: argparse.Namespace) -> int:
     docs = [image_document(args.root, service.get(args.root, name)) for name in args.names]
     if formats.is_template(args.format):
-        print(formats.render_inspect(args.format, docs), end="")
+        formats.print_inspect(args.format, docs)
     else:
         print(json.dumps(docs, indent=4))
     return 0

@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from ocirt.manager import formats
+from ocirt.manager.containers import present
 from ocirt.manager.errors import ManagerError
 from ocirt.manager.gotemplate import Record
 
@@ -98,11 +99,11 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     found, missing = [], []
     for name in args.names:
         try:
-            found.append(service.inspect_network(args.root, name))
+            found.append(present.network_document(service.inspect_network(args.root, name)))
         except ManagerError as exc:
             missing.append(str(exc))
     if formats.is_template(args.format):
-        print(formats.render_inspect(args.format, found), end="")
+        formats.print_inspect(args.format, found)
     else:
         print(json.dumps(found, indent=2))
     if missing:

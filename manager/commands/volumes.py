@@ -8,7 +8,7 @@ import os
 from typing import TYPE_CHECKING
 
 from ocirt.manager import db, formats
-from ocirt.manager.containers import units
+from ocirt.manager.containers import present, units
 from ocirt.manager.gotemplate import Record
 from ocirt.manager.volumes import service, store
 
@@ -73,26 +73,11 @@ def _context(root: str, vol: store.Volume) -> Record:
     return Record("*formatter.volumeContext", fields)
 
 
-def describe(root: str, vol: store.Volume) -> dict[str, object]:
-    from ocirt.foundation import timefmt
-
-    return {
-        "Name": vol.name,
-        "Driver": "local",
-        "Mountpoint": service.volume_dir(root, vol.name),
-        "CreatedAt": timefmt.rfc3339(vol.created),
-        "Labels": vol.labels,
-        "Scope": "local",
-        "Anonymous": vol.anonymous,
-        "UsedBy": service.users(db.connect(root), vol.name),
-    }
-
-
 def cmd_inspect(args: argparse.Namespace) -> int:
     root = _root(args)
-    docs = [describe(root, service.get(root, name)) for name in args.names]
+    docs = [present.volume_document(root, service.get(root, name)) for name in args.names]
     if formats.is_template(args.format):
-        print(formats.render_inspect(args.format, docs), end="")
+        formats.print_inspect(args.format, docs)
     else:
         print(json.dumps(docs, indent=2))
     return 0

@@ -251,13 +251,91 @@ def cmd_exec(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
+    """docker's top-level inspect: containers, then images, networks and volumes (or the one
+    ``--type``); what is found is printed, and a missing one fails with status 1 after it."""
     ctx = ctx_of(args)
-    docs = [present.inspect(ctx.root, _get(ctx, ref)) for ref in args.containers]
+    docs, missing = [], []
+    for ref in args.containers:
+        doc = _find_object(ctx, ref, args.type)
+        if doc is None:
+            missing.append(ref)
+        else:
+            docs.append(doc)
     if formats.is_template(args.format):
-        print(formats.render_inspect(args.format, docs), end="")
+        formats.print_inspect(args.format, docs)
     else:
-        print(json.dumps(docs, indent=2))
+        print(json.dumps(docs, indent=4))
+    if missing:
+        kind = "object" if args.type is None else args.type
+        raise ManagerError("\n".join(f"Error: No such {kind}: {ref}" for ref in missing), exit_code=1)
     return 0
+
+
+OBJECT_TYPES = ("container", "image", "network", "volume")
+
+
+def _find_object(ctx: Context, ref: str, kind: str | None) -> dict[str, Any] | None:
+    for candidate in (kind,) if kind else OBJECT_TYPES:
+        doc = _LOOKUP[candidate](ctx, ref)
+        if doc is not None:
+            return doc
+    return None
+
+
+def _container_document(ctx: Context, ref: str) -> dict[str, Any] | None:
+    found = store.find(db.connect(ctx.root), ref)
+    return None if found is None else _inspect_document(ctx, status.refresh(ctx, found))
+
+
+def _image_document(ctx: Context, ref: str) -> dict[str, Any] | None:
+    from ocirt.manager.commands.images import image_document
+    from ocirt.manager.images import service as images
+
+    rec = images.find(ctx.root, ref)
+    return None if rec is None else image_document(ctx.root, rec)
+
+
+def _network_document(ctx: Context, ref: str) -> dict[str, Any] | None:
+    from ocirt.manager.network import service
+    from ocirt.manager.network import store as netstore
+
+    if netstore.find_network(db.connect(ctx.root), ref) is None:
+        return None
+    return present.network_document(service.inspect_network(ctx.root, ref))
+
+
+def _volume_document(ctx: Context, ref: str) -> dict[str, Any] | None:
+    from ocirt.manager.volumes import store as volstore
+
+    vol = volstore.find(db.connect(ctx.root), ref)
+    return None if vol is None else present.volume_document(ctx.root, vol)
+
+
+_LOOKUP: dict[str, Callable[[Context, str], dict[str, Any] | None]] = {
+    "container": _container_document,
+    "image": _image_document,
+    "network": _network_document,
+    "volume": _volume_document,
+}
+
+
+def _inspect_document(ctx: Context, c: store.Container) -> dict[str, Any]:
+    """What docker shows: the image's config merged in, the joined networks' ids and gateways."""
+    from ocirt.manager.images import service as images
+    from ocirt.manager.network import store as netstore
+
+    rec = images.find(ctx.root, c.image_id)
+    try:
+        image = images.config(ctx.root, rec) if rec is not None else {}
+    except ManagerError:  # the image's config blob is gone: the container's own record stands
+        image = {}
+    conn = db.connect(ctx.root)
+    networks = {}
+    for name in present.network_names(c):
+        net = netstore.find_network(conn, name)
+        if net is not None:
+            networks[name] = {"Id": net.id, "Gateway": net.gateway, "Subnet": net.subnet}
+    return present.inspect(ctx.root, c, image, networks)
 
 
 def cmd_top(args: argparse.Namespace) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from typing import Any
 
@@ -55,72 +56,342 @@ def ps_row(c: Container) -> dict[str, Any]:
 
 
 def mounts_of(root: str, c: Container) -> list[dict[str, Any]]:
+    """docker's MountPoint list: volumes by name and driver, binds with their propagation."""
     out = []
     for m in c.plan.get("mounts", []):
-        entry = {"Type": m["type"], "Destination": m["destination"], "RW": not m["readonly"]}
+        rw = not m["readonly"]
         if m["type"] == "volume":
-            entry.update(Name=m["source"], Source=volumes.volume_dir(root, m["source"]), Driver="local")
+            source = volumes.volume_dir(root, m["source"])
+            out.append(_mount("volume", source, m["destination"], rw, name=m["source"], driver="local"))
         elif m["type"] == "bind":
-            entry["Source"] = m["source"]
-        out.append(entry)
+            out.append(_mount("bind", m["source"], m["destination"], rw, propagation="rprivate"))
+        else:
+            out.append(_mount(m["type"], m.get("source") or "", m["destination"], rw))
     return out
 
 
-def inspect(root: str, c: Container) -> dict[str, Any]:
-    opts = c.options
+def _mount(
+    kind: str, source: str, dest: str, rw: bool, name: str = "", driver: str = "", propagation: str = ""
+) -> dict[str, Any]:
+    head: dict[str, Any] = {"Type": kind, **({"Name": name} if name else {})}
+    tail = {"Mode": "", "RW": rw, "Propagation": propagation}
+    return {**head, "Source": source, "Destination": dest, **({"Driver": driver} if driver else {}), **tail}
+
+
+def inspect(
+    root: str, c: Container, image: dict[str, Any], networks: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    """``docker inspect CONTAINER`` (Engine API v1.41 ContainerJSON), from the record, the
+    image config (Config holds the merged values) and the networks the container is on
+    (by name: their ``Id``, ``Gateway`` and ``Subnet``)."""
     args = c.plan.get("args") or []
-    net = c.plan.get("network") or {}
+    container_dir = os.path.dirname(c.plan.get("log_path") or "")
     return {
         "Id": c.id,
-        "Name": c.name,
         "Created": _iso(c.created),
         "Path": args[0] if args else "",
         "Args": args[1:],
-        "State": {
-            "Status": c.state,
-            "Running": c.state.live,
-            "Paused": c.state is ContainerState.PAUSED,
-            "OOMKilled": c.oom_killed,
-            "Pid": c.pid,
-            "ExitCode": c.exit_code,
-            "StartedAt": _iso(c.started_at),
-            "FinishedAt": _iso(c.finished_at),
-        },
+        "State": state_of(c),
         "Image": c.image_id,
-        "ImageName": c.image,
+        "ResolvConfPath": os.path.join(container_dir, "resolv.conf") if container_dir else "",
+        "HostnamePath": os.path.join(container_dir, "hostname") if container_dir else "",
+        "HostsPath": os.path.join(container_dir, "hosts") if container_dir else "",
+        "LogPath": c.plan.get("log_path") or "",
+        "Name": "/" + c.name,
         "RestartCount": c.restart_count,
-        "Rootfs": c.plan.get("rootfs"),
+        "Driver": "overlay2",
+        "Platform": "linux",
+        "MountLabel": "",
+        "ProcessLabel": "",
+        "AppArmorProfile": "",
+        "ExecIDs": None,
+        "HostConfig": host_config(c),
+        "GraphDriver": {"Data": {"MergedDir": c.plan.get("rootfs") or ""}, "Name": "overlay2"},
         "Mounts": mounts_of(root, c),
-        "Config": {
-            "Hostname": opts.hostname or c.id[:12],
-            "Env": opts.env,
-            "Cmd": opts.command,
-            "Entrypoint": opts.entrypoint,
-            "WorkingDir": opts.workdir or "",
-            "User": opts.user or "",
-            "Labels": opts.labels,
-            "StopSignal": c.plan.get("stop_signal"),
-            "Tty": opts.tty,
-            "OpenStdin": opts.interactive,
-        },
-        "HostConfig": {
-            "RestartPolicy": {"Name": opts.restart, "MaximumRetryCount": opts.restart_max},
-            "AutoRemove": opts.auto_remove,
-            "NetworkMode": opts.network,
-            "Privileged": opts.privileged,
-            "ReadonlyRootfs": opts.read_only,
-            "CapAdd": opts.cap_add,
-            "CapDrop": opts.cap_drop,
-            "LogConfig": {"Type": opts.log_driver, "Config": opts.log_opts},
-            "Resources": vars(opts.resources),
-            "Init": opts.init,
-        },
-        "NetworkSettings": {
-            "Networks": net.get("networks", {}),
-            "Ports": ports(c),
-            "SandboxKey": net.get("netns"),
-        },
-        "LogPath": c.plan.get("log_path"),
+        "Config": config_of(c, image),
+        "NetworkSettings": network_settings(c, networks),
+    }
+
+
+def state_of(c: Container) -> dict[str, Any]:
+    """docker's ContainerState: ExitCode 0 until there is one, zero times as Go's zero time.
+    An exit nobody saw (the monitor died) is docker's 255 with the reason in Error."""
+    unknown = c.state is ContainerState.EXITED and c.exit_code is None
+    return {
+        "Status": str(c.state),
+        "Running": c.state.live,
+        "Paused": c.state is ContainerState.PAUSED,
+        "Restarting": c.state is ContainerState.RESTARTING,
+        "OOMKilled": c.oom_killed,
+        "Dead": str(c.state) == "dead",
+        "Pid": c.pid if c.state.live else 0,
+        "ExitCode": 255 if unknown else c.exit_code or 0,
+        "Error": "exit status unknown: the container's monitor was gone when it exited" if unknown else "",
+        "StartedAt": _iso(c.started_at),
+        "FinishedAt": _iso(c.finished_at),
+    }
+
+
+def config_of(c: Container, image: dict[str, Any]) -> dict[str, Any]:
+    """docker's Config: the user's flags merged over the image's config, as the process sees them."""
+    opts = c.options
+    img = image.get("config") or {}
+    env = _merged_env(list(img.get("Env") or []), opts.env)
+    exposed: dict[str, Any] = {key: {} for key in _ports_map(c)}
+    out: dict[str, Any] = {
+        "Hostname": opts.hostname or c.id[:12],
+        "Domainname": "",
+        "User": opts.user if opts.user is not None else img.get("User") or "",
+        "AttachStdin": opts.interactive,
+        "AttachStdout": True,
+        "AttachStderr": True,
+        **({"ExposedPorts": exposed} if exposed else {}),
+        "Tty": opts.tty,
+        "OpenStdin": opts.interactive,
+        "StdinOnce": opts.interactive,
+        "Env": env,
+        "Cmd": opts.command or (None if opts.entrypoint is not None else img.get("Cmd")),
+        "Image": c.image,
+        "Volumes": img.get("Volumes") or None,
+        "WorkingDir": opts.workdir or img.get("WorkingDir") or "",
+        "Entrypoint": opts.entrypoint if opts.entrypoint is not None else img.get("Entrypoint"),
+        "OnBuild": img.get("OnBuild"),
+        "Labels": {**(img.get("Labels") or {}), **opts.labels},
+    }
+    if c.plan.get("stop_signal") and c.plan.get("stop_signal") != "SIGTERM":
+        out["StopSignal"] = c.plan["stop_signal"]
+    if opts.stop_timeout is not None:
+        out["StopTimeout"] = opts.stop_timeout
+    return out
+
+
+def _merged_env(image_env: list[str], user_env: list[str]) -> list[str]:
+    """The user's variables, then the image's the user did not set (docker's merge order)."""
+    names = {e.partition("=")[0] for e in user_env}
+    return [*user_env, *(e for e in image_env if e.partition("=")[0] not in names)]
+
+
+def host_config(c: Container) -> dict[str, Any]:
+    """docker's HostConfig with every key, docker's zero values where no flag set one."""
+    opts = c.options
+    r = opts.resources
+    return {
+        "Binds": [v for v in opts.volumes if v.partition(":")[0].startswith("/")] or None,
+        "ContainerIDFile": "",
+        "LogConfig": {"Type": opts.log_driver, "Config": dict(opts.log_opts)},
+        "NetworkMode": "default" if opts.network == "bridge" else opts.network,
+        "PortBindings": _port_bindings(c),
+        "RestartPolicy": {"Name": opts.restart, "MaximumRetryCount": opts.restart_max},
+        "AutoRemove": opts.auto_remove,
+        "VolumeDriver": "",
+        "VolumesFrom": opts.volumes_from or None,
+        "CapAdd": opts.cap_add or None,
+        "CapDrop": opts.cap_drop or None,
+        "CgroupnsMode": "host",
+        "Dns": [],
+        "DnsOptions": [],
+        "DnsSearch": [],
+        "ExtraHosts": None,
+        "GroupAdd": None,
+        "IpcMode": "private",
+        "Cgroup": "",
+        "Links": None,
+        "OomScoreAdj": r.oom_score_adj or 0,
+        "PidMode": "",
+        "Privileged": opts.privileged,
+        "PublishAllPorts": opts.publish_all,
+        "ReadonlyRootfs": opts.read_only,
+        "SecurityOpt": ["no-new-privileges"] if opts.no_new_privileges else None,
+        "UTSMode": "",
+        "UsernsMode": "",
+        "ShmSize": 67108864,
+        "Runtime": "runc",
+        "ConsoleSize": [0, 0],
+        "Isolation": "",
+        **_resources(opts),
+        "MaskedPaths": list(MASKED_PATHS),
+        "ReadonlyPaths": list(READONLY_PATHS),
+        **({"Init": True} if opts.init else {}),
+        **({"Sysctls": dict(opts.sysctls)} if opts.sysctls else {}),
+        **({"Tmpfs": {t[0]: t[1] if len(t) > 1 else "" for t in opts.tmpfs}} if opts.tmpfs else {}),
+    }
+
+
+# what docker masks and makes read-only in every unprivileged container (moby's defaults)
+MASKED_PATHS = (
+    "/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
+    "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware",
+)  # fmt: skip
+READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
+
+
+def _throttle(rows: list[list[Any]], key: str) -> list[dict[str, Any]] | None:
+    return [{"Path": row[0], key: row[1]} for row in rows] or None
+
+
+def _resources(opts: Any) -> dict[str, Any]:
+    """docker's Resources, inline in HostConfig as the API has them."""
+    r = opts.resources
+    return {
+        "CpuShares": r.cpu_shares or 0,
+        "Memory": r.memory or 0,
+        "NanoCpus": round((r.cpus or 0) * 1e9),
+        "CgroupParent": "",
+        "BlkioWeight": r.blkio_weight or 0,
+        "BlkioWeightDevice": [],
+        "BlkioDeviceReadBps": _throttle(r.device_read_bps, "Rate"),
+        "BlkioDeviceWriteBps": _throttle(r.device_write_bps, "Rate"),
+        "BlkioDeviceReadIOps": _throttle(r.device_read_iops, "Rate"),
+        "BlkioDeviceWriteIOps": _throttle(r.device_write_iops, "Rate"),
+        "CpuPeriod": 0,
+        "CpuQuota": 0,
+        "CpuRealtimePeriod": 0,
+        "CpuRealtimeRuntime": 0,
+        "CpusetCpus": r.cpuset_cpus or "",
+        "CpusetMems": "",
+        "Devices": [_device(d) for d in opts.devices],
+        "DeviceCgroupRules": None,
+        "DeviceRequests": None,
+        "KernelMemory": 0,
+        "KernelMemoryTCP": 0,
+        "MemoryReservation": r.memory_reservation or 0,
+        "MemorySwap": r.memory_swap or 0,
+        "MemorySwappiness": None,
+        "OomKillDisable": r.oom_kill_disable,
+        "PidsLimit": r.pids_limit,
+        "Ulimits": [{"Name": u[0], "Hard": u[2], "Soft": u[1]} for u in opts.ulimits] or None,
+        "CpuCount": 0,
+        "CpuPercent": 0,
+        "IOMaximumIOps": 0,
+        "IOMaximumBandwidth": 0,
+    }
+
+
+def _device(d: list[str]) -> dict[str, str]:
+    host = d[0]
+    return {
+        "PathOnHost": host,
+        "PathInContainer": d[1] if len(d) > 1 else host,
+        "CgroupPermissions": d[2] if len(d) > 2 else "rwm",
+    }
+
+
+def _port_bindings(c: Container) -> dict[str, Any]:
+    out: dict[str, list[dict[str, str]]] = {}
+    for p in ports(c):
+        key = f"{p['container_port']}/{p['protocol']}"
+        out.setdefault(key, []).append({"HostIp": p["host_ip"] or "", "HostPort": str(p["host_port"])})
+    return out
+
+
+def _ports_map(c: Container) -> dict[str, Any]:
+    """NetworkSettings.Ports: every exposed port, with its host bindings or null."""
+    out: dict[str, Any] = {}
+    for p in c.plan.get("exposed", []):
+        out[p if "/" in p else p + "/tcp"] = None
+    for key, binds in _port_bindings(c).items():
+        out[key] = [{"HostIp": b["HostIp"] or "0.0.0.0", "HostPort": b["HostPort"]} for b in binds]
+    return out
+
+
+def _endpoint(name: str, joined: dict[str, Any], network: dict[str, Any]) -> dict[str, Any]:
+    subnet = str(network.get("Subnet") or "")
+    return {
+        "IPAMConfig": None,
+        "Links": None,
+        "Aliases": joined.get("Aliases"),
+        "NetworkID": network.get("Id", ""),
+        "EndpointID": joined.get("EndpointID", ""),
+        "Gateway": network.get("Gateway", "") if joined.get("IPAddress") else "",
+        "IPAddress": joined.get("IPAddress") or "",
+        "IPPrefixLen": int(subnet.partition("/")[2] or 0) if joined.get("IPAddress") else 0,
+        "IPv6Gateway": "",
+        "GlobalIPv6Address": "",
+        "GlobalIPv6PrefixLen": 0,
+        "MacAddress": joined.get("MacAddress") or "",
+        "DriverOpts": None,
+    }
+
+
+def network_settings(c: Container, networks: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """docker's NetworkSettings: the default network's address at the top, as docker shows it."""
+    net = c.plan.get("network") or {}
+    joined = net.get("networks") or {}
+    names = list(joined) or [c.options.network]
+    endpoints = {n: _endpoint(n, joined.get(n) or {}, networks.get(n) or {}) for n in names}
+    first = endpoints.get("bridge") or _endpoint("", {}, {})
+    return {
+        "Bridge": "",
+        "SandboxID": "",
+        "HairpinMode": False,
+        "LinkLocalIPv6Address": "",
+        "LinkLocalIPv6PrefixLen": 0,
+        "Ports": _ports_map(c),
+        "SandboxKey": net.get("netns") or "",
+        "SecondaryIPAddresses": None,
+        "SecondaryIPv6Addresses": None,
+        "EndpointID": first["EndpointID"],
+        "Gateway": first["Gateway"],
+        "GlobalIPv6Address": "",
+        "GlobalIPv6PrefixLen": 0,
+        "IPAddress": first["IPAddress"],
+        "IPPrefixLen": first["IPPrefixLen"],
+        "IPv6Gateway": "",
+        "MacAddress": first["MacAddress"],
+        "Networks": endpoints,
+    }
+
+
+def volume_document(root: str, vol: Any) -> dict[str, Any]:
+    """``docker volume inspect`` (API v1.41 Volume)."""
+    return {
+        "CreatedAt": timefmt.rfc3339(vol.created),
+        "Driver": "local",
+        "Labels": dict(vol.labels),
+        "Mountpoint": volumes.volume_dir(root, vol.name),
+        "Name": vol.name,
+        "Options": {},
+        "Scope": "local",
+    }
+
+
+def network_document(raw: dict[str, Any]) -> dict[str, Any]:
+    """``docker network inspect`` (API v1.41 NetworkResource) from the network service's
+    record of it: docker's keys, times as RFC 3339, endpoints as docker lists them."""
+    ipam = [
+        {
+            "Subnet": c["Subnet"],
+            "Gateway": c["Gateway"],
+            **({"IPRange": c["IPRange"]} if c.get("IPRange") and c["IPRange"] != c["Subnet"] else {}),
+        }
+        for c in raw["IPAM"]["Config"]
+    ]
+    containers = {
+        cid: {
+            "Name": ep["Name"],
+            "EndpointID": ep["EndpointID"],
+            "MacAddress": ep["MacAddress"],
+            "IPv4Address": ep["IPv4Address"],
+            "IPv6Address": "",
+        }
+        for cid, ep in raw["Containers"].items()
+    }
+    return {
+        "Name": raw["Name"],
+        "Id": raw["Id"],
+        "Created": _iso(raw["Created"]),
+        "Scope": "local",
+        "Driver": raw["Driver"],
+        "EnableIPv6": False,
+        "IPAM": {"Driver": "default", "Options": {}, "Config": ipam},
+        "Internal": raw["Internal"],
+        "Attachable": False,
+        "Ingress": False,
+        "ConfigFrom": {"Network": ""},
+        "ConfigOnly": False,
+        "Containers": containers,
+        "Options": raw["Options"],
+        "Labels": {},
     }
 
 
