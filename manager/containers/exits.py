@@ -75,6 +75,6 @@ def _after_exit(ctx: Context, c: Container) -> None:
     with db.transaction(conn):
         store.save(conn, c)
     if opts.auto_remove:
-        from ocirt.manager.containers import remove
+        from ocirt.manager.containers import teardown
 
-        remove.remove_locked(ctx, c, volumes=True)
+        teardown.remove_locked(ctx, c, volumes=True)

@@ -4,9 +4,8 @@ and ``start`` made. Anonymous volumes go only with ``-v``; named ones stay, as i
 from __future__ import annotations
 
 from ocirt.manager import db
-from ocirt.manager.containers import create, exits, layout, networking, stop, store
+from ocirt.manager.containers import exits, layout, stop, store, teardown
 from ocirt.manager.containers.runtime import Context
-from ocirt.manager.containers.store import Container
 from ocirt.manager.errors import ManagerError
 
 
@@ -25,19 +24,8 @@ def remove(ctx: Context, ref: str, force: bool = False, volumes: bool = False) -
             return c.id
         if not current.state.can_remove(force=False):
             raise ManagerError(f"container {c.name} was started again while being removed")
-        remove_locked(ctx, current, volumes)
+        teardown.remove_locked(ctx, current, volumes)
     return c.id
-
-
-def remove_locked(ctx: Context, c: Container, volumes: bool) -> None:
-    if c.state == "created":
-        # a start killed after its shim was launched leaves the record here while the
-        # runtime's container (and its cgroups) may exist, even run: remove it too
-        ctx.run("delete", "--force", c.id, check=False)
-    networking.teardown(ctx, c)
-    if not volumes:
-        c.plan["anonymous"] = []
-    create.discard(ctx, c)
 
 
 def prune(ctx: Context) -> list[str]:

@@ -12,7 +12,7 @@ from typing import Any
 
 from ocirt.foundation.procfs import start_ticks
 from ocirt.manager import db
-from ocirt.manager.containers import create, etcfiles, layout, mounts, networking, spec, status, store
+from ocirt.manager.containers import create, etcfiles, layout, liveness, mounts, networking, spec, store
 from ocirt.manager.containers.options import Resources
 from ocirt.manager.containers.runtime import Context
 from ocirt.manager.containers.state import ContainerState
@@ -43,7 +43,7 @@ def launch_locked(ctx: Context, c: Container, no_start: bool = False) -> ShimHan
             networking.teardown(ctx, c)
         raise
     c.state, c.pid, c.started_at = c.state.to(ContainerState.RUNNING), handle.container_pid, time.time()
-    c.plan[status.PID_START] = start_ticks(c.pid)
+    c.plan[liveness.PID_START] = start_ticks(c.pid)
     c.exit_code, c.oom_killed, c.stopped_by_user = None, False, False
     conn = db.connect(ctx.root)
     with db.transaction(conn):

@@ -1,24 +1,18 @@
 """The status users see, kept honest: a record that says ``running`` is checked against
-its shim and its process (an exit the exit command has not recorded yet is recorded now).
-
-A pid alone does not name a process: once the container and its shim are dead, the kernel
-may hand the pid to anything. The process is the pid and its start time (field 22 of
-``/proc/<pid>/stat``) recorded at start, as the runtime's own state does."""
+its shim and its process (``liveness.py``); an exit the exit command has not recorded yet
+is recorded now."""
 
 from __future__ import annotations
 
 import os
 import time
 
-from ocirt.foundation import procfs
 from ocirt.manager import db
-from ocirt.manager.containers import exits, layout, store
+from ocirt.manager.containers import exits, layout, liveness, store
 from ocirt.manager.containers.runtime import Context
 from ocirt.manager.containers.state import ContainerState
 from ocirt.manager.containers.store import Container
 from ocirt.shim import protocol
-
-PID_START = "pid_start"  # the plan's key for the init's start time
 
 
 def refresh(ctx: Context, c: Container) -> Container:
@@ -26,17 +20,10 @@ def refresh(ctx: Context, c: Container) -> Container:
         return c
     state_dir = layout.shim_dir(ctx.root, c.id, int(c.plan.get("serial", 0)))
     exited = os.path.exists(os.path.join(state_dir, protocol.EXIT_FILE))
-    if exited or not alive(c):
+    if exited or not liveness.alive(c):
         exits.finish(ctx, c.id)
         return store.find(db.connect(ctx.root), c.id) or c
     return c
-
-
-def alive(c: Container) -> bool:
-    """The container's init still runs: its pid names the process started then (a record
-    from before start times were kept is taken at its pid's word)."""
-    started = procfs.start_ticks(c.pid) if c.pid > 0 else None
-    return started is not None and c.plan.get(PID_START, started) == started
 
 
 def listing(ctx: Context) -> list[Container]:

@@ -10,7 +10,7 @@ import time
 
 from ocirt.foundation.signals import parse
 from ocirt.manager import db
-from ocirt.manager.containers import exits, layout, start, status, store
+from ocirt.manager.containers import exits, layout, liveness, start, store
 from ocirt.manager.containers.runtime import Context
 from ocirt.manager.containers.state import ContainerState
 from ocirt.manager.containers.store import Container
@@ -85,7 +85,7 @@ def _wait_gone(c: Container, timeout: float) -> None:
     """Without a shim nobody reaps the init at once: wait until it is gone or a zombie (or
     its pid names another process by now)."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and status.alive(c):
+    while time.monotonic() < deadline and liveness.alive(c):
         time.sleep(0.05)
 
 
