@@ -38,11 +38,13 @@ def setup(ctx: Context, c: Container) -> dict[str, Any]:
 
 
 def _peer_netns(ctx: Context, ref: str) -> str:
+    from ocirt.manager.network import drivers
+
     peer = store.find(db.connect(ctx.root), ref)
     if peer is None:
         raise ManagerError(f"--network: no such container: {ref}")
     netns = (peer.plan.get("network") or {}).get("netns")
-    if netns and netns != "host" and peer.options.network != "none":
+    if netns and not drivers.pre_defined(peer.options.network):
         return str(netns)
     if not peer.state.live or not peer.pid:
         raise ManagerError(f"--network: container {ref} is not running")

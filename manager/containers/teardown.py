@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from ocirt.manager.containers import create, networking
 from ocirt.manager.containers.runtime import Context
+from ocirt.manager.containers.state import ContainerState
 from ocirt.manager.containers.store import Container
 
 
 def remove_locked(ctx: Context, c: Container, volumes: bool) -> None:
-    if c.state == "created":
+    if c.state is ContainerState.CREATED:
         # a start killed after its shim was launched leaves the record here while the
         # runtime's container (and its cgroups) may exist, even run: remove it too
         ctx.run("delete", "--force", c.id, check=False)
