@@ -116,7 +116,7 @@ def _bool(parent: dict[str, Any], key: str, path: str) -> bool:
     return value
 
 
-def _list(parent: dict[str, Any], key: str, path: str) -> list[Any]:
+def list_field(parent: dict[str, Any], key: str, path: str) -> list[Any]:
     value = parent.get(key)
     if value is None:
         return []
@@ -126,7 +126,7 @@ def _list(parent: dict[str, Any], key: str, path: str) -> list[Any]:
 
 
 def _str_list(parent: dict[str, Any], key: str, path: str) -> list[str]:
-    items = _list(parent, key, path)
+    items = list_field(parent, key, path)
     for i, item in enumerate(items):
         if not isinstance(item, str):
             raise SpecError(f"{path}[{i}]", "must be a string")
@@ -290,7 +290,7 @@ _CAP_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ_"
 
 
 def _parse_user(raw: dict[str, Any], path: str) -> User:
-    gids = _list(raw, "additionalGids", f"{path}.additionalGids")
+    gids = list_field(raw, "additionalGids", f"{path}.additionalGids")
     for i, gid in enumerate(gids):
         if not isinstance(gid, int) or isinstance(gid, bool) or gid < 0:
             raise SpecError(f"{path}.additionalGids[{i}]", "must be a non-negative integer")
@@ -310,7 +310,7 @@ def _parse_user(raw: dict[str, Any], path: str) -> User:
 
 def _parse_rlimits(raw: dict[str, Any], path: str) -> list[Rlimit]:
     limits, seen = [], set()
-    for i, item in enumerate(_list(raw, "rlimits", path)):
+    for i, item in enumerate(list_field(raw, "rlimits", path)):
         where = f"{path}[{i}]"
         if not isinstance(item, dict):
             raise SpecError(where, "must be an object")
@@ -332,7 +332,7 @@ def _parse_rlimits(raw: dict[str, Any], path: str) -> list[Rlimit]:
 
 def _parse_mappings(parent: dict[str, Any], key: str, path: str) -> list[IDMapping]:
     out = []
-    for i, item in enumerate(_list(parent, key, path)):
+    for i, item in enumerate(list_field(parent, key, path)):
         where = f"{path}[{i}]"
         if not isinstance(item, dict):
             raise SpecError(where, "must be an object")
@@ -491,7 +491,7 @@ class Linux:
         self.gid_mappings = _parse_mappings(raw, "gidMappings", "linux.gidMappings")
         self.devices = [
             _parse_device(d, f"linux.devices[{i}]")
-            for i, d in enumerate(_list(raw, "devices", "linux.devices"))
+            for i, d in enumerate(list_field(raw, "devices", "linux.devices"))
         ]
         self.cgroups_path = _str(raw, "cgroupsPath", "linux.cgroupsPath")
         self.resources = object_field(raw, "resources", "linux.resources")
@@ -547,7 +547,7 @@ def _interface_name(name: str, where: str) -> str:
 def _parse_namespaces(raw: dict[str, Any]) -> list[Namespace]:
     out: list[Namespace] = []
     seen = set()
-    for i, item in enumerate(_list(raw, "namespaces", "linux.namespaces")):
+    for i, item in enumerate(list_field(raw, "namespaces", "linux.namespaces")):
         where = f"linux.namespaces[{i}]"
         if not isinstance(item, dict):
             raise SpecError(where, "must be an object")
@@ -597,7 +597,9 @@ class Config:
         self.root = Root(_req_str(root, "path", "root.path"), _bool(root, "readonly", "root.readonly"))
         if not self.root.path:
             raise SpecError("root.path", "must not be empty")
-        self.mounts = [_parse_mount(m, f"mounts[{i}]") for i, m in enumerate(_list(raw, "mounts", "mounts"))]
+        self.mounts = [
+            _parse_mount(m, f"mounts[{i}]") for i, m in enumerate(list_field(raw, "mounts", "mounts"))
+        ]
         proc = object_field(raw, "process", "process")
         self.process = None if proc is None else Process(proc)
         self.hostname = _str(raw, "hostname", "hostname")

@@ -26,6 +26,7 @@ which needs a memory limit that is a number.
 from __future__ import annotations
 
 from ocirt.runtime.errors import SpecError
+from ocirt.specs.config import list_field, object_field
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -98,24 +99,24 @@ def io_weight(weight: int) -> int:
 def v1_writes(resources: dict[str, Any]) -> V1Writes:
     out = V1Writes()
     if resources.get("unified"):
-        _obj(resources, "unified", f"{R}.unified")
+        object_field(resources, "unified", f"{R}.unified")
         raise SpecError(f"{R}.unified", "needs cgroup v2, but this host uses cgroup v1")
-    mem = _obj(resources, "memory", f"{R}.memory")
+    mem = object_field(resources, "memory", f"{R}.memory")
     if mem is not None:
         _memory_v1(Memory(mem), out)
-    cpu = _obj(resources, "cpu", f"{R}.cpu")
+    cpu = object_field(resources, "cpu", f"{R}.cpu")
     if cpu is not None:
         _cpu_v1(Cpu(cpu), out)
     pids = pids_max(resources)
     if pids is not None:
         out.add(f"{R}.pids.limit", "pids", "pids.max", pids)
-    blkio = _obj(resources, "blockIO", f"{R}.blockIO")
+    blkio = object_field(resources, "blockIO", f"{R}.blockIO")
     if blkio is not None:
         _blkio_v1(blkio, out)
     for field, size, limit in _hugepages(resources):
         for kind in ("", ".rsvd"):
             out.add(field, "hugetlb", f"hugetlb.{size}{kind}.limit_in_bytes", str(limit))
-    net = _obj(resources, "network", f"{R}.network")
+    net = object_field(resources, "network", f"{R}.network")
     if net is not None:
         _network_v1(net, out)
     for field, value in _rdma(resources):
@@ -125,27 +126,27 @@ def v1_writes(resources: dict[str, Any]) -> V1Writes:
 
 def v2_writes(resources: dict[str, Any]) -> V2Writes:
     out = V2Writes()
-    mem = _obj(resources, "memory", f"{R}.memory")
+    mem = object_field(resources, "memory", f"{R}.memory")
     if mem is not None:
         _memory_v2(Memory(mem), out)
-    cpu = _obj(resources, "cpu", f"{R}.cpu")
+    cpu = object_field(resources, "cpu", f"{R}.cpu")
     if cpu is not None:
         _cpu_v2(Cpu(cpu), out)
     pids = pids_max(resources)
     if pids is not None:
         out.add(f"{R}.pids.limit", "pids.max", pids)
-    blkio = _obj(resources, "blockIO", f"{R}.blockIO")
+    blkio = object_field(resources, "blockIO", f"{R}.blockIO")
     if blkio is not None:
         _io_v2(blkio, out)
     for field, size, limit in _hugepages(resources):
         for kind in ("", ".rsvd"):
             out.add(field, f"hugetlb.{size}{kind}.max", str(limit))
-    net = _obj(resources, "network", f"{R}.network")
+    net = object_field(resources, "network", f"{R}.network")
     if net is not None and (net.get("classID") is not None or net.get("priorities")):
         raise SpecError(f"{R}.network", "cgroup v2 has no net_cls or net_prio controller")
     for field, value in _rdma(resources):
         out.add(field, "rdma.max", value)
-    unified = _obj(resources, "unified", f"{R}.unified") or {}
+    unified = object_field(resources, "unified", f"{R}.unified") or {}
     for key, value in unified.items():
         field = f"{R}.unified.{key}"
         if not key or "/" in key or key in (".", ".."):
@@ -307,7 +308,7 @@ def _cpu_v2(c: Cpu, out: V2Writes) -> None:
 def pids_max(resources: dict[str, Any]) -> str | None:
     """The ``pids.max`` value of ``pids.limit``, or None when there is nothing to write
     (runtime-spec 1.3 made the limit optional: unset leaves the cgroup as it is)."""
-    pids = _obj(resources, "pids", f"{R}.pids")
+    pids = object_field(resources, "pids", f"{R}.pids")
     limit = None if pids is None else _int(pids, "limit", f"{R}.pids.limit")
     if limit is None:
         return None
@@ -336,7 +337,7 @@ def _device(entry: Any, field: str) -> str:
 def _weight_devices(blkio: dict[str, Any]) -> list[tuple[str, str, int | None, int | None]]:
     """(field, "major:minor", weight, leafWeight) for each ``weightDevice`` entry."""
     found = []
-    for i, entry in enumerate(_list(blkio, "weightDevice", f"{R}.blockIO.weightDevice")):
+    for i, entry in enumerate(list_field(blkio, "weightDevice", f"{R}.blockIO.weightDevice")):
         field = f"{R}.blockIO.weightDevice[{i}]"
         dev = _device(entry, field)
         weight = _weight(entry, "weight", f"{field}.weight")
@@ -351,7 +352,7 @@ def _throttles(blkio: dict[str, Any]) -> list[tuple[str, str, str, str, int]]:
     """(field, v1 file suffix, v2 io.max key, "major:minor", rate) for every throttle entry."""
     found = []
     for key, v1_name, v2_key in _THROTTLES:
-        for i, entry in enumerate(_list(blkio, key, f"{R}.blockIO.{key}")):
+        for i, entry in enumerate(list_field(blkio, key, f"{R}.blockIO.{key}")):
             field = f"{R}.blockIO.{key}[{i}]"
             dev = _device(entry, field)
             rate = _int(entry, "rate", f"{field}.rate", lo=0)
@@ -394,7 +395,7 @@ def _io_v2(blkio: dict[str, Any], out: V2Writes) -> None:
 def _hugepages(resources: dict[str, Any]) -> list[tuple[str, str, int]]:
     """(field, page size as in the file names, limit) for each ``hugepageLimits`` entry."""
     found = []
-    for i, entry in enumerate(_list(resources, "hugepageLimits", f"{R}.hugepageLimits")):
+    for i, entry in enumerate(list_field(resources, "hugepageLimits", f"{R}.hugepageLimits")):
         field = f"{R}.hugepageLimits[{i}]"
         if not isinstance(entry, dict):
             raise SpecError(field, "must be an object")
@@ -415,7 +416,7 @@ def _network_v1(net: dict[str, Any], out: V1Writes) -> None:
     class_id = _int(net, "classID", f"{f}.classID", lo=0, hi=0xFFFFFFFF)
     if class_id is not None:
         out.add(f"{f}.classID", "net_cls", "net_cls.classid", str(class_id))
-    for i, entry in enumerate(_list(net, "priorities", f"{f}.priorities")):
+    for i, entry in enumerate(list_field(net, "priorities", f"{f}.priorities")):
         field = f"{f}.priorities[{i}]"
         if not isinstance(entry, dict):
             raise SpecError(field, "must be an object")
@@ -429,7 +430,7 @@ def _network_v1(net: dict[str, Any], out: V1Writes) -> None:
 def _rdma(resources: dict[str, Any]) -> list[tuple[str, str]]:
     """(field, rdma.max line) per device; the file format is the same in v1 and v2."""
     found = []
-    for dev, limits in (_obj(resources, "rdma", f"{R}.rdma") or {}).items():
+    for dev, limits in (object_field(resources, "rdma", f"{R}.rdma") or {}).items():
         field = f"{R}.rdma.{dev}"
         if not isinstance(limits, dict):
             raise SpecError(field, "must be an object")
@@ -446,22 +447,6 @@ def _rdma(resources: dict[str, Any]) -> list[tuple[str, str]]:
 
 def _max(value: int) -> str:
     return "max" if value == -1 else str(value)
-
-
-def _obj(parent: dict[str, Any], key: str, field: str) -> dict[str, Any] | None:
-    value = parent.get(key)
-    if value is not None and not isinstance(value, dict):
-        raise SpecError(field, "must be an object")
-    return value
-
-
-def _list(parent: dict[str, Any], key: str, field: str) -> list[Any]:
-    value = parent.get(key)
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise SpecError(field, "must be a list")
-    return value
 
 
 def _str(parent: dict[str, Any], key: str, field: str) -> str | None:
