@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from typing import NoReturn
 
 from ocirt.manager.db import DEFAULT_ROOT
 from ocirt.manager.errors import ManagerError
@@ -32,11 +33,21 @@ _BY_GROUP = {
 }
 COMMANDS = {name: group for group, names in _BY_GROUP.items() for name in names.split()}
 _VALUED = ("--root", "--runtime")  # the global options that take a value
-INTERNAL_ERROR = 125  # docker's and podman's exit code for a failure of the tool itself
+INTERNAL_ERROR = 125  # docker's and podman's exit code for bad input and the tool's own failures
+
+
+class Parser(argparse.ArgumentParser):
+    """A usage error is bad input like any other: one line naming what is wrong, exit 125
+    (docker's and podman's code), not the whole usage text; ``--help`` still shows it.
+    Subcommand parsers are made of this class too (``add_subparsers`` takes the parent's)."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: {message} (see '{self.prog} --help')", file=sys.stderr)
+        sys.exit(INTERNAL_ERROR)
 
 
 def build_parser(groups: tuple[str, ...] = GROUPS) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ocirtctl", description="Manage OCI images and containers.")
+    parser = Parser(prog="ocirtctl", description="Manage OCI images and containers.")
     parser.add_argument("--root", default=DEFAULT_ROOT, help="manager state directory (%(default)s)")
     parser.add_argument("--runtime", default=None, help="runc-compatible runtime binary (default: ocirt)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")

@@ -107,3 +107,20 @@ def test_unexpected_failure_is_one_line_and_traceback_under_debug(tmp_path: str)
     debug = ctl(root, "--debug", "ps", "-a")
     assert debug.returncode != 0 and "Traceback (most recent call last)" in debug.stderr
     assert "sqlite3.DatabaseError" in debug.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["run", "--no-such-flag", IMAGE], "--no-such-flag"),
+        (["run"], "image"),
+        (["stop", "-t"], "-t/--time"),
+        (["ps", "--all=yes"], "--all"),
+    ],
+)
+def test_usage_errors_are_one_line(tmp_path: str, args: list[str], needle: str) -> None:
+    """Not argparse's whole usage text and exit 2: one line and 125, as for any bad input."""
+    done = ctl(os.path.join(tmp_path, "root"), *args)
+    lines = done.stderr.splitlines()
+    assert done.returncode == 125 and len(lines) == 1 and needle in lines[0], done
+    assert lines[0].startswith("ocirtctl") and "--help')" in lines[0]
