@@ -20,7 +20,9 @@ FORMATS = ("table", "json", "tap", "junit")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog=PROG, description="OCI runtime-spec 1.3 conformance suite")
+    parser = argparse.ArgumentParser(
+        prog=PROG, allow_abbrev=False, description="OCI runtime-spec 1.3 conformance suite"
+    )
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--runtime", help="runtime binary (a path or a name on PATH)")
     target.add_argument("--compare", help="comma-separated runtimes, e.g. runc,crun,ocirt")

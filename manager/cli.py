@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from ocirt.manager.db import DEFAULT_ROOT
 from ocirt.manager.errors import ManagerError
@@ -33,17 +33,50 @@ _BY_GROUP = {
 }
 COMMANDS = {name: group for group, names in _BY_GROUP.items() for name in names.split()}
 _VALUED = ("--root", "--runtime")  # the global options that take a value
-INTERNAL_ERROR = 125  # docker's and podman's exit code for bad input and the tool's own failures
+INTERNAL_ERROR = 125  # docker's and podman's exit code for a failure of the tool itself
+# what Go's strconv.ParseBool reads, so ``--rm=false`` and ``-t=1`` mean what docker makes them mean
+_TRUE = ("true", "True", "TRUE", "t", "T", "1")
+_FALSE = ("false", "False", "FALSE", "f", "F", "0")
 
 
 class Parser(argparse.ArgumentParser):
-    """A usage error is bad input like any other: one line naming what is wrong, exit 125
-    (docker's and podman's code), not the whole usage text; ``--help`` still shows it.
-    Subcommand parsers are made of this class too (``add_subparsers`` takes the parent's)."""
+    """argparse as docker's CLI parses: no prefix matching (``--pid`` must never become
+    ``--pids-limit``), a boolean flag also takes ``=true``/``=false``, and a bad command line
+    exits 125 on one line. Sub-commands inherit the class through ``add_subparsers``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
+        action = super().add_argument(*args, **kwargs)
+        if action.nargs == 0 and isinstance(action.const, bool) and action.option_strings:
+            self._explicit(action, action.const, _TRUE)
+            self._explicit(action, not action.const, _FALSE)
+        return action
+
+    def _explicit(self, action: argparse.Action, value: bool, words: tuple[str, ...]) -> None:
+        """Hidden ``--flag=WORD`` spellings: argparse looks an option up whole before it
+        splits at ``=``, so these match exactly and keep the order of the command line."""
+        names = [f"{name}={word}" for name in action.option_strings for word in words]
+        hidden = argparse.SUPPRESS
+        super().add_argument(*names, dest=action.dest, action="store_const", const=value, help=hidden)
 
     def error(self, message: str) -> NoReturn:
-        print(f"{self.prog}: {message} (see '{self.prog} --help')", file=sys.stderr)
-        sys.exit(INTERNAL_ERROR)
+        """docker's wording and status: 125 for a flag it cannot read, 1 for an unknown
+        command or a missing argument (argparse says 2 for all and dumps the usage)."""
+        status, unknown, choice = (
+            INTERNAL_ERROR,
+            "unrecognized arguments: ",
+            "argument COMMAND: invalid choice: ",
+        )
+        if message.startswith(unknown) and message[len(unknown) :].startswith("-"):
+            message = f"unknown flag: {message[len(unknown) :]}"
+        elif message.startswith(choice):
+            status, message = 1, f"{message[len(choice) :].split(' (')[0]} is not an ocirtctl command"
+        elif message.startswith("the following arguments are required"):
+            status = 1
+        self.exit(status, f"ocirtctl: {message} (see '{self.prog} --help')\n")
 
 
 def build_parser(groups: tuple[str, ...] = GROUPS) -> argparse.ArgumentParser:

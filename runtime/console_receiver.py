@@ -39,7 +39,7 @@ class _Step(argparse.Action):
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=PROG, allow_abbrev=False, description=__doc__.split("\n\n")[0])
     parser.add_argument("socket", help="path of the unix socket to listen on (made, then removed)")
     parser.add_argument("--pid-file", help="written once the socket listens, so a caller can wait for it")
     parser.add_argument(

@@ -101,6 +101,8 @@ def test_connect_and_disconnect_seen_inside(ctl: Manager) -> None:
         "10.213.7.50",
         "--network-alias",
         "db",
+        "--net-alias",  # docker's hidden spelling
+        "cache",
         ctl.httpd,
     )
     assert address(ctl, "peer", "back") == "10.213.7.50"
@@ -109,6 +111,21 @@ def test_connect_and_disconnect_seen_inside(ctl: Manager) -> None:
         "run", "--rm", "--network", "back", ctl.httpd, "timeout", "5", "wget", "-q", "-O", "-", "http://db/"
     )
     assert by_alias.stdout == "hello from ocirt\n"
+    by_hidden = ctl(
+        "run",
+        "--rm",
+        "--network",
+        "back",
+        ctl.httpd,
+        "timeout",
+        "5",
+        "wget",
+        "-q",
+        "-O",
+        "-",
+        "http://cache/",
+    )
+    assert by_hidden.stdout == "hello from ocirt\n"
     ctl("network", "disconnect", "back", "multi")
     assert ctl("exec", "multi", "ls", "/sys/class/net").stdout.split() == ["eth0", "lo"]
 

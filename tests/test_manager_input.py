@@ -110,17 +110,60 @@ def test_unexpected_failure_is_one_line_and_traceback_under_debug(tmp_path: str)
 
 
 @pytest.mark.parametrize(
-    ("args", "needle"),
+    ("args", "needle", "status"),
     [
-        (["run", "--no-such-flag", IMAGE], "--no-such-flag"),
-        (["run"], "image"),
-        (["stop", "-t"], "-t/--time"),
-        (["ps", "--all=yes"], "--all"),
+        (["run", "--no-such-flag", IMAGE], "--no-such-flag", 125),
+        (["run"], "image", 1),  # docker: "requires at least 1 argument", status 1
+        (["stop", "-t"], "-t/--time", 125),
+        (["ps", "--all=yes"], "--all", 125),
     ],
 )
-def test_usage_errors_are_one_line(tmp_path: str, args: list[str], needle: str) -> None:
-    """Not argparse's whole usage text and exit 2: one line and 125, as for any bad input."""
+def test_usage_errors_are_one_line(tmp_path: str, args: list[str], needle: str, status: int) -> None:
+    """Not argparse's whole usage text and exit 2: one line, and docker's status."""
     done = ctl(os.path.join(tmp_path, "root"), *args)
     lines = done.stderr.splitlines()
-    assert done.returncode == 125 and len(lines) == 1 and needle in lines[0], done
+    assert done.returncode == status and len(lines) == 1 and needle in lines[0], done
     assert lines[0].startswith("ocirtctl") and "--help')" in lines[0]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["run", "--pids", "5", IMAGE],  # a prefix of --pids-limit: argparse would take it
+        ["run", "--mem", "5m", IMAGE],  # a prefix of --memory and --memory-swap
+        ["ps", "--al"],
+        ["ps", "-a", "--quie"],
+    ],
+)
+def test_no_flag_is_taken_for_a_longer_one(tmp_path: str, args: list[str]) -> None:
+    """docker's pflag matches flags whole; argparse's prefix matching once took ``--pid host``
+    for ``--pids-limit host``."""
+    done = ctl(os.path.join(tmp_path, "root"), *args)
+    one_line_error(done, "unknown flag: " + next(a for a in args if a.startswith("--")))
+
+
+def test_bad_flag_exits_125_on_one_line(tmp_path: str) -> None:
+    """docker's status for a command line it cannot read is 125, argparse's was 2."""
+    one_line_error(ctl(os.path.join(tmp_path, "root"), "run", "--no-such-flag", IMAGE), "--no-such-flag")
+    one_line_error(ctl(os.path.join(tmp_path, "root"), "run", "--rm=maybe", IMAGE), "--rm")
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--rm=false"], {"rm": False}),
+        (["--rm=true"], {"rm": True}),
+        (["--rm", "--rm=false"], {"rm": False}),  # the last one wins, as in pflag
+        (["--privileged=true", "-t=1"], {"privileged": True, "tty": True}),
+        (["-it"], {"interactive": True, "tty": True}),
+        (["--read-only=FALSE", "--init=T"], {"read_only": False, "init": True}),
+    ],
+)
+def test_boolean_flag_takes_a_value_after_equals(argv: list[str], expected: dict[str, bool]) -> None:
+    """What Go's strconv.ParseBool accepts (docker's flags are pflag booleans); a word after
+    the image is the command's, untouched."""
+    from ocirt.manager.cli import build_parser
+
+    ns = build_parser(("containers",)).parse_args(["run", *argv, "img", "sh", "--rm=true"])
+    assert {k: getattr(ns, k) for k in expected} == expected
+    assert ns.image == "img" and ns.command == ["sh", "--rm=true"]

@@ -80,6 +80,7 @@ def add_create_flags(parser: argparse.ArgumentParser) -> None:
     for names, dest, text in _BOOLS:
         parser.add_argument(*names, dest=dest, action="store_true", help=text)
     add_resource_flags(parser)
+    parser.add_argument("--net-alias", dest="network_alias", action="append", help=argparse.SUPPRESS)
     parser.add_argument("--oom-score-adj", dest="oom_score_adj", help="-1000..1000")
     parser.add_argument("image", help="image reference")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="command and arguments")
