@@ -261,6 +261,8 @@ def join(dirs: list[str]) -> None:
     for path in dirs:
         name = "tasks" if os.path.exists(os.path.join(path, "tasks")) else "cgroup.procs"
         try:
+            if name == "cgroup.procs" and str(os.getpid()) in read_file(os.path.join(path, name)).split():
+                continue  # placed by systemd already; even a move to where we are would wait
             write_file(os.path.join(path, name), "0")
         except OSError as exc:
             raise OcirtError(f"joining {path}: writing 0 to {name}: {exc.strerror}") from None
