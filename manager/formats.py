@@ -9,7 +9,7 @@ with missing keys an error. A template error is one line and exit status 1, as d
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ocirt.manager import gotemplate
@@ -62,3 +62,18 @@ def _parse(text: str, prefix: str, exit_code: int = TEMPLATE_FAILED) -> gotempla
         return gotemplate.parse(text)
     except gotemplate.TemplateError as exc:
         raise ManagerError(f"{prefix}: {exc}", exit_code) from None
+
+
+def row_renderer(fmt: str) -> Callable[[Any], str]:
+    """A template parsed once for a command that prints rows as they come (``events``),
+    so a bad one fails before the first row; no ``table`` and no ``\\t`` rewriting there, as
+    in the docker CLI's ``events``."""
+    tmpl = _parse(fmt, "template parsing error")
+
+    def render(row: Any) -> str:
+        try:
+            return tmpl.execute(row)
+        except gotemplate.TemplateError as exc:
+            raise ManagerError(f"template parsing error: {exc}", TEMPLATE_FAILED) from None
+
+    return render

@@ -26,11 +26,15 @@ class TemplateError(Exception):
 
 
 class Record(dict[str, Any]):
-    """A Go struct: its fields by name, its methods as callables, its Go type for errors."""
+    """A Go struct: its fields by name, its methods as callables, its Go type for errors;
+    ``json_tags`` are its fields' ``json:"name,omitempty"`` tags, which ``json`` obeys."""
 
-    def __init__(self, type_name: str, fields: dict[str, Any]) -> None:
+    def __init__(
+        self, type_name: str, fields: dict[str, Any], json_tags: dict[str, str] | None = None
+    ) -> None:
         super().__init__(fields)
         self.type_name = type_name
+        self.json_tags = json_tags or {}
 
 
 # ---------------------------------------------------------------- lexing
@@ -465,6 +469,13 @@ def to_json(v: Any) -> str:
 
 def _plain(v: Any) -> Any:
     """A Record's data without its methods, as Go's encoder skips them."""
+    if isinstance(v, Record) and v.json_tags:
+        out = {}
+        for k, x in v.items():
+            name, _, omit = v.json_tags.get(k, k).partition(",")
+            if not callable(x) and not (omit == "omitempty" and not x):
+                out[name] = _plain(x)
+        return out
     if isinstance(v, dict):
         return {k: _plain(x) for k, x in v.items() if not callable(x)}
     if isinstance(v, list):

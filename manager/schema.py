@@ -114,4 +114,16 @@ MIGRATIONS: tuple[str, ...] = (
         initialized INTEGER NOT NULL DEFAULT 0
     )
     """,
+    # 2: docker's events, newest KEEP rows (events.py)
+    """
+    CREATE TABLE events (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        time_nano INTEGER NOT NULL,
+        type TEXT NOT NULL,
+        action TEXT NOT NULL,
+        actor_id TEXT NOT NULL,
+        attributes TEXT NOT NULL
+    );
+    CREATE INDEX events_time ON events(time_nano)
+    """,
 )

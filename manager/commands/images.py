@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ocirt.manager import formats
+from ocirt.manager import events, formats
 from ocirt.manager.containers import units
 from ocirt.manager.errors import ManagerError
 from ocirt.manager.gotemplate import Record
@@ -449,6 +449,7 @@ def cmd_load(args: argparse.Namespace) -> int:
     path, temporary = _spooled(args.input)
     try:
         for rec in archive.load(args.root, path):
+            events.record(args.root, "image", "load", rec.id, {"name": rec.id})
             for name in rec.names or (rec.id,):
                 label = "image" if name != rec.id else "image ID"
                 print(f"Loaded {label}: {reference.parse(name).familiar if name != rec.id else name}")

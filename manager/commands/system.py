@@ -6,7 +6,9 @@ and the nft table)."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import time
 from typing import TYPE_CHECKING
 
 from ocirt.manager.errors import ManagerError
@@ -25,11 +27,40 @@ def register(sub: Sub) -> None:
     reset = group.add_parser("reset", help="remove every container, image, volume and network of the root")
     reset.add_argument("-f", "--force", action="store_true", help="do not ask for confirmation")
     reset.set_defaults(func=cmd_reset)
+    for parser in (sub.add_parser("events", help="show events as they happen"), group.add_parser("events")):
+        _events_flags(parser)
+
+
+def _events_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--since", help="show events since this time (RFC 3339, unix time, or 10m ago)")
+    parser.add_argument("--until", help="stream events until this time")
+    parser.add_argument("-f", "--filter", action="append", default=[], help="key=value (type, event, ...)")
+    parser.add_argument("--format", help="json, or a Go template over each event")
+    parser.set_defaults(func=cmd_events)
 
 
 def cmd_gc(args: argparse.Namespace) -> int:
     blobs, snaps = service.gc(args.root)
     print(f"Deleted {blobs} blobs and {snaps} snapshots")
+    return 0
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    from ocirt.manager import events, formats
+    from ocirt.manager.timeargs import timestamp_ns
+
+    now = time.time_ns()
+    since = timestamp_ns(args.since, "--since", now) if args.since else None
+    until = timestamp_ns(args.until, "--until", now) if args.until else None
+    filters = events.parse_filters(args.filter)
+    render = None
+    if args.format:
+        render = formats.row_renderer("{{json .}}" if args.format == "json" else args.format)
+    try:
+        for ev in events.stream(args.root, since, until, filters):
+            print(events.text_line(ev) if render is None else render(ev.message()), flush=True)
+    except BrokenPipeError:  # the reader went away (``events | head -1``): done, as docker
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 

@@ -461,12 +461,14 @@ def cmd_rename(args: argparse.Namespace) -> int:
     c = store.get(conn, args.container)
     with layout.locked(ctx.root, c.id):
         c = store.get(conn, c.id)
+        old = c.name
         c.name = names.check(args.new_name)
         try:
             with db.transaction(conn):
                 store.save(conn, c)
         except Exception as exc:  # sqlite3.IntegrityError
             raise ManagerError(f"rename: the name {args.new_name!r} is already in use") from exc
+    store.event(ctx.root, c, "rename", {"oldName": "/" + old})
     return 0
 
 

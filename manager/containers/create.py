@@ -73,6 +73,7 @@ def create(ctx: Context, opts: CreateOptions, tls_verify: bool = True) -> Contai
     except BaseException:
         discard(ctx, c)
         raise
+    store.event(ctx.root, c, "create")
     return c
 
 

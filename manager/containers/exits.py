@@ -30,6 +30,8 @@ def finish(ctx: Context, cid: str) -> None:
         with layout.locked(ctx.root, found.id):
             c = store.find(conn, found.id)
             if c is not None and c.state.live and _record_exit(ctx, c):
+                code = {} if c.exit_code is None else {"exitCode": str(c.exit_code)}
+                store.event(ctx.root, c, "die", code)
                 _after_exit(ctx, c)
     except ManagerError:
         if store.find(conn, found.id) is not None:

@@ -3,18 +3,14 @@ oldest first), partial records joined into lines, filtered by ``--since`` and ``
 
 from __future__ import annotations
 
-import math
 import os
-import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from ocirt.manager.errors import ManagerError
+from ocirt.manager.timeargs import timestamp_ns
 from ocirt.shim.logs import DRIVERS as LOG_DRIVERS
-
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(s|m|h)$")
 
 
 @dataclass
@@ -64,28 +60,11 @@ def read_records(
 
 
 def since_filter(text: str | None) -> Callable[[str], bool]:
-    """``--since``: RFC 3339, a unix time, or a duration back from now (``10m``)."""
+    """``--since``: docker's time argument (``timeargs``)."""
     if not text:
         return lambda _stamp: True
-    bound = _since_epoch(text)
+    bound = timestamp_ns(text, "--since") / 1e9
     return lambda stamp: _epoch(stamp) >= bound
-
-
-def _since_epoch(text: str) -> float:
-    m = _DURATION.match(text)
-    if m:
-        return time.time() - float(m.group(1)) * {"s": 1, "m": 60, "h": 3600}[m.group(2)]
-    try:
-        value = float(text)
-    except ValueError:
-        pass
-    else:
-        if math.isfinite(value):
-            return value
-    try:
-        return _epoch(text)
-    except ValueError:
-        raise ManagerError(f"--since: invalid time {text!r} (RFC 3339, unix seconds or 10s/5m/2h)") from None
 
 
 def _epoch(stamp: str) -> float:

@@ -16,7 +16,7 @@ def remove(ctx: Context, ref: str, force: bool = False, volumes: bool = False) -
     if not c.state.can_remove(force):
         raise ManagerError(f"container {c.name} is {c.state}: stop it first or use rm -f")
     if c.state.can_stop:
-        stop.stop(ctx, c.id, timeout=0)
+        stop.kill_now(ctx, c.id)
     exits.finish(ctx, c.id)
     with layout.locked(ctx.root, c.id):
         current = store.find(conn, c.id)

@@ -48,6 +48,7 @@ def launch_locked(ctx: Context, c: Container, no_start: bool = False) -> ShimHan
     conn = db.connect(ctx.root)
     with db.transaction(conn):
         store.save(conn, c)
+    store.event(ctx.root, c, "start")
     return handle
 
 

@@ -55,6 +55,16 @@ def stop(ctx: Context, ref: str, timeout: int | None = None) -> None:
     if not _polite(ctx, c, timeout):
         _kill_all(ctx, c)
     exits.finish(ctx, c.id)
+    store.event(ctx.root, c, "stop")
+
+
+def kill_now(ctx: Context, ref: str) -> None:
+    """``rm -f`` of a running container: SIGKILL at once, and no ``stop`` event (docker's
+    ``rm -f`` kills, it does not stop)."""
+    c = _mark_stopping(ctx, ref)
+    if c is not None:
+        _kill_all(ctx, c)
+        exits.finish(ctx, c.id)
 
 
 def _polite(ctx: Context, c: Container, timeout: int) -> bool:
@@ -62,8 +72,10 @@ def _polite(ctx: Context, c: Container, timeout: int) -> bool:
     if timeout <= 0:
         return False
     client = start.shim_client(ctx, c)
+    number = signal_number(c.plan.get("stop_signal") or "TERM")
+    store.event(ctx.root, c, "kill", {"signal": str(number)})
     try:
-        client.kill(signal_number(c.plan.get("stop_signal") or "TERM"))
+        client.kill(number)
         client.wait(timeout=timeout)
     except (ShimError, OSError):
         return False
@@ -73,6 +85,7 @@ def _polite(ctx: Context, c: Container, timeout: int) -> bool:
 def _kill_all(ctx: Context, c: Container) -> None:
     """SIGKILL to every process of the container, through the runtime if the shim is gone."""
     client = start.shim_client(ctx, c)
+    store.event(ctx.root, c, "kill", {"signal": str(SIGKILL)})
     try:
         client.kill(SIGKILL, all=True)
         client.wait(timeout=30)
@@ -94,6 +107,7 @@ def kill(ctx: Context, ref: str, signal: str = "KILL") -> None:
     c = _mark_stopping(ctx, ref)
     if c is None:
         raise ManagerError(f"container {ref} is not running")
+    store.event(ctx.root, c, "kill", {"signal": str(number)})  # before: the die may come at once
     try:
         start.shim_client(ctx, c).kill(number)
     except ShimError as exc:
@@ -102,7 +116,8 @@ def kill(ctx: Context, ref: str, signal: str = "KILL") -> None:
 
 def restart(ctx: Context, ref: str, timeout: int | None = None) -> None:
     stop(ctx, ref, timeout)
-    start.start(ctx, ref)
+    c, _ = start.start(ctx, ref)
+    store.event(ctx.root, c, "restart")
 
 
 def pause(ctx: Context, ref: str, resume: bool = False) -> None:
@@ -118,3 +133,4 @@ def pause(ctx: Context, ref: str, resume: bool = False) -> None:
         c.state = c.state.to(target)
         with db.transaction(conn):
             store.save(conn, c)
+    store.event(ctx.root, c, "unpause" if resume else "pause")

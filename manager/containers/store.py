@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from ocirt.manager import events
 from ocirt.manager.containers.options import CreateOptions
 from ocirt.manager.containers.state import ContainerState
 from ocirt.manager.errors import ManagerError
@@ -88,6 +89,13 @@ def save(conn: sqlite3.Connection, c: Container) -> None:
             c.id,
         ),
     )
+
+
+def event(root: str, c: Container, action: str, extra: dict[str, str] | None = None) -> None:
+    """A container event with docker's attributes: the labels, ``image`` as the user named
+    it and ``name``, plus the action's own (``exitCode``, ``signal``, ...)."""
+    attributes = {**c.options.labels, "image": c.image, "name": c.name, **(extra or {})}
+    events.record(root, "container", action, c.id, attributes)
 
 
 def delete(conn: sqlite3.Connection, cid: str) -> None:

@@ -4,7 +4,7 @@ volumes. ``rm`` and an exit under ``--rm`` both end here."""
 
 from __future__ import annotations
 
-from ocirt.manager.containers import create, networking
+from ocirt.manager.containers import create, networking, store
 from ocirt.manager.containers.runtime import Context
 from ocirt.manager.containers.state import ContainerState
 from ocirt.manager.containers.store import Container
@@ -19,3 +19,4 @@ def remove_locked(ctx: Context, c: Container, volumes: bool) -> None:
     if not volumes:
         c.plan["anonymous"] = []
     create.discard(ctx, c)
+    store.event(ctx.root, c, "destroy")

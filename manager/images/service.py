@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ocirt.manager import events
 from ocirt.manager.errors import ManagerError
 from ocirt.manager.images import digest as digests
 from ocirt.manager.images import manifest, records, reference, snapshots, store
@@ -34,9 +35,13 @@ def pull(
     ``ocirtctl run`` of an image already here ~40 ms of imports otherwise."""
     from ocirt.manager.images.pull import pull as pulling
 
-    return pulling(
+    rec = pulling(
         root, ref_text, tls_verify=tls_verify, platform=platform, quiet=quiet, authfile=authfile, out=out
     )
+    ref = reference.parse(ref_text)
+    name = reference.Reference(ref.domain, ref.path).familiar
+    events.record(root, "image", "pull", ref.familiar, {"name": name})
+    return rec
 
 
 def get(root: str, name_or_id: str) -> ImageRecord:
@@ -68,6 +73,7 @@ def tag(root: str, source: str, target: str) -> ImageRecord:
     if ref.digest:
         raise ManagerError(f"tag {target!r}: a tag cannot contain a digest")
     records.tag(root, rec.id, ref)
+    events.record(root, "image", "tag", rec.id, {"name": ref.familiar})
     return records.get(root, rec.id)
 
 
@@ -83,6 +89,7 @@ def remove(root: str, name_or_id: str, force: bool = False) -> list[str]:
     if by_name and len(rec.names) > 1:
         name = str(reference.parse(name_or_id))
         records.untag(root, name)
+        events.record(root, "image", "untag", rec.id, {"name": rec.id})
         return [f"Untagged: {name}"]
     if not by_name and len(rec.names) > 1 and not force:
         raise ManagerError(
@@ -95,6 +102,9 @@ def remove(root: str, name_or_id: str, force: bool = False) -> list[str]:
         )
     lines.extend(f"Untagged: {n}" for n in rec.names)
     records.delete(root, rec.id)
+    for _ in rec.names:
+        events.record(root, "image", "untag", rec.id, {"name": rec.id})
+    events.record(root, "image", "delete", rec.id, {"name": rec.id})
     lines.append(f"Deleted: {rec.id}")
     gc(root)
     return lines
@@ -107,6 +117,7 @@ def prune(root: str, all_images: bool = False) -> list[str]:
     for rec in records.all_images(root):
         if (not rec.names or all_images) and not snapshots.users(root, rec.id):
             records.delete(root, rec.id)
+            events.record(root, "image", "delete", rec.id, {"name": rec.id})
             gone.append(rec.id)
     gc(root)
     return gone

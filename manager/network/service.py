@@ -34,7 +34,7 @@ from contextlib import contextmanager
 from functools import partial
 from typing import Any
 
-from ocirt.manager import db
+from ocirt.manager import db, events
 from ocirt.manager.errors import ManagerError
 from ocirt.manager.network import drivers, ipam, links, nat, netns, resolv, store
 from ocirt.manager.network.ports import PortSpec, free_host_port, host_port_free, parse_port_spec
@@ -121,6 +121,7 @@ def create_network(
         except BaseException:
             _destroy(root, cfg, net)
             raise
+    events.record(root, "network", "create", net.id, {"name": net.name, "type": net.driver})
     return net
 
 
@@ -256,6 +257,7 @@ def remove_network(root: str, name: str) -> None:
         if users:
             raise ManagerError(f"network {net.name} has active endpoints ({len(users)} containers connected)")
         _destroy(root, cfg, net)
+    events.record(root, "network", "destroy", net.id, {"name": net.name, "type": net.driver})
 
 
 def list_networks(root: str) -> list[NetworkRecord]:
@@ -359,6 +361,7 @@ def connect(
         _unplug(net, ep, netns_path)
         _forget(root, net.id, container_id)
         raise
+    _endpoint_event(root, "connect", net, container_id)
     return ep
 
 
@@ -409,6 +412,12 @@ def disconnect(root: str, network: str, container_id: str, netns_path: str) -> N
         _drop_bindings(root, cfg, container_id, net.id)
     _unplug(net, ep, netns_path)
     _forget(root, net.id, container_id)
+    _endpoint_event(root, "disconnect", net, container_id)
+
+
+def _endpoint_event(root: str, action: str, net: NetworkRecord, container_id: str) -> None:
+    attributes = {"container": container_id, "name": net.name, "type": net.driver}
+    events.record(root, "network", action, net.id, attributes)
 
 
 def endpoints(root: str, container_id: str) -> list[Endpoint]:
@@ -519,6 +528,8 @@ def teardown_container(root: str, container_id: str) -> None:
         if net is not None:
             _unplug(net, ep, path)
         _forget(root, ep.network_id, container_id)
+        if net is not None:
+            _endpoint_event(root, "disconnect", net, container_id)
     netns.remove(path)
 
 

@@ -12,7 +12,7 @@ import shutil
 import sqlite3
 import subprocess
 
-from ocirt.manager import db
+from ocirt.manager import db, events
 from ocirt.manager.containers import store as containers_store
 from ocirt.manager.errors import ManagerError
 from ocirt.manager.volumes import store
@@ -35,6 +35,7 @@ def create(root: str, name: str | None = None, labels: dict[str, str] | None = N
         vol = store.find(conn, vol_name)
     assert vol is not None
     os.makedirs(volume_dir(root, vol_name), mode=0o755, exist_ok=True)
+    events.record(root, "volume", "create", vol_name, {"driver": "local"})
     return vol
 
 
@@ -62,6 +63,7 @@ def remove(root: str, name: str, force: bool = False) -> None:
             raise ManagerError(f"volume {name} is in use by container {', '.join(using)}")
         store.delete(conn, name)
     shutil.rmtree(os.path.join(root, "volumes", name), ignore_errors=True)
+    events.record(root, "volume", "destroy", name, {"driver": "local"})
 
 
 def prune(root: str) -> list[str]:
