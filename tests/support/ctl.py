@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -25,7 +26,7 @@ from ocirt.manager.network.settings import NetSettings
 
 from support import images as test_images
 from support import registry
-from support.nethost import cleanup, leftovers, net_root
+from support.nethost import cleanup, leftovers, net_root, pids_mentioning
 
 OCIRTCTL = os.path.join(os.path.dirname(sys.executable), "ocirtctl")
 
@@ -157,6 +158,9 @@ def reset(root: str, cfg: NetSettings) -> list[str]:
     done = subprocess.run(
         [OCIRTCTL, "--root", root, "system", "reset", "--force"], capture_output=True, text=True, timeout=300
     )
+    deadline = time.monotonic() + 10  # an exit command of an earlier rm may still be ending
+    while pids_mentioning(os.path.abspath(root)) and time.monotonic() < deadline:
+        time.sleep(0.1)
     left = [f"system reset: {line}" for line in done.stderr.splitlines()] + leftovers(cfg, root)
     if not os.path.exists(root):
         return left
