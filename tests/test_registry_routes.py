@@ -21,6 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from ocirt.manager.errors import ManagerError
 from ocirt.manager.images import service as images
+from ocirt.manager.images.registry import auth
 from support import images as test_images
 from support import registry
 from support.tokens import make_cert
@@ -234,3 +235,62 @@ def test_http_proxy_gets_absolute_requests(
         assert any(line == f"GET http://{reg.host}/v2/ HTTP/1.1" for line in proxy.asked), proxy.asked
     finally:
         proxy.close()
+
+
+class Recorder:
+    """A plain HTTP server on 127.0.0.1 that answers 200 and keeps each request's
+    ``Authorization`` header (None when there was none)."""
+
+    def __init__(self) -> None:
+        self.seen: list[str | None] = []
+        recorder = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                recorder.seen.append(self.headers.get("Authorization"))
+                body = b'{"token": "plain"}'
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                return
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/token"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+
+def test_token_realm_redirect_to_http_is_refused(cert: tuple[str, str]) -> None:
+    """The token request carries the user's password (Basic): a realm on HTTPS that redirects
+    to plain HTTP must not get it sent there."""
+    plain = Recorder()
+    realm = Front("127.0.0.1:1", lambda path: path, cert)  # relays nothing: only redirects
+    realm.server.RequestHandlerClass.do_GET = _redirect_to(plain.url)  # type: ignore[attr-defined]
+    try:
+        challenge = auth.Challenge("bearer", {"realm": f"https://{realm.host}/token", "service": "test"})
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+        with pytest.raises(ManagerError, match="redirected from https"):
+            auth.bearer_token(challenge, "repository:x:pull", ("user", "secret"), context)
+        assert plain.seen == [], "the credentials went to a plain HTTP server"
+    finally:
+        realm.close()
+        plain.close()
+
+
+def _redirect_to(url: str) -> Callable[[BaseHTTPRequestHandler], None]:
+    def do_get(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(302)
+        handler.send_header("Location", url)
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+
+    return do_get

@@ -21,6 +21,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
+from typing import Any
 
 from ocirt.manager.errors import ManagerError
 
@@ -125,6 +126,24 @@ def basic_header(creds: tuple[str, str]) -> str:
     return "Basic " + base64.b64encode(f"{creds[0]}:{creds[1]}".encode()).decode()
 
 
+class NoDowngrade(urllib.request.HTTPRedirectHandler):
+    """Redirects are followed with the request's headers, credentials included: never from
+    HTTPS to plain HTTP, where they would travel in the clear."""
+
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: Any,
+        code: int,
+        msg: str,
+        headers: Any,
+        newurl: str,
+    ) -> urllib.request.Request | None:
+        if urllib.parse.urlsplit(req.full_url).scheme == "https" and not newurl.startswith("https:"):
+            raise ManagerError(f"token server {req.full_url}: redirected from https to {newurl}: refused")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
 def bearer_token(
     challenge: Challenge, scope: str, creds: tuple[str, str] | None, ssl_context: object | None
 ) -> str:
@@ -143,8 +162,12 @@ def bearer_token(
     req = urllib.request.Request(f"{realm}?{query}" if query else realm)
     if creds is not None:
         req.add_header("Authorization", basic_header(creds))
+    opener = urllib.request.build_opener(
+        urllib.request.HTTPSHandler(context=ssl_context),  # type: ignore[arg-type]
+        NoDowngrade(),
+    )
     try:
-        with urllib.request.urlopen(req, timeout=60, context=ssl_context) as resp:  # type: ignore[arg-type]
+        with opener.open(req, timeout=60) as resp:
             doc = json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         raise ManagerError(
