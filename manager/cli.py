@@ -46,10 +46,18 @@ class Parser(argparse.ArgumentParser):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("allow_abbrev", False)
+        self.flags: list[str] = []  # every option string given, for the comparison with docker's
+        self.commands: dict[str, argparse.ArgumentParser] = {}  # sub-commands and their aliases
         super().__init__(*args, **kwargs)
+
+    def add_subparsers(self, **kwargs: Any) -> Any:
+        action = super().add_subparsers(**kwargs)
+        self.commands = action.choices  # the very dict add_parser fills
+        return action
 
     def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
         action = super().add_argument(*args, **kwargs)
+        self.flags += action.option_strings
         if action.nargs == 0 and isinstance(action.const, bool) and action.option_strings:
             self._explicit(action, action.const, _TRUE)
             self._explicit(action, not action.const, _FALSE)
@@ -79,7 +87,7 @@ class Parser(argparse.ArgumentParser):
         self.exit(status, f"ocirtctl: {message} (see '{self.prog} --help')\n")
 
 
-def build_parser(groups: tuple[str, ...] = GROUPS) -> argparse.ArgumentParser:
+def build_parser(groups: tuple[str, ...] = GROUPS) -> Parser:
     parser = Parser(prog="ocirtctl", description="Manage OCI images and containers.")
     parser.add_argument("--root", default=DEFAULT_ROOT, help="manager state directory (%(default)s)")
     parser.add_argument("--runtime", default=None, help="runc-compatible runtime binary (default: ocirt)")

@@ -76,6 +76,12 @@ def _one(sub: Sub, name: str, text: str, func: Action) -> argparse.ArgumentParse
 
 def register(sub: Sub) -> None:
     """Add this group's subcommands to ``sub``."""
+    _commands(sub)
+    _container_group(sub)
+
+
+def _commands(sub: Sub) -> None:
+    """Each top-level container command; ``ocirtctl container`` has them all again, as docker's."""
     _create_parser(sub, "create", "create a container").set_defaults(func=cmd_create)
     run = _create_parser(sub, "run", "create and start a container")
     run.add_argument("-d", "--detach", action="store_true", help="run in the background, print the id")
@@ -119,7 +125,6 @@ def register(sub: Sub) -> None:
     flags.add_resource_flags(p)
     for name in ("device_read_bps", "device_write_bps", "device_read_iops", "device_write_iops"):
         p.add_argument(f"--{name.replace('_', '-')}", dest=name, action="append", default=[])
-    _container_group(sub)
 
 
 def _ps_parser(sub: Sub, name: str) -> None:
@@ -153,6 +158,7 @@ def _exec_parser(sub: Sub) -> None:
 def _container_group(sub: Sub) -> None:
     group: argparse.ArgumentParser = sub.add_parser("container", help="container management")
     inner = group.add_subparsers(dest="container_command", metavar="COMMAND")
+    _commands(inner)
     p = inner.add_parser("prune", help="remove every stopped container")
     p.add_argument("-f", "--force", action="store_true", help="do not ask (never asks anyway)")
     p.set_defaults(func=cmd_prune)
