@@ -43,6 +43,11 @@ CREATE_CASES = [
     (["--log-opt", f"max-file={1 << 62}"], "--log-opt max-file"),
     (["--oom-score-adj", "1001"], "--oom-score-adj"),
     (["--ip", "10.1.2"], "--ip"),
+    (["--tmpfs", "/x:size=inf"], "--tmpfs"),
+    (["--tmpfs", "/x:mode=99"], "--tmpfs"),
+    (["--mount", "type=tmpfs,target=/x,tmpfs-size=nan"], "--mount tmpfs-size"),
+    (["--mount", "type=bind,target=/x"], "--mount"),  # no source
+    (["-v", "a:b:c:d"], "-v"),
 ]
 
 

@@ -156,19 +156,27 @@ def _plumbing(ns: argparse.Namespace, opts: CreateOptions) -> None:
     opts.log_opts = dict(options.log_opt(t, opts.log_driver) for t in ns.log_opt)
     opts.network = ns.network or "bridge"
     opts.ports, opts.publish_all, opts.ip = list(ns.publish), ns.publish_all, ns.ip
-    _check_network_flags(opts)
     opts.aliases = list(ns.network_alias)
     opts.volumes, opts.mounts, opts.volumes_from = list(ns.volume), list(ns.mount), list(ns.volumes_from)
+    _check_before_pull(opts)
 
 
-def _check_network_flags(opts: CreateOptions) -> None:
-    """``-p`` and ``--ip`` checked now, before an image is pulled or anything is made."""
+def _check_before_pull(opts: CreateOptions) -> None:
+    """``-p``, ``--ip``, ``-v``, ``--mount`` and ``--volumes-from`` checked now, before an
+    image is pulled or anything is made (``create`` parses them again where it uses them)."""
     from ocirt.manager.network import ipam, ports
+    from ocirt.manager.volumes import requests
 
     for spec in opts.ports:
         ports.parse_port_spec(spec)
     if opts.ip is not None:
         ipam.parse_address(opts.ip, "--ip")
+    for text in opts.volumes:
+        requests.parse_volume(text)
+    for text in opts.mounts:
+        requests.parse_mount(text)
+    for text in opts.volumes_from:
+        requests.parse_volumes_from(text)
 
 
 def resources(ns: argparse.Namespace, res: options.Resources) -> options.Resources:

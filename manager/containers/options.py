@@ -162,7 +162,7 @@ def tmpfs(text: str) -> list[str]:
     path, _, opts = text.partition(":")
     if not path.startswith("/"):
         raise ManagerError(f"--tmpfs: {path!r} is not an absolute path")
-    return [path, opts]
+    return [path, ",".join(units.tmpfs_option(o, "--tmpfs") for o in opts.split(",") if o)]
 
 
 def device_rate(text: str, flag: str, parse_size: bool) -> list[Any]:

@@ -69,3 +69,16 @@ def key_value(text: str, flag: str) -> tuple[str, str]:
     if not sep or not key:
         raise ManagerError(f"{flag}: expected KEY=VALUE, got {text!r}")
     return key, value
+
+
+def tmpfs_option(option: str, flag: str) -> str:
+    """A tmpfs mount option, ``size=`` in bytes (or a percentage of memory) and ``mode=``
+    in octal checked here, as docker does: the kernel's answer would only be EINVAL."""
+    key, sep, value = option.partition("=")
+    if sep and key == "size":
+        if value.endswith("%") and value[:-1].isascii() and value[:-1].isdigit():
+            return option
+        return f"size={size(value, f'{flag} size')}"
+    if sep and key == "mode" and not (value and value.isascii() and set(value) <= set("01234567")):
+        raise ManagerError(f"{flag}: invalid mode {value!r}: expected octal")
+    return option

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from ocirt.manager.containers import units
 from ocirt.manager.errors import ManagerError
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -67,9 +68,9 @@ def _mount_extras(req: MountRequest, fields: dict[str, str], text: str) -> None:
         check_name(req.source, "--mount")
     if req.kind == "tmpfs":
         if "tmpfs-size" in fields:
-            req.options.append(f"size={fields.pop('tmpfs-size')}")
+            req.options.append(units.tmpfs_option(f"size={fields.pop('tmpfs-size')}", "--mount tmpfs-size"))
         if "tmpfs-mode" in fields:
-            req.options.append(f"mode={fields.pop('tmpfs-mode')}")
+            req.options.append(units.tmpfs_option(f"mode={fields.pop('tmpfs-mode')}", "--mount tmpfs-mode"))
     if fields.pop("volume-nocopy", "false") == "true":
         req.copy_up = False
     if "bind-propagation" in fields:
