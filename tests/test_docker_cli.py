@@ -40,8 +40,6 @@ OMITTED: dict[str, str] = {
     "completion": "cobra's shell completion scripts; argparse makes none, and scripts never call it",
     "manifest": "experimental in docker 20.10 (off unless the CLI is in experimental mode)",
     "search": "asks Docker Hub's search API; ocirtctl talks to no registry it is not pointed at",
-    "events": "issue 2.5, the events part (another engineer)",
-    "system events": "issue 2.5, the events part (another engineer)",
     "--disable-content-trust": "content trust is Notary, part of docker trust (out of scope)",
     "run --health-cmd": "issue 2.5, healthchecks (another engineer)",
     "run --health-interval": "issue 2.5, healthchecks (another engineer)",
