@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ocirt.manager import events, formats
-from ocirt.manager.containers import units
+from ocirt.manager.containers import present, units
 from ocirt.manager.errors import ManagerError
 from ocirt.manager.gotemplate import Record
 from ocirt.manager.images import archive, reference, service, tarball
@@ -302,20 +302,7 @@ def _summary(rec: ImageRecord) -> dict[str, Any]:
 
 
 def image_document(root: str, rec: ImageRecord) -> dict[str, Any]:
-    """``docker image inspect``'s fields that apply here."""
-    cfg = service.config(root, rec)
-    return {
-        **_summary(rec),
-        "Parent": "",
-        "Comment": (cfg.get("history") or [{}])[-1].get("comment", "") if cfg.get("history") else "",
-        "Architecture": cfg.get("architecture", ""),
-        "Os": cfg.get("os", ""),
-        **({"Variant": cfg["variant"]} if cfg.get("variant") else {}),
-        "Author": cfg.get("author", ""),
-        "Config": cfg.get("config") or {},
-        "RootFS": {"Type": "layers", "Layers": list(rec.diff_ids)},
-        "Manifest": {"MediaType": rec.media_type, "Digest": rec.manifest_digest, "Layers": list(rec.layers)},
-    }
+    return present.image_document(rec, service.config(root, rec))
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:

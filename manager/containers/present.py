@@ -12,6 +12,7 @@ from ocirt.manager.containers import status
 from ocirt.manager.containers.state import ContainerState
 from ocirt.manager.containers.store import Container
 from ocirt.manager.gotemplate import Record
+from ocirt.manager.images import reference
 from ocirt.manager.volumes import service as volumes
 
 
@@ -339,6 +340,54 @@ def network_settings(c: Container, networks: dict[str, dict[str, Any]]) -> dict[
         "IPv6Gateway": "",
         "MacAddress": first["MacAddress"],
         "Networks": endpoints,
+    }
+
+
+# docker's container Config with nothing set: the shape of an image's Config and ContainerConfig
+_EMPTY_CONFIG: dict[str, Any] = {
+    "Hostname": "",
+    "Domainname": "",
+    "User": "",
+    "AttachStdin": False,
+    "AttachStdout": False,
+    "AttachStderr": False,
+    "Tty": False,
+    "OpenStdin": False,
+    "StdinOnce": False,
+    "Env": None,
+    "Cmd": None,
+    "Image": "",
+    "Volumes": None,
+    "WorkingDir": "",
+    "Entrypoint": None,
+    "OnBuild": None,
+    "Labels": None,
+}
+
+
+def image_document(rec: Any, cfg: dict[str, Any]) -> dict[str, Any]:
+    """``docker image inspect`` (API v1.41 ImageInspect) from the record and its OCI config."""
+    history = cfg.get("history") or []
+    return {
+        "Id": rec.id,
+        "RepoTags": [reference.parse(n).familiar for n in rec.names],
+        "RepoDigests": [reference.parse(d).familiar for d in rec.repo_digests],
+        "Parent": "",
+        "Comment": history[-1].get("comment", "") if history else "",
+        "Created": rec.created or "0001-01-01T00:00:00Z",
+        "Container": "",
+        "ContainerConfig": dict(_EMPTY_CONFIG),
+        "DockerVersion": "",
+        "Author": cfg.get("author", ""),
+        "Config": {**_EMPTY_CONFIG, **(cfg.get("config") or {})},
+        "Architecture": cfg.get("architecture", ""),
+        **({"Variant": cfg["variant"]} if cfg.get("variant") else {}),
+        "Os": cfg.get("os", ""),
+        "Size": rec.size,
+        "VirtualSize": rec.size,
+        "GraphDriver": {"Data": None, "Name": "overlay2"},
+        "RootFS": {"Type": "layers", "Layers": list(rec.diff_ids)},
+        "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"},
     }
 
 

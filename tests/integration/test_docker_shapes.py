@@ -130,7 +130,7 @@ def test_list_json_keys_and_templates_match(pair: Pair) -> None:
         {k for line in r.ok().stdout.splitlines() for k in json.loads(line)}
         for r in pair.both("ps", "--filter", "name=shape2", "--format", "{{json .}}")
     ]
-    assert keys[0] == keys[1]
+    assert keys[0] and keys[0] == keys[1]
     images = [
         json.loads(r.ok().stdout.splitlines()[0]) for r in pair.both("images", "--format", "{{json .}}")
     ]
@@ -178,3 +178,59 @@ def test_network_and_volume_documents(pair: Pair) -> None:
     subprocess.run(
         [DOCKER, "--host", f"unix://{pair.dk.socket}", "network", "rm", "shapenet"], capture_output=True
     )
+
+
+def test_published_port_volume_and_bind_have_dockers_shape(pair: Pair, tmp_path: Any) -> None:
+    """On each one's default bridge, a port published on loopback, a named volume and a bind."""
+    pair.docker("volume", "create", "shapedata").ok()
+    pair.ocirtctl("volume", "create", "shapedata").ok()
+    options = (
+        "--name",
+        "shape4",
+        "-p",
+        "127.0.0.1::80",
+        "-v",
+        "shapedata:/data",
+        "-v",
+        f"{tmp_path}:/host:ro",
+    )
+    pair.run(*options)
+    theirs = json.loads(pair.docker("inspect", "shape4").ok().stdout)[0]
+    ours = json.loads(pair.ocirtctl("inspect", "shape4").ok().stdout)[0]
+    for doc in (ours, theirs):  # docker lists mounts in its map's (random) order
+        doc["Mounts"].sort(key=lambda m: m["Destination"])
+    assert differences(ours, theirs) == []
+    for doc in (ours, theirs):
+        (binding,) = doc["NetworkSettings"]["Ports"]["80/tcp"]
+        assert binding["HostIp"] == "127.0.0.1" and int(binding["HostPort"]) > 0
+        assert (
+            doc["NetworkSettings"]["IPAddress"] == doc["NetworkSettings"]["Networks"]["bridge"]["IPAddress"]
+        )
+        kinds = sorted((m["Type"], m["Destination"], m["RW"]) for m in doc["Mounts"])
+        assert kinds == [("bind", "/host", False), ("volume", "/data", True)]
+    for mount_theirs in theirs["Mounts"]:
+        (mount_ours,) = [m for m in ours["Mounts"] if m["Destination"] == mount_theirs["Destination"]]
+        assert set(mount_ours) == set(mount_theirs)
+    docker_ps, ours_ps = pair.both("ps", "--filter", "name=shape4", "--format", "{{.Ports}}|{{.Mounts}}")
+    mounts = [sorted(r.ok().stdout.strip().split("|")[1].split(",")) for r in (ours_ps, docker_ps)]
+    assert mounts[0] == mounts[1]  # docker's order is its map's: compared as sets
+    ports = [r.stdout.split("|")[0] for r in (ours_ps, docker_ps)]
+    assert ports[0].startswith("127.0.0.1:") and ports[0].partition("->")[2] == ports[1].partition("->")[2]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["network", "ls"], ["volume", "ls"], ["history", IMAGE], ["images"]],
+)
+def test_other_list_json_keys_match(pair: Pair, args: list[str]) -> None:
+    keys = [
+        {k for line in r.ok().stdout.splitlines() for k in json.loads(line)}
+        for r in pair.both(*args, "--format", "{{json .}}")
+    ]
+    assert keys[0] and keys[0] == keys[1]
+
+
+def test_image_inspect_has_dockers_shape(pair: Pair) -> None:
+    theirs, ours = (json.loads(r.ok().stdout)[0] for r in pair.both("image", "inspect", IMAGE))
+    assert differences(ours, theirs) == []
+    assert (ours["RepoTags"], ours["Config"]["Cmd"]) == (theirs["RepoTags"], theirs["Config"]["Cmd"])
