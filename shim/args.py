@@ -26,6 +26,7 @@ class Options:
         "log_driver",
         "log_max_file",
         "log_max_size",
+        "log_opts",
         "log_path",
         "no_start",
         "runtime",
@@ -46,6 +47,7 @@ class Options:
         self.log_driver = DEFAULT_DRIVER
         self.log_max_size = 0
         self.log_max_file = 1
+        self.log_opts: dict[str, str] = {}
         self.tty = False
         self.stdin = False
         self.exit_command: str | None = None
@@ -66,6 +68,7 @@ _VALUES = {
     "log-driver",
     "log-max-size",
     "log-max-file",
+    "log-opt",
     "exit-command",
     "exit-command-arg",
     "sync-fd",
@@ -98,8 +101,12 @@ def parse(argv: Sequence[str]) -> Options:
     for name in _REQUIRED:
         if name not in seen:
             raise UsageError(f"--{name} is required")
-    if opts.log_path is None and opts.log_driver != "none":
+    driver = DRIVERS[opts.log_driver]
+    if opts.log_path is None and driver.record is not None:
         raise UsageError(f"--log-path is required with --log-driver {opts.log_driver}")
+    for key in opts.log_opts:
+        if key not in driver.options:
+            raise UsageError(f"--log-opt {key}: not an option of the {driver.name} log driver")
     return opts
 
 
@@ -110,6 +117,11 @@ def _set(opts: Options, name: str, value: str) -> None:
         raise UsageError(f"--{name} must not be empty")
     if name == "exit-command-arg":
         opts.exit_command_args.append(value)
+    elif name == "log-opt":
+        key, eq, text = value.partition("=")
+        if not eq or not key:
+            raise UsageError(f"--log-opt {value!r}: expected KEY=VALUE")
+        opts.log_opts[key] = text
     elif name == "log-max-size":
         opts.log_max_size = _size(name, value)
     elif name in ("log-max-file", "sync-fd"):

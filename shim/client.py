@@ -58,6 +58,7 @@ class ShimOptions:
     log_driver: str = logs.DEFAULT_DRIVER  # one of logs.DRIVERS
     log_max_size: int = 0  # bytes; 0: no rotation
     log_max_file: int = 1
+    log_opts: dict[str, str] = field(default_factory=dict)  # a sending driver's options
     tty: bool = False
     stdin: bool = False
     exit_command: str | None = None
@@ -75,6 +76,8 @@ class ShimOptions:
             args += ["--log-path", self.log_path]
         args += ["--log-driver", self.log_driver]
         args += ["--log-max-size", str(self.log_max_size), "--log-max-file", str(self.log_max_file)]
+        for key, value in self.log_opts.items():
+            args += ["--log-opt", f"{key}={value}"]
         if self.exit_command:
             args += ["--exit-command", self.exit_command]
             for arg in self.exit_command_args:

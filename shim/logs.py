@@ -16,6 +16,7 @@ import os
 import time
 
 from ocirt.foundation.timefmt import rfc3339nano
+from ocirt.shim.lognet import SYSLOG_OPTIONS, LineSink, open_syslog
 
 TYPE_CHECKING = False  # the shim does not import typing
 if TYPE_CHECKING:
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     Record = Callable[[str, bytes, str], bytes]
     # (time, stream, text with its newline if complete, complete); None: not a record
     Parsed = tuple[str, str, bytes, bool] | None
+    Sink = Callable[[dict[str, str], str], LineSink]
 
 _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
 
@@ -77,9 +79,10 @@ FILE_OPTIONS = ("max-size", "max-file")
 
 class LogDriver:
     """``record`` and ``parse`` are None for a driver that keeps no file (``none``: output
-    still reaches attached clients)."""
+    still reaches attached clients); ``sink`` opens the sender of a driver that sends each
+    line away (``syslog``), from the ``--log-opt`` options and the container's id."""
 
-    __slots__ = ("name", "options", "parse", "record")
+    __slots__ = ("name", "options", "parse", "record", "sink")
 
     def __init__(
         self,
@@ -87,11 +90,13 @@ class LogDriver:
         record: Record | None,
         parse: Callable[[bytes], Parsed] | None,
         options: tuple[str, ...],
+        sink: Sink | None = None,
     ) -> None:
         self.name = name
         self.record = record
         self.parse = parse
         self.options = options
+        self.sink = sink
 
 
 # ``none`` takes the file options and ignores them, as ocirtctl always has
@@ -101,6 +106,7 @@ DRIVERS = {
         LogDriver("json-file", json_records, parse_json, FILE_OPTIONS),
         LogDriver("k8s-file", k8s_records, parse_k8s, FILE_OPTIONS),
         LogDriver("none", None, None, FILE_OPTIONS),
+        LogDriver("syslog", None, None, SYSLOG_OPTIONS, open_syslog),
     )
 }
 DEFAULT_DRIVER = "k8s-file"  # conmon's and podman's default
@@ -109,9 +115,21 @@ DEFAULT_DRIVER = "k8s-file"  # conmon's and podman's default
 class Log:
     """Appends records to ``path``; past ``max_size`` bytes the file moves to ``path.1``."""
 
-    def __init__(self, path: str | None, driver: str, max_size: int, max_file: int) -> None:
+    def __init__(
+        self,
+        path: str | None,
+        driver: str,
+        max_size: int,
+        max_file: int,
+        options: dict[str, str] | None = None,
+        container_id: str = "",
+    ) -> None:
         self.path = path
-        self.format = DRIVERS[driver].record
+        self.driver = DRIVERS[driver]
+        self.options = options or {}
+        self.container_id = container_id
+        self.sink: LineSink | None = None
+        self.format = self.driver.record
         self.max_size = max_size
         self.max_file = max_file
         self.fd = -1
@@ -119,12 +137,19 @@ class Log:
         if self.format is not None and path is not None:
             self._open()
 
+    def connect(self) -> None:
+        """Reach a sending driver's receiver; an ``OSError`` or ``LogOptionError`` says why not."""
+        if self.driver.sink is not None:
+            self.sink = self.driver.sink(self.options, self.container_id)
+
     def _open(self) -> None:
         assert self.path is not None
         self.fd = os.open(self.path, _FLAGS, 0o640)
         self.size = os.fstat(self.fd).st_size
 
     def write(self, stream: str, data: bytes) -> None:
+        if self.sink is not None:
+            self.sink.write(stream, data)
         if self.fd < 0 or self.format is None:
             return
         now = rfc3339nano(time.time_ns())
@@ -160,6 +185,9 @@ class Log:
         self._open()
 
     def close(self) -> None:
+        if self.sink is not None:
+            self.sink.close()
+            self.sink = None
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1

@@ -19,6 +19,7 @@ from ocirt.shim.console import address, listen, receive_master
 from ocirt.shim.errors import Failed, RequestError
 from ocirt.shim.execs import Exec
 from ocirt.shim.exitstatus import oom_counter, oom_kills, status_dict, write_exit_file
+from ocirt.shim.lognet import LogOptionError
 from ocirt.shim.logs import Log
 from ocirt.shim.runtime import Runtime, RuntimeFailed, read_text, wait_for
 from ocirt.shim.streams import IN, Conn, Writer, read_chunk, readable, resize
@@ -38,7 +39,9 @@ class Shim:
         self.opts = opts
         self.dir = os.path.abspath(opts.state_dir)
         self.runtime = Runtime(opts.runtime, opts.runtime_root, opts.id, self.dir)
-        self.log = Log(opts.log_path, opts.log_driver, opts.log_max_size, opts.log_max_file)
+        self.log = Log(
+            opts.log_path, opts.log_driver, opts.log_max_size, opts.log_max_file, opts.log_opts, opts.id
+        )
         self.ep = select.epoll()
         self.handlers: dict[int, Callable[[int], object]] = {}
         self.init_pid = 0
@@ -78,6 +81,10 @@ class Shim:
     # -- setup ------------------------------------------------------------
     def setup(self) -> int:
         """Create (and start) the container; its pid. Raises Failed with the runtime's text."""
+        try:
+            self.log.connect()
+        except (OSError, LogOptionError) as exc:
+            raise Failed(f"failed to initialize logging driver: {exc}") from None
         self._write_pid_file()
         self._signals()
         if self.opts.tty:

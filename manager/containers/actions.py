@@ -200,7 +200,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
     c = _get(ctx, args.container)
     driver = c.options.log_driver
     if LOG_DRIVERS[driver].parse is None:
-        raise ManagerError(f"container {c.name} uses the {driver} log driver: nothing to show")
+        raise ManagerError("configured logging driver does not support reading", 1)  # docker's words
     path = layout.log_path(ctx.root, c.id)
     max_file = int(c.options.log_opts.get("max-file", "1"))
     shown, offset = logs.collect(path, driver, max_file, args.since, tail)

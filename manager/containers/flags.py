@@ -20,7 +20,11 @@ _LISTS = (
     (("--sysctl",), "sysctl", "KEY=VALUE"),
     (("--device",), "device", "HOST[:CONTAINER][:PERMS]"),
     (("--tmpfs",), "tmpfs", "PATH[:OPTIONS]"),
-    (("--log-opt",), "log_opt", "max-size=SIZE, max-file=N"),
+    (
+        ("--log-opt",),
+        "log_opt",
+        "KEY=VALUE: max-size, max-file; syslog-address, syslog-facility, syslog-format, tag",
+    ),
     (("--device-read-bps",), "device_read_bps", "DEVICE:RATE"),
     (("--device-write-bps",), "device_write_bps", "DEVICE:RATE"),
     (("--device-read-iops",), "device_read_iops", "DEVICE:N"),

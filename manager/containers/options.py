@@ -14,7 +14,7 @@ from typing import Any
 
 from ocirt.manager.containers import units
 from ocirt.manager.errors import ManagerError
-from ocirt.shim import logs
+from ocirt.shim import lognet, logs
 
 RESTART_POLICIES = ("no", "always", "on-failure", "unless-stopped")
 MAX_LOG_FILES = 1000  # every rotated file is looked for on each read
@@ -202,6 +202,11 @@ def log_opt(text: str, driver: str) -> tuple[str, str]:
         raise ManagerError(f"--log-opt: unsupported option {key!r} ({', '.join(known)})")
     if key == "max-size":
         units.size(value, "--log-opt max-size")
-    else:
+    elif key == "max-file":
         units.integer(value, "--log-opt max-file", 1, MAX_LOG_FILES)
+    elif driver == "syslog":
+        try:
+            lognet.check_syslog_option(key, value)
+        except lognet.LogOptionError as exc:
+            raise ManagerError(f"--log-opt {exc}") from None
     return key, value

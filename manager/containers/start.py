@@ -21,6 +21,7 @@ from ocirt.manager.containers.units import size
 from ocirt.manager.errors import ManagerError
 from ocirt.manager.images import bundle
 from ocirt.shim.client import ShimClient, ShimError, ShimHandle, ShimOptions, launch
+from ocirt.shim.logs import DRIVERS as LOG_DRIVERS
 
 
 def start(ctx: Context, ref: str, no_start: bool = False) -> tuple[Container, ShimHandle]:
@@ -132,6 +133,25 @@ def _init_binary(ctx: Context) -> str:
     return init.binary(ctx.root)
 
 
+def _sender_options(c: Container) -> dict[str, str]:
+    """A sending driver's options for the shim, with ``tag`` run as docker's log tag
+    template (``{{.ID}}``, ``{{.Name}}``, ``{{.ImageName}}``, ...; docker's default is the
+    short id, which the shim applies)."""
+    out = dict(c.options.log_opts)
+    if "{{" in out.get("tag", ""):
+        from ocirt.manager import formats
+        from ocirt.manager.gotemplate import Record
+
+        info = {"ID": c.id[:12], "FullID": c.id, "Name": c.name, "ImageFullID": c.image_id}
+        info |= {
+            "ImageID": c.image_id.removeprefix("sha256:")[:12],
+            "ImageName": c.image,
+            "DaemonName": "docker",
+        }
+        out["tag"] = formats.row_renderer(out["tag"])(Record("logger.Info", info))
+    return out
+
+
 def _shim(ctx: Context, c: Container, no_start: bool) -> ShimHandle:
     old = layout.shim_dir(ctx.root, c.id, int(c.plan.get("serial", 0)))
     if os.path.isdir(old) and not ShimClient(old).alive():
@@ -149,6 +169,7 @@ def _shim(ctx: Context, c: Container, no_start: bool) -> ShimHandle:
         log_driver=opts.log_driver,
         log_max_size=size(opts.log_opts.get("max-size", "0"), "--log-opt max-size"),
         log_max_file=int(opts.log_opts.get("max-file", "1")),
+        log_opts=_sender_options(c) if LOG_DRIVERS[opts.log_driver].sink else {},
         tty=opts.tty,
         stdin=opts.interactive,
         exit_command=exit_cmd,
