@@ -4,6 +4,7 @@ of the flag lists is tests/test_docker_cli.py)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -34,3 +35,107 @@ def test_container_group_has_every_container_command(ctl: Manager) -> None:
     assert ctl("container", "ls", "-a", "-q", "--filter", "name=regrouped").stdout.strip()
     ctl("container", "rm", "regrouped")
     assert ctl("container", "ps", "-a", "-q", "--filter", "name=regrouped").stdout == ""
+
+
+def run_out(ctl: Manager, *args: str) -> str:
+    return ctl("run", "--rm", *args).stdout
+
+
+def test_dns_flags_write_resolv_conf(ctl: Manager) -> None:
+    """Each flag replaces its part of the file; ``--dns-opt`` is docker's hidden spelling."""
+    text = run_out(
+        ctl, "--dns", "192.0.2.53", "--dns", "2001:db8::53", "--dns-search", "corp.test", "--dns-option",
+        "ndots:3", "--dns-opt", "timeout:2", ctl.httpd, "cat", "/etc/resolv.conf",
+    )  # fmt: skip
+    assert text.splitlines() == [
+        "nameserver 192.0.2.53",
+        "nameserver 2001:db8::53",
+        "search corp.test",
+        "options ndots:3 timeout:2",
+    ]
+
+
+@pytest.mark.parametrize("network", ["bridge", "none"])
+def test_add_host_lines_in_etc_hosts(ctl: Manager, network: str) -> None:
+    hosts = run_out(
+        ctl, "--network", network, "--add-host", "db.test:192.0.2.7", "--add-host", "v6.test:2001:db8::1",
+        ctl.httpd, "cat", "/etc/hosts",
+    )  # fmt: skip
+    lines = [line.split() for line in hosts.splitlines()]
+    assert ["192.0.2.7", "db.test"] in lines and ["2001:db8::1", "v6.test"] in lines
+
+
+def test_domainname_is_the_kernel_nis_domain(ctl: Manager) -> None:
+    assert (
+        run_out(ctl, "--domainname", "corp.test", ctl.httpd, "cat", "/proc/sys/kernel/domainname")
+        == "corp.test\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("flag", "kind"), [("--pid", "pid"), ("--ipc", "ipc"), ("--uts", "uts"), ("--cgroupns", "cgroup")]
+)
+def test_host_namespace_flags_share_the_hosts(ctl: Manager, flag: str, kind: str) -> None:
+    """``host`` joins the host's namespace (the same inode as this test's), ``private`` does not."""
+    ours = os.readlink(f"/proc/self/ns/{kind}")
+    assert run_out(ctl, f"{flag}=host", ctl.httpd, "readlink", f"/proc/self/ns/{kind}").strip() == ours
+    assert run_out(ctl, flag, "private", ctl.httpd, "readlink", f"/proc/self/ns/{kind}").strip() != ours
+
+
+def test_pid_host_sees_the_hosts_processes(ctl: Manager) -> None:
+    assert run_out(ctl, "--pid", "host", ctl.httpd, "cat", f"/proc/{os.getpid()}/stat").split()[0] == str(
+        os.getpid()
+    )
+
+
+def test_uts_host_and_network_host_keep_the_hosts_name(ctl: Manager) -> None:
+    name = os.uname().nodename
+    assert run_out(ctl, "--uts", "host", ctl.httpd, "hostname").strip() == name
+    assert run_out(ctl, "--network", "host", ctl.httpd, "hostname").strip() == name
+
+
+def test_userns_host_maps_every_id_to_itself(ctl: Manager) -> None:
+    assert run_out(ctl, "--userns", "host", ctl.httpd, "cat", "/proc/self/uid_map").split() == [
+        "0",
+        "0",
+        "4294967295",
+    ]
+
+
+def test_shm_size_sizes_dev_shm(ctl: Manager) -> None:
+    """``df`` reads the tmpfs' size from the kernel: 10 MiB is 10240 blocks of 1 KiB."""
+    df = run_out(ctl, "--shm-size", "10m", ctl.httpd, "df", "-k", "/dev/shm").splitlines()[-1].split()
+    assert df[1] == "10240"
+
+
+def test_group_add_by_name_and_number(ctl: Manager) -> None:
+    """``staff`` is 50 in the test image's /etc/group; 4242 is in no file, taken as it is."""
+    groups = run_out(ctl, "--group-add", "staff", "--group-add", "4242", ctl.httpd, "id", "-G").split()
+    assert groups[0] == "0" and {"50", "4242"} <= set(groups)
+    done = ctl("run", "--rm", "--group-add", "nosuchgroup", ctl.httpd, "true", check=False)
+    assert done.returncode == 125 and "--group-add" in done.stderr
+
+
+def test_cidfile_holds_the_id_and_is_never_overwritten(ctl: Manager, tmp_path: str) -> None:
+    path = os.path.join(tmp_path, "cid")
+    cid = ctl("run", "-d", "--cidfile", path, ctl.httpd).stdout.strip()
+    with open(path) as f:
+        assert f.read() == cid
+    done = ctl("run", "-d", "--cidfile", path, ctl.httpd, check=False)
+    assert done.returncode == 125 and "--cidfile" in done.stderr
+    assert ctl("ps", "-a", "-q").stdout.split() == [cid[:12]]
+
+
+def test_label_file_and_label(ctl: Manager, tmp_path: str) -> None:
+    path = os.path.join(tmp_path, "labels")
+    with open(path, "w") as f:
+        f.write("# team labels\ntier=db\n\nowner=ops\n")
+    ctl("create", "--name", "labelled", "--label-file", path, "--label", "owner=dev", ctl.httpd)
+    labels = ctl.inspect("labelled")["Config"]["Labels"]
+    assert (labels["tier"], labels["owner"]) == ("db", "dev")  # a --label wins over the file
+
+
+def test_expose_is_published_by_publish_all(ctl: Manager) -> None:
+    ctl("run", "-d", "--name", "exposed", "--expose", "7000-7001/udp", "-P", ctl.httpd)
+    ports = ctl("port", "exposed").stdout
+    assert "7000/udp ->" in ports and "7001/udp ->" in ports and "80/tcp ->" in ports

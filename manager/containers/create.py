@@ -38,6 +38,8 @@ def image_config(root: str, ref: str, tls_verify: bool = True) -> tuple[ImageRec
 
 
 def create(ctx: Context, opts: CreateOptions, tls_verify: bool = True) -> Container:
+    if opts.cidfile is not None and os.path.exists(opts.cidfile):
+        raise ManagerError(f"--cidfile: {opts.cidfile} exists (another container's? remove it first)")
     rec, config = image_config(ctx.root, opts.image, tls_verify)
     defaults = bundle.process_defaults(config)
     args = defaults.args(opts.command, opts.entrypoint)  # no command: fails before anything is made
@@ -65,16 +67,28 @@ def create(ctx: Context, opts: CreateOptions, tls_verify: bool = True) -> Contai
             "serial": 0,
             "args": args,
             "log_path": layout.log_path(ctx.root, c.id),
-            "exposed": list(defaults.exposed_ports),
+            "exposed": list(dict.fromkeys([*defaults.exposed_ports, *opts.expose])),
             "stop_signal": opts.stop_signal or defaults.stop_signal,
         }
         with db.transaction(conn):
             store.save(conn, c)
+        if opts.cidfile is not None:
+            _write_cidfile(opts.cidfile, c.id)
     except BaseException:
         discard(ctx, c)
         raise
     store.event(ctx.root, c, "create")
     return c
+
+
+def _write_cidfile(path: str, cid: str) -> None:
+    """As docker: made anew (never over another container's), the id without a newline."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        raise ManagerError(f"--cidfile: {path}: {exc.strerror}") from None
+    with os.fdopen(fd, "w") as f:
+        f.write(cid)
 
 
 def _volumes_from(conn: sqlite3.Connection, refs: list[str]) -> list[dict[str, Any]]:

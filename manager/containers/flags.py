@@ -34,6 +34,13 @@ _LISTS = (
     (("-v", "--volume"), "volume", "SRC:DST[:ro] or NAME:DST or DST"),
     (("--mount",), "mount", "type=bind|volume|tmpfs,source=,target=[,readonly]"),
     (("--volumes-from",), "volumes_from", "CONTAINER[:ro|rw]"),
+    (("--dns",), "dns", "a DNS server for /etc/resolv.conf"),
+    (("--dns-search",), "dns_search", "a DNS search domain"),
+    (("--dns-option",), "dns_option", "a resolv.conf option (ndots:2, ...)"),
+    (("--add-host",), "add_host", "HOST:IP line for /etc/hosts"),
+    (("--group-add",), "group_add", "another group of the process (name or gid)"),
+    (("--label-file",), "label_file", "read labels (KEY=VALUE lines) from a file"),
+    (("--expose",), "expose", "PORT[-PORT][/PROTO] published by -P"),
 )
 _VALUES = (
     (("--name",), "name", "container name"),
@@ -47,7 +54,22 @@ _VALUES = (
     (("--log-driver",), "log_driver", ", ".join(LOG_DRIVERS)),
     (("--network", "--net"), "network", "bridge, none, host, container:NAME, or a network"),
     (("--ip",), "ip", "static address on the network"),
+    (("--domainname",), "domainname", "NIS domain name"),
+    (("--pid",), "pid", "PID namespace: host or private"),
+    (("--ipc",), "ipc", "IPC namespace: host, private or shareable"),
+    (("--uts",), "uts", "UTS namespace: host or private"),
+    (("--userns",), "userns", "user namespace: host (the only mode)"),
+    (("--cgroupns",), "cgroupns", "cgroup namespace: host or private"),
+    (("--shm-size",), "shm_size", "size of /dev/shm (default 64m)"),
+    (("--cidfile",), "cidfile", "write the container id to this file"),
 )
+# flags docker has that need what this host or ocirtctl lacks: refused, never ignored
+REFUSED = {
+    "--gpus": "no GPU support (no NVIDIA container toolkit on this host)",
+    "--isolation": "isolation technologies are Windows containers' (process, hyperv)",
+    "--kernel-memory": "kernel memory limits are deprecated, and cgroup v2 and recent kernels have none",
+    "--storage-opt": "per-container storage quotas need an xfs project-quota or devicemapper backing store",
+}
 RESOURCE_FLAGS = (
     (("-m", "--memory"), "memory", "memory limit"),
     (("--memory-swap",), "memory_swap", "memory+swap limit (-1: unlimited)"),
@@ -70,6 +92,14 @@ _BOOLS = (
 )
 
 
+class Refused(argparse.Action):
+    """A docker flag ocirtctl cannot honour: one line saying which and why, at parse time."""
+
+    def __call__(self, parser: argparse.ArgumentParser, ns: argparse.Namespace, *rest: object) -> None:
+        flag = self.option_strings[0]
+        parser.exit(125, f"ocirtctl: {flag}: not supported: {REFUSED[flag]}\n")
+
+
 def add_resource_flags(parser: argparse.ArgumentParser) -> None:
     for names, dest, text in RESOURCE_FLAGS:
         parser.add_argument(*names, dest=dest, help=text)
@@ -85,6 +115,9 @@ def add_create_flags(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(*names, dest=dest, action="store_true", help=text)
     add_resource_flags(parser)
     parser.add_argument("--net-alias", dest="network_alias", action="append", help=argparse.SUPPRESS)
+    parser.add_argument("--dns-opt", dest="dns_option", action="append", help=argparse.SUPPRESS)
+    for flag, why in REFUSED.items():
+        parser.add_argument(flag, action=Refused, help=f"not supported: {why}")
     parser.add_argument("--oom-score-adj", dest="oom_score_adj", help="-1000..1000")
     parser.add_argument("image", help="image reference")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="command and arguments")
@@ -95,6 +128,7 @@ def from_args(ns: argparse.Namespace) -> CreateOptions:
     _process(ns, opts)
     _security(ns, opts)
     _plumbing(ns, opts)
+    _namespaces(ns, opts)
     opts.resources = resources(ns, options.Resources())
     if ns.oom_score_adj is not None:
         opts.resources.oom_score_adj = units.integer(ns.oom_score_adj, "--oom-score-adj", -1000, 1000)
@@ -105,7 +139,11 @@ def _process(ns: argparse.Namespace, opts: CreateOptions) -> None:
     for path in ns.env_file:
         opts.env += options.env_file_entries(path)
     opts.env += [e for e in (options.env_entry(t) for t in ns.env) if e is not None]
-    opts.labels = dict(units.key_value(t, "--label") for t in ns.label)
+    for path in ns.label_file:
+        opts.labels.update(units.key_value(t, "--label-file") for t in options.lines_of(path, "--label-file"))
+    opts.labels.update(units.key_value(t, "--label") for t in ns.label)
+    opts.group_add = [options.group(t) for t in ns.group_add]
+    opts.domainname = ns.domainname
     if ns.entrypoint is not None:
         opts.entrypoint = [ns.entrypoint] if ns.entrypoint else []
     opts.workdir, opts.user, opts.hostname = ns.workdir, ns.user, ns.hostname
@@ -161,8 +199,31 @@ def _plumbing(ns: argparse.Namespace, opts: CreateOptions) -> None:
     opts.network = ns.network or "bridge"
     opts.ports, opts.publish_all, opts.ip = list(ns.publish), ns.publish_all, ns.ip
     opts.aliases = list(ns.network_alias)
+    opts.dns = [options.address(t, "--dns") for t in ns.dns]
+    opts.dns_search, opts.dns_options = list(ns.dns_search), list(ns.dns_option)
+    opts.extra_hosts = [options.extra_host(t) for t in ns.add_host]
+    opts.expose = [e for t in ns.expose for e in options.exposed(t)]
     opts.volumes, opts.mounts, opts.volumes_from = list(ns.volume), list(ns.mount), list(ns.volumes_from)
     _check_before_pull(opts)
+
+
+def _namespaces(ns: argparse.Namespace, opts: CreateOptions) -> None:
+    """``--pid``/``--ipc``/``--uts``/``--cgroupns``/``--userns``: the host's namespace or one of
+    the container's own; docker's ``container:NAME`` forms are refused, not ignored."""
+    for name, modes in options.NAMESPACE_MODES.items():
+        value = getattr(ns, name)
+        if value is not None and value not in modes:
+            raise ManagerError(
+                f"--{name}: unsupported mode {value!r} (one of {', '.join(m for m in modes if m)})"
+            )
+    opts.pid, opts.ipc, opts.uts, opts.cgroupns = ns.pid or "", ns.ipc or "", ns.uts or "", ns.cgroupns or ""
+    if ns.shm_size is not None:
+        opts.shm_size = units.size(ns.shm_size, "--shm-size")
+        if opts.shm_size <= 0:
+            raise ManagerError("--shm-size: must be more than 0")
+    opts.cidfile = ns.cidfile
+    if opts.uts == "host" and (opts.hostname or opts.domainname):
+        raise ManagerError("--uts: host conflicts with --hostname and --domainname")
 
 
 def _check_before_pull(opts: CreateOptions) -> None:

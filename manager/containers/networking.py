@@ -5,6 +5,7 @@ bridge networks (``bridge`` or a user network) through ``ocirt.manager.network.s
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from ocirt.manager import db
@@ -15,7 +16,29 @@ from ocirt.manager.errors import ManagerError
 
 
 def hostname_of(c: Container) -> str:
-    return c.options.hostname or c.id[:12]
+    """The flag's, else the host's on the host network (as docker), else the short id."""
+    if c.options.hostname:
+        return c.options.hostname
+    return os.uname().nodename if c.options.network == "host" else c.id[:12]
+
+
+def _resolv(c: Container, text: str) -> str:
+    """``--dns``, ``--dns-search`` and ``--dns-option`` each replace that part of the file."""
+    from ocirt.manager.network import resolv
+
+    opts = c.options
+    if not (opts.dns or opts.dns_search or opts.dns_options):
+        return text
+    base = resolv.parse(text)
+    return resolv.render(
+        resolv.HostResolvers(
+            opts.dns or base.nameservers, opts.dns_search or base.search, opts.dns_options or base.options
+        )
+    )
+
+
+def _extra_hosts(c: Container) -> list[tuple[str, str]]:
+    return [(name, ip) for name, ip in c.options.extra_hosts]
 
 
 def setup(ctx: Context, c: Container) -> dict[str, Any]:
@@ -33,7 +56,8 @@ def setup(ctx: Context, c: Container) -> dict[str, Any]:
         resolv = etcfiles.host_resolv()
     else:
         return _bridge_setup(ctx, c, hostname)
-    etcfiles.write(ctx.root, c.id, hostname, etcfiles.default_hosts(hostname, []), resolv)
+    hosts = etcfiles.default_hosts(hostname, []) + "".join(f"{ip}\t{name}\n" for name, ip in _extra_hosts(c))
+    etcfiles.write(ctx.root, c.id, hostname, hosts, _resolv(c, resolv))
     return net
 
 
@@ -75,8 +99,8 @@ def _bridge_setup(ctx: Context, c: Container, hostname: str) -> dict[str, Any]:
         specs = port_specs(c)
         if specs and not service.port_bindings(ctx.root, c.id):
             service.publish(ctx.root, c.id, specs)
-        hosts = service.hosts_file(ctx.root, c.id, hostname)
-        etcfiles.write(ctx.root, c.id, hostname, hosts, service.resolv_conf(ctx.root, name))
+        hosts = service.hosts_file(ctx.root, c.id, hostname, _extra_hosts(c))
+        etcfiles.write(ctx.root, c.id, hostname, hosts, _resolv(c, service.resolv_conf(ctx.root, name)))
     except BaseException:
         service.teardown_container(ctx.root, c.id)
         raise

@@ -16,6 +16,14 @@ from ocirt.manager.containers import units
 from ocirt.manager.errors import ManagerError
 from ocirt.shim import lognet, logs
 
+# the namespace flags' modes docker knows that ocirtctl honours ("" is the default: private)
+NAMESPACE_MODES = {
+    "pid": ("", "private", "host"),
+    "ipc": ("", "private", "shareable", "host"),
+    "uts": ("", "private", "host"),
+    "cgroupns": ("", "private", "host"),
+    "userns": ("", "host"),
+}
 RESTART_POLICIES = ("no", "always", "on-failure", "unless-stopped")
 MAX_LOG_FILES = 1000  # every rotated file is looked for on each read
 ULIMIT_NAMES = (
@@ -82,6 +90,19 @@ class CreateOptions:
     tty: bool = False
     interactive: bool = False
     auto_remove: bool = False
+    dns: list[str] = field(default_factory=list)
+    dns_search: list[str] = field(default_factory=list)
+    dns_options: list[str] = field(default_factory=list)
+    extra_hosts: list[list[str]] = field(default_factory=list)  # [name, address]
+    group_add: list[str] = field(default_factory=list)
+    domainname: str | None = None
+    expose: list[str] = field(default_factory=list)  # "80/tcp"
+    pid: str = ""  # "" or "private": the container's own; "host"
+    ipc: str = ""
+    uts: str = ""
+    cgroupns: str = ""
+    shm_size: int | None = None
+    cidfile: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
@@ -113,20 +134,53 @@ def env_entry(text: str) -> str | None:
     return None if value is None else f"{text}={value}"
 
 
-def env_file_entries(path: str) -> list[str]:
+def lines_of(path: str, flag: str) -> list[str]:
+    """The lines of a docker ``--env-file``/``--label-file``: stripped, no blanks or comments."""
     try:
         with open(path) as f:
             lines = f.read().splitlines()
     except OSError as exc:
-        raise ManagerError(f"--env-file: {path}: {exc.strerror}") from None
-    out = []
-    for line in lines:
-        stripped = line.strip()
-        if stripped and not stripped.startswith("#"):
-            entry = env_entry(stripped)
-            if entry is not None:
-                out.append(entry)
-    return out
+        raise ManagerError(f"{flag}: {path}: {exc.strerror}") from None
+    return [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
+
+
+def env_file_entries(path: str) -> list[str]:
+    return [e for e in (env_entry(line) for line in lines_of(path, "--env-file")) if e is not None]
+
+
+def address(text: str, flag: str) -> str:
+    import ipaddress
+
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise ManagerError(f"{flag}: {text!r} is not an IP address") from None
+
+
+def extra_host(text: str) -> list[str]:
+    """``--add-host NAME:IP`` (the IP may be IPv6, so the name ends at the first colon)."""
+    name, sep, ip = text.partition(":")
+    if not sep or not name:
+        raise ManagerError(f"--add-host: expected HOST:IP, got {text!r}")
+    return [name, address(ip.strip("[]"), "--add-host")]
+
+
+def group(text: str) -> str:
+    if not text or ":" in text or any(c.isspace() for c in text):
+        raise ManagerError(f"--group-add: {text!r} is not a group name or id")
+    return text
+
+
+def exposed(text: str) -> list[str]:
+    """``--expose 8000-8002/udp`` → ``8000/udp``, ``8001/udp``, ``8002/udp``."""
+    ports, _, proto = text.partition("/")
+    proto = proto or "tcp"
+    first, _, last = ports.partition("-")
+    low = units.integer(first, "--expose", 1, 65535)
+    high = units.integer(last, "--expose", low, 65535) if last else low
+    if proto not in ("tcp", "udp", "sctp"):
+        raise ManagerError(f"--expose: unknown protocol {proto!r}")
+    return [f"{port}/{proto}" for port in range(low, high + 1)]
 
 
 def ulimit(text: str) -> list[Any]:

@@ -32,6 +32,7 @@ class Plumbing:
     block_devices: dict[str, tuple[int, int]] = field(default_factory=dict)  # path → (major, minor)
     init: str | None = None  # host path of the init binary for --init
     cgroups_path: str = ""
+    group_ids: list[int] = field(default_factory=list)  # --group-add, resolved in the image
 
 
 def build(base: dict[str, Any], opts: CreateOptions, p: Plumbing) -> dict[str, Any]:
@@ -42,6 +43,10 @@ def build(base: dict[str, Any], opts: CreateOptions, p: Plumbing) -> dict[str, A
     config["process"] = _process(config["process"], opts, p)
     config["mounts"] = _mounts(config["mounts"], opts, p)
     config["linux"] = _linux(config["linux"], opts, p)
+    if opts.domainname:
+        config["domainname"] = opts.domainname
+    if opts.uts == "host":  # no UTS namespace: no name to set in it (the runtime refuses one)
+        config.pop("hostname", None)
     return config
 
 
@@ -51,6 +56,11 @@ def _process(base: dict[str, Any], opts: CreateOptions, p: Plumbing) -> dict[str
     proc["capabilities"] = {k: list(caps) for k in ("bounding", "effective", "permitted")}
     proc["rlimits"] = [{"type": t, "soft": s, "hard": h} for t, s, h in opts.ulimits]
     proc["noNewPrivileges"] = opts.no_new_privileges
+    if p.group_ids:
+        user = dict(proc["user"])
+        known = user.get("additionalGids", [])
+        user["additionalGids"] = known + [g for g in p.group_ids if g not in known]
+        proc["user"] = user
     if p.init:
         proc["args"] = [INIT_PATH, "--", *proc["args"]]
     if opts.resources.oom_score_adj is not None:
@@ -79,10 +89,23 @@ def _mounts(defaults: list[dict[str, Any]], opts: CreateOptions, p: Plumbing) ->
         for m in out:
             if m["destination"] in ("/sys", "/sys/fs/cgroup"):
                 m["options"] = [o for o in m.get("options", []) if o != "ro"] + ["rw"]
+    if opts.shm_size is not None or opts.ipc == "host":
+        out = [_shm(m, opts) for m in out if m["destination"] != "/dev/shm" or opts.ipc != "host"]
     out += p.mounts
+    if opts.ipc == "host":  # the host's IPC namespace and its /dev/shm, as docker
+        out.append(
+            {"destination": "/dev/shm", "type": "bind", "source": "/dev/shm", "options": ["rbind", "rw"]}
+        )
     if p.init:
         out.append({"destination": INIT_PATH, "type": "bind", "source": p.init, "options": ["bind", "ro"]})
     return out
+
+
+def _shm(mount: dict[str, Any], opts: CreateOptions) -> dict[str, Any]:
+    if mount["destination"] != "/dev/shm" or opts.shm_size is None:
+        return mount
+    kept = [o for o in mount.get("options", []) if not o.startswith("size=")]
+    return {**mount, "options": [*kept, f"size={opts.shm_size}"]}
 
 
 def _linux(base: dict[str, Any], opts: CreateOptions, p: Plumbing) -> dict[str, Any]:
@@ -90,7 +113,12 @@ def _linux(base: dict[str, Any], opts: CreateOptions, p: Plumbing) -> dict[str, 
     linux["cgroupsPath"] = p.cgroups_path
     linux["resources"] = resources(opts.resources, p.block_devices)
     linux["resources"]["devices"] = _device_rules(opts, p.devices)
-    linux["namespaces"] = _namespaces(base["namespaces"], p.netns)
+    host = {kind for kind in ("pid", "ipc", "uts", "cgroupns") if getattr(opts, kind) == "host"}
+    linux["namespaces"] = [
+        ns
+        for ns in _namespaces(base["namespaces"], p.netns)
+        if ns["type"].replace("cgroup", "cgroupns") not in host
+    ]
     if p.devices:
         linux["devices"] = p.devices
     if opts.sysctls:

@@ -82,6 +82,7 @@ def write_bundle(ctx: Context, c: Container) -> None:
         block_devices=block_devices(opts.resources),
         init=_init_binary(ctx) if opts.init else None,
         cgroups_path=layout.cgroups_path(c.id),
+        group_ids=bundle.group_ids(rootfs, opts.group_add),
     )
     config = spec.build(base, opts, plumbing)
     check_config(config)

@@ -136,6 +136,18 @@ def resolve_user(rootfs: str, spec: str) -> tuple[int, int, list[int]]:
     return uid, gid, extra
 
 
+def group_ids(rootfs: str, groups: list[str]) -> list[int]:
+    """``--group-add`` values as gids: a number as it is, a name from the image's /etc/group."""
+    table = [r for r in _read_in_root(rootfs, "/etc/group") if len(r) >= 3] if groups else []
+    out = []
+    for name in groups:
+        hit = next((r for r in table if r[0] == name and r[2].isdigit()), None)
+        if hit is None and not name.isdigit():
+            raise ManagerError(f"--group-add: no group {name!r} in the image's /etc/group")
+        out.append(int(name) if name.isdigit() else int(hit[2]) if hit else 0)
+    return out
+
+
 def merge_env(image_env: tuple[str, ...] | list[str], extra: list[str]) -> list[str]:
     """Image env overridden key by key by ``extra`` (``KEY=value`` strings), order kept."""
     out: dict[str, str] = {}
