@@ -185,3 +185,47 @@ def run(rt: Runtime, container_id: str, options: RunOptions) -> int:
     from ocirt.runtime.operations.run import run_container
 
     return run_container(rt, container_id, options)
+
+
+def list_containers(rt: Runtime) -> list[dict[str, Any]]:
+    """Every container's state document under ``rt.root``, each with its ``owner``."""
+    from ocirt.runtime.operations.list import list_states
+
+    return list_states(rt)
+
+
+def ps(rt: Runtime, container_id: str) -> list[int]:
+    """The host pids of the container's processes."""
+    from ocirt.runtime.operations.ps import container_pids
+    from ocirt.runtime.state import load
+
+    return container_pids(load(rt.root, container_id))
+
+
+def events(rt: Runtime, container_id: str, stats: bool = False, interval: float = 5.0) -> None:
+    """JSON lines on stdout: one stats snapshot (``stats``), or stats every ``interval``
+    seconds and OOM events until the container stops."""
+    from ocirt.runtime.operations.events import events_container
+
+    events_container(rt, container_id, stats, interval)
+
+
+def features() -> dict[str, Any]:
+    """What this runtime implements, runtime-spec's features document."""
+    from ocirt.runtime.operations.features import features_document
+
+    return features_document()
+
+
+def spec(bundle: str = ".", rootless: bool = False) -> None:
+    """Write runc's example config.json into ``bundle``; never over an existing one."""
+    from ocirt.runtime.operations.spec import write_spec
+
+    write_spec(bundle, rootless)
+
+
+def validate(bundle: str | None = None) -> list[str]:
+    """The problems of a bundle's config.json against the schema and the typed model."""
+    from ocirt.runtime.operations.validate import problems_of
+
+    return problems_of(bundle)

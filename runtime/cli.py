@@ -415,7 +415,82 @@ def _resume(rt: api.Runtime, a: Args) -> int:
     return 0
 
 
+def _list(rt: api.Runtime, a: Args) -> int:
+    from ocirt.foundation import fastjson
+    from ocirt.runtime.operations.list import table
+
+    fmt = _format(a)
+    states = api.list_containers(rt)
+    if a.flag("quiet"):
+        sys.stdout.write("".join(f"{s['id']}\n" for s in states))
+    else:
+        sys.stdout.write(fastjson.dumps(states) + "\n" if fmt == "json" else table(states))
+    return 0
+
+
+def _format(a: Args) -> str:
+    fmt = a.text("format") or "table"
+    if fmt not in ("table", "json"):
+        raise OcirtError(f"--format: unknown format {fmt!r} (table or json)")
+    return fmt
+
+
+def _ps(rt: api.Runtime, a: Args) -> int:
+    from ocirt.foundation import fastjson
+    from ocirt.runtime.operations.ps import filter_table, run_ps
+
+    fmt = _format(a)
+    pids = api.ps(rt, a.positional[0])
+    if fmt == "json":
+        sys.stdout.write(fastjson.dumps(pids) + "\n")
+    else:
+        sys.stdout.write(filter_table(run_ps(a.rest or ["-ef"]), set(pids)))
+    return 0
+
+
+def _events(rt: api.Runtime, a: Args) -> int:
+    from ocirt.runtime.operations.events import DEFAULT_INTERVAL, parse_duration
+
+    text = a.text("interval")
+    api.events(
+        rt, a.positional[0], a.flag("stats"), DEFAULT_INTERVAL if text is None else parse_duration(text)
+    )
+    return 0
+
+
+def _features(rt: api.Runtime, a: Args) -> int:
+    """Indented as runc prints it."""
+    from ocirt.foundation import fastjson
+
+    sys.stdout.write(fastjson.dumps(api.features(), "    ") + "\n")
+    return 0
+
+
+def _spec(rt: api.Runtime, a: Args) -> int:
+    bundle = a.text("bundle") or "."
+    api.spec(bundle, a.flag("rootless"))
+    return 0
+
+
+def _validate(rt: api.Runtime, a: Args) -> int:
+    from ocirt.specs.config import SPEC_VERSION
+
+    problems = api.validate(a.text("bundle"))
+    for line in problems:
+        rt.log.error(line)
+    if problems:
+        return 1
+    sys.stdout.write(f"config.json: valid (runtime-spec {SPEC_VERSION})\n")
+    return 0
+
+
 _TYPED = {
+    "list": _list,
+    "ps": _ps,
+    "events": _events,
+    "features": _features,
+    "spec": _spec,
+    "validate": _validate,
     "create": _create,
     "run": _run,
     "start": _start,

@@ -37,6 +37,11 @@ def test_lifecycle_in_process(rt: Runtime) -> None:
     assert created["status"] == "created" and created["id"] == cid
     # blocked before its program: still the runtime's code, not sleep
     assert _cmdline(created["pid"])[:1] != ["sleep"]
+    bundle = created["bundle"]
+    assert api.validate(bundle) == []
+    listed = json.loads(rt("list", "--format", "json").stdout)
+    assert api.list_containers(handle) == listed and [s["id"] for s in listed] == [cid]
+    assert api.ps(handle, cid) == json.loads(rt("ps", "--format", "json", cid).stdout) == [created["pid"]]
     api.start(handle, cid)
     assert api.state(handle, cid)["status"] == "running"
     deadline = time.monotonic() + 10

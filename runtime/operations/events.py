@@ -24,8 +24,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from ocirt.runtime.api import Runtime
     from ocirt.runtime.cgroups import Cgroup
-    from ocirt.runtime.cli import Args
     from ocirt.runtime.log import Log
 
 DEFAULT_INTERVAL = 5.0
@@ -34,21 +34,19 @@ _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0
 _NUMBER = "0123456789."
 
 
-def main(opts: Args, args: Args, log: Log) -> int:
+def events_container(rt: Runtime, container_id: str, stats: bool, interval: float) -> None:
     from ocirt.runtime.cgroups import load_cgroup
 
-    interval = DEFAULT_INTERVAL if args.interval is None else parse_duration(args.interval)
     if interval <= 0:
         raise OcirtError("--interval: must be greater than 0")
-    st = statemod.load(opts.root or statemod.DEFAULT_ROOT, args.positional[0])
+    st = statemod.load(rt.root, container_id)
     if st.status in (statemod.STOPPED, statemod.CREATING) or not st.cgroup:
         raise OcirtError(f"container {st.id!r} is not running")
     cg = load_cgroup(st.cgroup)
-    if args.stats:
+    if stats:
         emit(stats_event(st.id, cg))
-        return 0
-    stream(st, cg, interval, log)
-    return 0
+        return
+    stream(st, cg, interval, rt.log)
 
 
 def parse_duration(text: str) -> float:

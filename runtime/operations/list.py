@@ -3,23 +3,20 @@
 from __future__ import annotations
 
 import os
-import sys
 
-from ocirt.foundation import fastjson
 from ocirt.runtime import state as statemod
 from ocirt.runtime.errors import OcirtError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from ocirt.runtime.cli import Args
-    from ocirt.runtime.log import Log
+    from typing import Any
+
+    from ocirt.runtime.api import Runtime
 
 
-def main(opts: Args, args: Args, log: Log) -> int:
-    root = opts.root or statemod.DEFAULT_ROOT
-    fmt = args.format or "table"
-    if fmt not in ("table", "json"):
-        raise OcirtError(f"--format: unknown format {fmt!r} (table or json)")
+def list_states(rt: Runtime) -> list[dict[str, Any]]:
+    """Every container's state document, its owner included; unreadable ones are warned of."""
+    root = rt.root
     states = []
     for container_id in statemod.list_ids(root):
         try:
@@ -28,17 +25,11 @@ def main(opts: Args, args: Args, log: Log) -> int:
             continue  # its directory went between the listing and the read: deleted meanwhile
         except OcirtError as err:
             if os.path.isdir(os.path.join(root, container_id)):
-                log.warning(str(err))
-    if args.quiet:
-        sys.stdout.write("".join(f"{s['id']}\n" for s in states))
-    elif fmt == "json":
-        sys.stdout.write(fastjson.dumps(states) + "\n")
-    else:
-        sys.stdout.write(_table(states))
-    return 0
+                rt.log.warning(str(err))
+    return states
 
 
-def _table(states: list[dict[str, object]]) -> str:
+def table(states: list[dict[str, object]]) -> str:
     header = ("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")
     rows = [header] + [
         tuple(str(s[k]) for k in ("id", "pid", "status", "bundle", "created", "owner")) for s in states

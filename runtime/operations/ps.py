@@ -7,29 +7,8 @@ PID column is found by its header.
 
 from __future__ import annotations
 
-import sys
-
-from ocirt.foundation import fastjson
 from ocirt.runtime import state as statemod
 from ocirt.runtime.errors import OcirtError
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from ocirt.runtime.cli import Args
-    from ocirt.runtime.log import Log
-
-
-def main(opts: Args, args: Args, log: Log) -> int:
-    fmt = args.format or "table"
-    if fmt not in ("table", "json"):
-        raise OcirtError(f"--format: unknown format {fmt!r} (table or json)")
-    st = statemod.load(opts.root or statemod.DEFAULT_ROOT, args.positional[0])
-    pids = container_pids(st)
-    if fmt == "json":
-        sys.stdout.write(fastjson.dumps(pids) + "\n")
-    else:
-        sys.stdout.write(filter_table(run_ps(args.rest or ["-ef"]), set(pids)))
-    return 0
 
 
 def container_pids(st: statemod.State) -> list[int]:

@@ -8,21 +8,14 @@ from ocirt.foundation import fastjson
 from ocirt.runtime import specgen
 from ocirt.runtime.errors import OcirtError
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from ocirt.runtime.cli import Args
-    from ocirt.runtime.log import Log
 
-
-def main(opts: Args, args: Args, log: Log) -> int:
-    bundle = args.bundle or "."
+def write_spec(bundle: str, rootless: bool) -> None:
     if not os.path.isdir(bundle):
         raise OcirtError(f"spec: bundle {bundle}: not a directory")
     config = specgen.default_spec()
-    if args.rootless:
+    if rootless:
         config = specgen.rootless(config, os.geteuid(), os.getegid())
     _write_new(os.path.join(bundle, "config.json"), fastjson.dumps(config, "\t"))
-    return 0
 
 
 def _write_new(path: str, text: str) -> None:

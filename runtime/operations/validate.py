@@ -9,22 +9,17 @@ is one ``ocirt create`` accepts.
 from __future__ import annotations
 
 import os
-import sys
 
 from ocirt.foundation import fastjson
 from ocirt.runtime.errors import OcirtError, SpecError
-from ocirt.specs.config import SPEC_VERSION, load_config
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from ocirt.runtime.cli import Args
-    from ocirt.runtime.log import Log
+from ocirt.specs.config import load_config
 
 
-def main(opts: Args, args: Args, log: Log) -> int:
+def problems_of(bundle: str | None) -> list[str]:
+    """One line per problem (``config.json: field: what``); none for a valid bundle."""
     from ocirt.specs import schema
 
-    path = os.path.join(args.bundle or os.getcwd(), "config.json")
+    path = os.path.join(bundle or os.getcwd(), "config.json")
     text = _read(path)
     try:
         doc = fastjson.loads(text)
@@ -32,14 +27,9 @@ def main(opts: Args, args: Args, log: Log) -> int:
         raise OcirtError(f"config.json: not valid JSON: {exc}") from None
     problems = schema.errors(schema.CONFIG, doc)
     semantic = _semantic_error(text, [field for field, _ in problems])
-    for field, message in problems:
-        log.error(f"config.json: {field}: {message}")
-    if semantic:
-        log.error(semantic)
-    if problems or semantic:
-        return 1
-    sys.stdout.write(f"config.json: valid (runtime-spec {SPEC_VERSION})\n")
-    return 0
+    return [f"config.json: {field}: {message}" for field, message in problems] + (
+        [semantic] if semantic else []
+    )
 
 
 def _read(path: str) -> str:
