@@ -24,6 +24,7 @@ class Options:
         "exit_command_args",
         "id",
         "log_driver",
+        "log_info",
         "log_max_file",
         "log_max_size",
         "log_opts",
@@ -48,6 +49,7 @@ class Options:
         self.log_max_size = 0
         self.log_max_file = 1
         self.log_opts: dict[str, str] = {}
+        self.log_info: dict[str, str] = {}
         self.tty = False
         self.stdin = False
         self.exit_command: str | None = None
@@ -69,6 +71,7 @@ _VALUES = {
     "log-max-size",
     "log-max-file",
     "log-opt",
+    "log-info",
     "exit-command",
     "exit-command-arg",
     "sync-fd",
@@ -117,11 +120,11 @@ def _set(opts: Options, name: str, value: str) -> None:
         raise UsageError(f"--{name} must not be empty")
     if name == "exit-command-arg":
         opts.exit_command_args.append(value)
-    elif name == "log-opt":
+    elif name in ("log-opt", "log-info"):
         key, eq, text = value.partition("=")
         if not eq or not key:
-            raise UsageError(f"--log-opt {value!r}: expected KEY=VALUE")
-        opts.log_opts[key] = text
+            raise UsageError(f"--{name} {value!r}: expected KEY=VALUE")
+        (opts.log_opts if name == "log-opt" else opts.log_info)[key] = text
     elif name == "log-max-size":
         opts.log_max_size = _size(name, value)
     elif name in ("log-max-file", "sync-fd"):

@@ -59,6 +59,7 @@ class ShimOptions:
     log_max_size: int = 0  # bytes; 0: no rotation
     log_max_file: int = 1
     log_opts: dict[str, str] = field(default_factory=dict)  # a sending driver's options
+    log_info: dict[str, str] = field(default_factory=dict)  # the container as its messages name it
     tty: bool = False
     stdin: bool = False
     exit_command: str | None = None
@@ -78,6 +79,8 @@ class ShimOptions:
         args += ["--log-max-size", str(self.log_max_size), "--log-max-file", str(self.log_max_file)]
         for key, value in self.log_opts.items():
             args += ["--log-opt", f"{key}={value}"]
+        for key, value in self.log_info.items():
+            args += ["--log-info", f"{key}={value}"]
         if self.exit_command:
             args += ["--exit-command", self.exit_command]
             for arg in self.exit_command_args:

@@ -76,7 +76,7 @@ def check_syslog_option(key: str, value: str) -> None:
         raise LogOptionError(f"syslog-format: invalid format {value!r} (rfc3164, rfc5424, rfc5424micro)")
 
 
-def _connect(scheme: str, host: str, port: int) -> _socket.socket:
+def connect(scheme: str, host: str, port: int) -> _socket.socket:
     if scheme in ("unix", "unixgram"):
         kind = _socket.SOCK_STREAM if scheme == "unix" else _socket.SOCK_DGRAM
         sock = _socket.socket(_socket.AF_UNIX, kind | _socket.SOCK_CLOEXEC)
@@ -112,18 +112,18 @@ class Syslog:
     ``rfc3164`` (with the host name) or ``rfc5424``/``rfc5424micro`` (app-name and msgid both
     the tag), one message per datagram or newline-ended on a stream."""
 
-    def __init__(self, options: dict[str, str], container_id: str) -> None:
+    def __init__(self, options: dict[str, str], info: dict[str, str]) -> None:
         for key, value in options.items():
             check_syslog_option(key, value)
         scheme, host, port = split_address(options.get("syslog-address", "unixgram:///dev/log"), 514)
         self.facility = FACILITIES[options.get("syslog-facility", "daemon")]
         self.format = options.get("syslog-format", "")
-        self.tag = options.get("tag") or container_id[:12]
+        self.tag = options.get("tag") or info["id"][:12]
         self.host = _socket.gethostname()
         self.pid = os.getpid()
-        self.sock = _connect(scheme, host, port)
+        self.sock = connect(scheme, host, port)
 
-    def send(self, stream: str, text: bytes) -> None:
+    def send(self, stream: str, text: bytes, partial: bool) -> None:
         pri = self.facility * 8 + _SEVERITY[stream]
         stamp = _stamp(self.format)
         if self.format in ("rfc5424", "rfc5424micro"):
@@ -144,7 +144,7 @@ class Syslog:
 class LineSink:
     """Output cut into docker's log lines for a sender such as ``Syslog``."""
 
-    def __init__(self, send: Callable[[str, bytes], None], close: Callable[[], None]) -> None:
+    def __init__(self, send: Callable[[str, bytes, bool], None], close: Callable[[], None]) -> None:
         self.send = send
         self.finish = close
         self.pending: dict[str, bytes] = {}
@@ -153,20 +153,20 @@ class LineSink:
         buf = self.pending.pop(stream, b"") + data
         *lines, rest = buf.split(b"\n")
         for line in lines:
-            self.send(stream, line)
+            self.send(stream, line, False)
         while len(rest) >= MAX_LINE:
-            self.send(stream, rest[:MAX_LINE])
+            self.send(stream, rest[:MAX_LINE], True)
             rest = rest[MAX_LINE:]
         if rest:
             self.pending[stream] = rest
 
     def close(self) -> None:
         for stream, rest in self.pending.items():
-            self.send(stream, rest)
+            self.send(stream, rest, True)
         self.pending.clear()
         self.finish()
 
 
-def open_syslog(options: dict[str, str], container_id: str) -> LineSink:
-    sender = Syslog(options, container_id)
+def open_syslog(options: dict[str, str], info: dict[str, str]) -> LineSink:
+    sender = Syslog(options, info)
     return LineSink(sender.send, sender.close)

@@ -17,6 +17,14 @@ import time
 
 from ocirt.foundation.timefmt import rfc3339nano
 from ocirt.shim.lognet import SYSLOG_OPTIONS, LineSink, open_syslog
+from ocirt.shim.logwire import (
+    FLUENTD_OPTIONS,
+    GELF_OPTIONS,
+    JOURNALD_OPTIONS,
+    open_fluentd,
+    open_gelf,
+    open_journald,
+)
 
 TYPE_CHECKING = False  # the shim does not import typing
 if TYPE_CHECKING:
@@ -25,7 +33,7 @@ if TYPE_CHECKING:
     Record = Callable[[str, bytes, str], bytes]
     # (time, stream, text with its newline if complete, complete); None: not a record
     Parsed = tuple[str, str, bytes, bool] | None
-    Sink = Callable[[dict[str, str], str], LineSink]
+    Sink = Callable[[dict[str, str], dict[str, str]], LineSink]
 
 _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
 
@@ -80,7 +88,8 @@ FILE_OPTIONS = ("max-size", "max-file")
 class LogDriver:
     """``record`` and ``parse`` are None for a driver that keeps no file (``none``: output
     still reaches attached clients); ``sink`` opens the sender of a driver that sends each
-    line away (``syslog``), from the ``--log-opt`` options and the container's id."""
+    line away (``syslog``, ...), from the ``--log-opt`` options and the container's
+    ``--log-info`` (its id, name, image, ...)."""
 
     __slots__ = ("name", "options", "parse", "record", "sink")
 
@@ -107,6 +116,9 @@ DRIVERS = {
         LogDriver("k8s-file", k8s_records, parse_k8s, FILE_OPTIONS),
         LogDriver("none", None, None, FILE_OPTIONS),
         LogDriver("syslog", None, None, SYSLOG_OPTIONS, open_syslog),
+        LogDriver("gelf", None, None, GELF_OPTIONS, open_gelf),
+        LogDriver("fluentd", None, None, FLUENTD_OPTIONS, open_fluentd),
+        LogDriver("journald", None, None, JOURNALD_OPTIONS, open_journald),
     )
 }
 DEFAULT_DRIVER = "k8s-file"  # conmon's and podman's default
@@ -122,12 +134,12 @@ class Log:
         max_size: int,
         max_file: int,
         options: dict[str, str] | None = None,
-        container_id: str = "",
+        info: dict[str, str] | None = None,
     ) -> None:
         self.path = path
         self.driver = DRIVERS[driver]
         self.options = options or {}
-        self.container_id = container_id
+        self.info = info or {}
         self.sink: LineSink | None = None
         self.format = self.driver.record
         self.max_size = max_size
@@ -140,7 +152,7 @@ class Log:
     def connect(self) -> None:
         """Reach a sending driver's receiver; an ``OSError`` or ``LogOptionError`` says why not."""
         if self.driver.sink is not None:
-            self.sink = self.driver.sink(self.options, self.container_id)
+            self.sink = self.driver.sink(self.options, self.info)
 
     def _open(self) -> None:
         assert self.path is not None

@@ -39,8 +39,9 @@ class Shim:
         self.opts = opts
         self.dir = os.path.abspath(opts.state_dir)
         self.runtime = Runtime(opts.runtime, opts.runtime_root, opts.id, self.dir)
+        info = {**opts.log_info, "id": opts.id}
         self.log = Log(
-            opts.log_path, opts.log_driver, opts.log_max_size, opts.log_max_file, opts.log_opts, opts.id
+            opts.log_path, opts.log_driver, opts.log_max_size, opts.log_max_file, opts.log_opts, info
         )
         self.ep = select.epoll()
         self.handlers: dict[int, Callable[[int], object]] = {}

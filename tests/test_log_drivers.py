@@ -45,8 +45,8 @@ def test_what_the_shim_writes_the_manager_reads_back(name: str, tmp_path: object
 
 
 def test_an_unknown_driver_is_refused_by_the_shim_and_by_ocirtctl() -> None:
-    with pytest.raises(args.UsageError, match="--log-driver: 'gelf' is not one of"):
-        shim_options("gelf")
+    with pytest.raises(args.UsageError, match="--log-driver: 'splunk' is not one of"):
+        shim_options("splunk")
     with pytest.raises(ManagerError, match=r"^--log-opt: unsupported option 'tag' \(max-size, max-file\)$"):
         options.log_opt("tag=x", "json-file")
     assert options.log_opt("max-file=3", "k8s-file") == ("max-file", "3")

@@ -505,7 +505,7 @@ def test_bad_arguments_are_one_line_errors(tmp_path: Any) -> None:
     for args, text in [
         (["--id", "x"], "--bundle is required"),
         (
-            ["--id", "x", "--bundle", "b", "--state-dir", str(tmp_path), "--log-driver", "gelf"],
+            ["--id", "x", "--bundle", "b", "--state-dir", str(tmp_path), "--log-driver", "splunk"],
             "--log-driver",
         ),
         (

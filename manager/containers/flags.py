@@ -23,7 +23,7 @@ _LISTS = (
     (
         ("--log-opt",),
         "log_opt",
-        "KEY=VALUE: max-size, max-file; syslog-address, syslog-facility, syslog-format, tag",
+        "KEY=VALUE: max-size, max-file, tag, labels, env, syslog-*, gelf-*, fluentd-*",
     ),
     (("--device-read-bps",), "device_read_bps", "DEVICE:RATE"),
     (("--device-write-bps",), "device_write_bps", "DEVICE:RATE"),

@@ -14,7 +14,7 @@ from typing import Any
 
 from ocirt.manager.containers import units
 from ocirt.manager.errors import ManagerError
-from ocirt.shim import lognet, logs
+from ocirt.shim import lognet, logs, logwire
 
 # the namespace flags' modes docker knows that ocirtctl honours ("" is the default: private)
 NAMESPACE_MODES = {
@@ -258,9 +258,10 @@ def log_opt(text: str, driver: str) -> tuple[str, str]:
         units.size(value, "--log-opt max-size")
     elif key == "max-file":
         units.integer(value, "--log-opt max-file", 1, MAX_LOG_FILES)
-    elif driver == "syslog":
+    else:
+        check = lognet.check_syslog_option if driver == "syslog" else logwire.check_option
         try:
-            lognet.check_syslog_option(key, value)
+            check(key, value)
         except lognet.LogOptionError as exc:
             raise ManagerError(f"--log-opt {exc}") from None
     return key, value

@@ -153,6 +153,29 @@ def _sender_options(c: Container) -> dict[str, str]:
     return out
 
 
+def _sender_info(c: Container) -> dict[str, str]:
+    """What docker's ``logger.Info`` tells a sending driver about the container, with the
+    labels and environment variables its ``labels``/``env`` options name as extras."""
+    from ocirt.foundation.timefmt import rfc3339nano_of
+
+    info = {
+        "name": c.name,
+        "image-id": c.image_id,
+        "image-name": c.image,
+        "created": rfc3339nano_of(c.created),
+    }
+    info["command"] = " ".join(c.plan.get("args", []))
+    opts = c.options.log_opts
+    env = dict(e.partition("=")[::2] for e in c.options.env)
+    for key in filter(None, opts.get("labels", "").split(",")):
+        if key in c.options.labels:
+            info[f"attr:{key}"] = c.options.labels[key]
+    for key in filter(None, opts.get("env", "").split(",")):
+        if key in env:
+            info[f"attr:{key}"] = env[key]
+    return info
+
+
 def _shim(ctx: Context, c: Container, no_start: bool) -> ShimHandle:
     old = layout.shim_dir(ctx.root, c.id, int(c.plan.get("serial", 0)))
     if os.path.isdir(old) and not ShimClient(old).alive():
@@ -171,6 +194,7 @@ def _shim(ctx: Context, c: Container, no_start: bool) -> ShimHandle:
         log_max_size=size(opts.log_opts.get("max-size", "0"), "--log-opt max-size"),
         log_max_file=int(opts.log_opts.get("max-file", "1")),
         log_opts=_sender_options(c) if LOG_DRIVERS[opts.log_driver].sink else {},
+        log_info=_sender_info(c) if LOG_DRIVERS[opts.log_driver].sink else {},
         tty=opts.tty,
         stdin=opts.interactive,
         exit_command=exit_cmd,
