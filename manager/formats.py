@@ -39,8 +39,9 @@ def render_list(fmt: str, rows: Sequence[Any], headers: dict[str, str]) -> str:
     return gotemplate.tabulate(tmpl.header(headers) + "\n" + "".join(lines))
 
 
-def print_list(fmt: str, rows: Sequence[Any], headers: dict[str, str]) -> None:
-    print(render_list(fmt, rows, headers), end="")
+def print_list(fmt: str | None, rows: Sequence[Any], headers: dict[str, str], default: str) -> None:
+    """``default`` is the command's own table (docker's), for no format or ``table``."""
+    print(render_list(default if fmt in (None, "", "table") else fmt, rows, headers), end="")
 
 
 def print_inspect(fmt: str, docs: Sequence[Any]) -> None:

@@ -237,21 +237,10 @@ def cmd_images(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps([_summary(r) for r in recs], indent=4))
         return 0
-    if formats.is_template(args.format):
-        rows = [_context(rec, *row, args.no_trunc) for rec in recs for row in _rows(rec)]
-        formats.print_list(args.format, rows, IMAGE_HEADERS)
-        return 0
-    header = ["REPOSITORY", "TAG", *(["DIGEST"] if args.digests else []), "IMAGE ID", "CREATED", "SIZE"]
-    table = [header]
-    for rec in recs:
-        for repo, tag, digest in _rows(rec):
-            ident = rec.id if args.no_trunc else rec.short_id
-            table.append(
-                [repo, tag, *([digest] if args.digests else []), ident, _ago(rec.added), _size(rec.size)]
-            )
-    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
-    for row in table:
-        print("   ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    rows = [_context(rec, *row, args.no_trunc) for rec in recs for row in _rows(rec)]
+    columns = ["Repository", "Tag", *(["Digest"] if args.digests else []), "ID", "CreatedSince", "Size"]
+    default = "table " + "\t".join(f"{{{{.{c}}}}}" for c in columns)
+    formats.print_list(args.format, rows, IMAGE_HEADERS, default)
     return 0
 
 
@@ -331,16 +320,12 @@ def cmd_history(args: argparse.Namespace) -> int:
         keys = ("Created", "CreatedBy", "Size", "Comment")
         print(json.dumps([dict(zip(keys, r, strict=True)) for r in rows], indent=4))
         return 0
-    if formats.is_template(args.format):
-        contexts = [_history_context(rec, i, r, args.no_trunc) for i, r in enumerate(rows)]
-        formats.print_list(args.format, contexts, HISTORY_HEADERS)
-        return 0
-    print(f"{'IMAGE':<14}{'CREATED':<22}{'CREATED BY':<46}{'SIZE':<10}COMMENT")
-    for i, (created, by, size, comment) in enumerate(rows):
-        ident = rec.short_id if i == 0 else "<missing>"
-        by = by if args.no_trunc or len(by) <= 44 else by[:41] + "..."
-        print(f"{ident:<14}{created[:20]:<22}{by:<46}{_size(size):<10}{comment}".rstrip())
+    contexts = [_history_context(rec, i, r, args.no_trunc) for i, r in enumerate(rows)]
+    formats.print_list(args.format, contexts, HISTORY_HEADERS, HISTORY_TABLE)
     return 0
+
+
+HISTORY_TABLE = "table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}"
 
 
 # docker's column names for ``history --format 'table ...'``

@@ -51,7 +51,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
     elif args.format == "json":
         print(json.dumps([_row(net) for net in nets], indent=2))
     elif formats.is_template(args.format):
-        formats.print_list(args.format, [_context(net, args.no_trunc) for net in nets], HEADERS)
+        formats.print_list(args.format, [_context(net, args.no_trunc) for net in nets], HEADERS, TABLE)
     else:
         print(f"{'NETWORK ID':<14}{'NAME':<20}{'DRIVER':<10}{'SCOPE':<8}{'SUBNET'}")
         for net in nets:
@@ -59,6 +59,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
     return 0
 
 
+TABLE = "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}"  # docker's; the plain listing adds SUBNET
 # docker's column names for ``network ls --format 'table ...'``
 HEADERS = {
     "ID": "NETWORK ID",

@@ -36,13 +36,11 @@ def cmd_ls(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps([{"Driver": "local", "Name": v.name} for v in vols], indent=2))
         return 0
-    if formats.is_template(args.format):
-        formats.print_list(args.format, [_context(_root(args), v) for v in vols], HEADERS)
-        return 0
-    print("DRIVER    VOLUME NAME")
-    for v in vols:
-        print(f"local     {v.name}")
+    formats.print_list(args.format, [_context(_root(args), v) for v in vols], HEADERS, TABLE)
     return 0
+
+
+TABLE = "table {{.Driver}}\t{{.Name}}"
 
 
 # docker's column names for ``volume ls --format 'table ...'``

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from ocirt.manager import db, formats
@@ -161,32 +161,16 @@ def cmd_ps(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps([present.ps_row(c) for c in rows], indent=2))
         return 0
-    if formats.is_template(args.format):
-        formats.print_list(args.format, [present.ps_context(c) for c in rows], present.PS_HEADERS)
-        return 0
-    table = [("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES")]
-    for c in rows:
-        command = present.command_of(c)
-        short = command if len(command) <= 20 else command[:19] + "…"
-        table.append(
-            (
-                c.id[:12],
-                c.image,
-                f'"{short}"',
-                f"{status.ago(c.created)} ago",
-                status.describe(c),
-                present.ports_text(c),
-                c.name,
-            )
-        )
-    _print_table(table)
+    trunc = not getattr(args, "no_trunc", False)
+    contexts = [present.ps_context(c, trunc) for c in rows]
+    formats.print_list(args.format, contexts, present.PS_HEADERS, PS_TABLE)
     return 0
 
 
-def _print_table(rows: Sequence[tuple[str, ...]]) -> None:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for r in rows:
-        print("   ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip())
+PS_TABLE = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
+STATS_TABLE = (
+    "table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t{{.NetIO}}\t{{.BlockIO}}\t{{.PIDs}}"
+)
 
 
 def _get(ctx: Context, ref: str) -> store.Container:
@@ -355,10 +339,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
         rows = stats.measure(ctx, running)
         if args.format == "json":
             print(json.dumps(rows, indent=2))
-        elif formats.is_template(args.format):
-            formats.print_list(args.format, [stats_context(r) for r in rows], STATS_HEADERS)
         else:
-            _stats_table(rows)
+            formats.print_list(args.format, [stats_context(r) for r in rows], STATS_HEADERS, STATS_TABLE)
         if args.no_stream:
             return 0
 
@@ -394,25 +376,6 @@ def stats_context(r: dict[str, Any]) -> Record:
             "PIDs": str(r["PIDs"]),
         },
     )
-
-
-def _stats_table(rows: list[dict[str, Any]]) -> None:
-    h = stats.human
-    table = [("CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O", "BLOCK I/O", "PIDS")]
-    for r in rows:
-        table.append(
-            (
-                r["ID"],
-                r["Name"],
-                f"{r['CPUPerc']:.2f}%",
-                f"{h(r['MemUsage'])} / {h(r['MemLimit'])}",
-                f"{r['MemPerc']:.2f}%",
-                f"{h(r['NetInput'])} / {h(r['NetOutput'])}",
-                f"{h(r['BlockInput'])} / {h(r['BlockOutput'])}",
-                str(r["PIDs"]),
-            )
-        )
-    _print_table(table)
 
 
 def cmd_wait(args: argparse.Namespace) -> int:

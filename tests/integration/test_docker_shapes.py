@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from collections.abc import Iterator
 from typing import Any
@@ -234,3 +235,22 @@ def test_image_inspect_has_dockers_shape(pair: Pair) -> None:
     theirs, ours = (json.loads(r.ok().stdout)[0] for r in pair.both("image", "inspect", IMAGE))
     assert differences(ours, theirs) == []
     assert (ours["RepoTags"], ours["Config"]["Cmd"]) == (theirs["RepoTags"], theirs["Config"]["Cmd"])
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["ps", "-a"],
+        ["images"],
+        ["images", "--digests"],
+        ["volume", "ls"],
+        ["history", IMAGE],
+        ["ps", "--format", "table"],
+    ],
+)
+def test_default_tables_have_dockers_columns(pair: Pair, args: list[str]) -> None:
+    """Each command's own table is docker's default template: same columns, same order."""
+    pair.docker("volume", "create", "shapetable").ok()
+    pair.ocirtctl("volume", "create", "shapetable").ok()
+    headers = [re.split(r"\s{2,}", r.ok().stdout.splitlines()[0].strip()) for r in pair.both(*args)]
+    assert headers[1] == headers[0]
