@@ -229,3 +229,11 @@ def validate(bundle: str | None = None) -> list[str]:
     from ocirt.runtime.operations.validate import problems_of
 
     return problems_of(bundle)
+
+
+def update(rt: Runtime, container_id: str, resources: dict[str, Any]) -> None:
+    """Change a running container's cgroup limits: ``resources`` is a ``linux.resources``
+    object, checked as config.json's is, merged over the current limits."""
+    from ocirt.runtime.operations.update import update_container
+
+    update_container(rt, container_id, resources)

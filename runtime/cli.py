@@ -484,7 +484,20 @@ def _validate(rt: api.Runtime, a: Args) -> int:
     return 0
 
 
+def _update(rt: api.Runtime, a: Args) -> int:
+    from ocirt.runtime.operations.update import from_file, from_flags
+
+    path = a.text("resources")
+    if path:
+        request = from_file(path, rt.log)
+    else:
+        request = from_flags({name: a.text(name.replace("-", "_")) for name in _UPDATE_VALUES}, rt.log)
+    api.update(rt, a.positional[0], request)
+    return 0
+
+
 _TYPED = {
+    "update": _update,
     "list": _list,
     "ps": _ps,
     "events": _events,

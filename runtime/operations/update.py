@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-    from ocirt.runtime.cli import Args
+    from ocirt.runtime.api import Runtime
     from ocirt.runtime.log import Log
 
 
@@ -76,17 +76,14 @@ FLAGS: dict[str, tuple[str, str, Callable[[str, str], int | str]]] = {
 }
 
 
-def main(opts: Args, args: Args, log: Log) -> int:
+def update_container(rt: Runtime, container_id: str, request: dict[str, Any]) -> None:
+    """``request``: a ``linux.resources`` object, merged over the container's current one."""
     from ocirt.runtime.cgroups import load_cgroup
     from ocirt.specs.config import check_document
 
-    st = statemod.load(opts.root or statemod.DEFAULT_ROOT, args.positional[0])
+    st = statemod.load(rt.root, container_id)
     if st.status in (statemod.STOPPED, statemod.CREATING) or not st.cgroup:
         raise OcirtError(f"container {st.id!r} is not running")
-    for flag in ("l3-cache-schema", "mem-bw-schema"):
-        if getattr(args, flag.replace("-", "_")):
-            raise OcirtError(f"--{flag}: Intel RDT is not supported by ocirt")
-    request = from_file(args.resources, log) if args.resources else from_flags(args, log)
     merged = merge(st.config.get("resources") or {}, request)
     cgroup = load_cgroup(st.cgroup)
     try:
@@ -100,16 +97,19 @@ def main(opts: Args, args: Args, log: Log) -> int:
         raise OcirtError(str(err).removeprefix("config.json: ")) from None
     st.config["resources"] = merged
     st.save()
-    return 0
 
 
-def from_flags(args: Args, log: Log) -> dict[str, Any]:
+def from_flags(values: dict[str, str | None], log: Log) -> dict[str, Any]:
+    """runc's update flags by name (``cpu-quota``: its text) as a ``linux.resources`` request."""
+    for flag in ("l3-cache-schema", "mem-bw-schema"):
+        if values.get(flag):
+            raise OcirtError(f"--{flag}: Intel RDT is not supported by ocirt")
     request: dict[str, Any] = {}
     for flag, (section, key, parse) in FLAGS.items():
-        text = getattr(args, flag.replace("-", "_"))
+        text = values.get(flag)
         if text:
             request.setdefault(section, {})[key] = parse(flag, text)
-    if args.kernel_memory:
+    if values.get("kernel-memory"):
         log.warning("--kernel-memory is ignored: kernel memory limits are obsolete")
     return unlimited_swap(request)
 
