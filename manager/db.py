@@ -12,6 +12,7 @@ latest version when it first opens it, and refuses one written by a newer ``ocir
 
 from __future__ import annotations
 
+import _thread
 import os
 import sqlite3
 from collections.abc import Iterator
@@ -24,12 +25,17 @@ DEFAULT_ROOT = "/var/lib/ocirt"
 DB_NAME = "ocirt.db"
 
 _connections: dict[str, sqlite3.Connection] = {}
+# threads that asked for connections of their own (the API service's request threads): a
+# transaction is per connection, so threads sharing one would commit each other's writes
+_own: dict[int, dict[str, sqlite3.Connection]] = {}
 
 
 def connect(root: str = DEFAULT_ROOT) -> sqlite3.Connection:
-    """The process's one connection to ``root``'s database, migrated to the current schema."""
+    """The process's one connection to ``root``'s database (or the calling thread's, inside
+    ``thread_connections``), migrated to the current schema."""
     path = os.path.join(root, DB_NAME)
-    conn = _connections.get(path)
+    table = _own.get(_thread.get_ident(), _connections)
+    conn = table.get(path)
     if conn is None:
         os.makedirs(root, mode=0o711, exist_ok=True)
         conn = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
@@ -42,8 +48,20 @@ def connect(root: str = DEFAULT_ROOT) -> sqlite3.Connection:
         except BaseException:
             conn.close()
             raise
-        _connections[path] = conn
+        table[path] = conn
     return conn
+
+
+@contextmanager
+def thread_connections() -> Iterator[None]:
+    """Inside, ``connect`` in this thread opens connections of its own, closed on leaving."""
+    ident = _thread.get_ident()
+    _own[ident] = {}
+    try:
+        yield
+    finally:
+        for conn in _own.pop(ident).values():
+            conn.close()
 
 
 def schema_version(conn: sqlite3.Connection) -> int:

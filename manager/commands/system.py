@@ -1,7 +1,8 @@
 """``ocirtctl system`` commands: ``system gc`` deletes blobs and unpacked layers no image
 references (``rmi`` and ``image prune`` run it too); ``system reset`` removes everything the
 root holds and made on the host (containers, images, volumes, networks, the default bridge
-and the nft table)."""
+and the nft table); ``system service`` serves the Docker Engine API over the same root
+(``ocirt.manager.api``, imported only then)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,12 @@ def register(sub: Sub) -> None:
     reset = group.add_parser("reset", help="remove every container, image, volume and network of the root")
     reset.add_argument("-f", "--force", action="store_true", help="do not ask for confirmation")
     reset.set_defaults(func=cmd_reset)
+    api = group.add_parser("service", help="serve the Docker Engine API (docker, docker-py, compose)")
+    api.add_argument(
+        "-t", "--time", default="5", help="seconds idle before exiting; 0 serves forever (%(default)s)"
+    )
+    api.add_argument("uris", nargs="*", metavar="URI", help="unix:///PATH or tcp://HOST:PORT")
+    api.set_defaults(func=cmd_service)
     for parser in (sub.add_parser("events", help="show events as they happen"), group.add_parser("events")):
         _events_flags(parser)
 
@@ -62,6 +69,17 @@ def cmd_events(args: argparse.Namespace) -> int:
     except BrokenPipeError:  # the reader went away (``events | head -1``): done, as docker
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
+
+
+def cmd_service(args: argparse.Namespace) -> int:
+    from ocirt.manager.containers import units
+
+    idle = units.integer(args.time, "--time", 0, units.SECONDS_MAX)
+    from ocirt.manager.api.endpoints import ROUTES
+    from ocirt.manager.api.server import serve
+    from ocirt.manager.containers.runtime import Context
+
+    return serve(Context.make(args.root, args.runtime), ROUTES, args.uris, idle)
 
 
 def cmd_reset(args: argparse.Namespace) -> int:

@@ -131,7 +131,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
     return 0
 
 
-def _matches(c: store.Container, filters: list[str]) -> bool:
+def matches(c: store.Container, filters: list[str]) -> bool:
     for text in filters:
         key, sep, value = text.partition("=")
         if not sep:
@@ -153,7 +153,7 @@ def _matches(c: store.Container, filters: list[str]) -> bool:
 
 def cmd_ps(args: argparse.Namespace) -> int:
     every = args.all or any(f.startswith("status=") for f in args.filter)  # as docker does
-    rows = [c for c in status.listing(ctx_of(args)) if (every or c.state.live) and _matches(c, args.filter)]
+    rows = [c for c in status.listing(ctx_of(args)) if (every or c.state.live) and matches(c, args.filter)]
     if args.quiet:
         for c in rows:
             print(c.id[:12])
@@ -266,7 +266,7 @@ def _find_object(ctx: Context, ref: str, kind: str | None) -> dict[str, Any] | N
     return None
 
 
-def _container_document(ctx: Context, ref: str) -> dict[str, Any] | None:
+def container_document(ctx: Context, ref: str) -> dict[str, Any] | None:
     found = store.find(db.connect(ctx.root), ref)
     return None if found is None else _inspect_document(ctx, status.refresh(ctx, found))
 
@@ -296,7 +296,7 @@ def _volume_document(ctx: Context, ref: str) -> dict[str, Any] | None:
 
 
 _LOOKUP: dict[str, Callable[[Context, str], dict[str, Any] | None]] = {
-    "container": _container_document,
+    "container": container_document,
     "image": _image_document,
     "network": _network_document,
     "volume": _volume_document,

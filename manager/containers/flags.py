@@ -204,7 +204,7 @@ def _plumbing(ns: argparse.Namespace, opts: CreateOptions) -> None:
     opts.extra_hosts = [options.extra_host(t) for t in ns.add_host]
     opts.expose = [e for t in ns.expose for e in options.exposed(t)]
     opts.volumes, opts.mounts, opts.volumes_from = list(ns.volume), list(ns.mount), list(ns.volumes_from)
-    _check_before_pull(opts)
+    check_before_pull(opts)
 
 
 def _namespaces(ns: argparse.Namespace, opts: CreateOptions) -> None:
@@ -226,7 +226,7 @@ def _namespaces(ns: argparse.Namespace, opts: CreateOptions) -> None:
         raise ManagerError("--uts: host conflicts with --hostname and --domainname")
 
 
-def _check_before_pull(opts: CreateOptions) -> None:
+def check_before_pull(opts: CreateOptions) -> None:
     """``-p``, ``--ip``, ``-v``, ``--mount`` and ``--volumes-from`` checked now, before an
     image is pulled or anything is made (``create`` parses them again where it uses them)."""
     from ocirt.manager.network import ipam, ports

@@ -1,0 +1,1 @@
+"""The Docker Engine API served over the manager (``ocirtctl system service``)."""
