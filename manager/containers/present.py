@@ -141,7 +141,7 @@ def config_of(c: Container, image: dict[str, Any]) -> dict[str, Any]:
     exposed: dict[str, Any] = {key: {} for key in _ports_map(c)}
     out: dict[str, Any] = {
         "Hostname": opts.hostname or c.id[:12],
-        "Domainname": "",
+        "Domainname": opts.domainname or "",
         "User": opts.user if opts.user is not None else img.get("User") or "",
         "AttachStdin": opts.interactive,
         "AttachStdout": True,
@@ -178,7 +178,7 @@ def host_config(c: Container) -> dict[str, Any]:
     r = opts.resources
     return {
         "Binds": [v for v in opts.volumes if v.partition(":")[0].startswith("/")] or None,
-        "ContainerIDFile": "",
+        "ContainerIDFile": opts.cidfile or "",
         "LogConfig": {"Type": opts.log_driver, "Config": dict(opts.log_opts)},
         "NetworkMode": "default" if opts.network == "bridge" else opts.network,
         "PortBindings": _port_bindings(c),
@@ -188,24 +188,24 @@ def host_config(c: Container) -> dict[str, Any]:
         "VolumesFrom": opts.volumes_from or None,
         "CapAdd": opts.cap_add or None,
         "CapDrop": opts.cap_drop or None,
-        "CgroupnsMode": "host",
-        "Dns": [],
-        "DnsOptions": [],
-        "DnsSearch": [],
-        "ExtraHosts": None,
-        "GroupAdd": None,
-        "IpcMode": "private",
+        "CgroupnsMode": opts.cgroupns or "host",
+        "Dns": list(opts.dns),
+        "DnsOptions": list(opts.dns_options),
+        "DnsSearch": list(opts.dns_search),
+        "ExtraHosts": [f"{name}:{address}" for name, address in opts.extra_hosts] or None,
+        "GroupAdd": list(opts.group_add) or None,
+        "IpcMode": opts.ipc or "private",
         "Cgroup": "",
         "Links": None,
         "OomScoreAdj": r.oom_score_adj or 0,
-        "PidMode": "",
+        "PidMode": opts.pid if opts.pid != "private" else "",
         "Privileged": opts.privileged,
         "PublishAllPorts": opts.publish_all,
         "ReadonlyRootfs": opts.read_only,
         "SecurityOpt": ["no-new-privileges"] if opts.no_new_privileges else None,
-        "UTSMode": "",
+        "UTSMode": opts.uts if opts.uts != "private" else "",
         "UsernsMode": "",
-        "ShmSize": 67108864,
+        "ShmSize": opts.shm_size or 64 << 20,
         "Runtime": "runc",
         "ConsoleSize": [0, 0],
         "Isolation": "",
@@ -288,7 +288,7 @@ def _port_bindings(c: Container) -> dict[str, Any]:
 def _ports_map(c: Container) -> dict[str, Any]:
     """NetworkSettings.Ports: every exposed port, with its host bindings or null."""
     out: dict[str, Any] = {}
-    for p in c.plan.get("exposed", []):
+    for p in [*c.plan.get("exposed", []), *c.options.expose]:
         out[p if "/" in p else p + "/tcp"] = None
     for key, binds in _port_bindings(c).items():
         out[key] = [{"HostIp": b["HostIp"] or "0.0.0.0", "HostPort": b["HostPort"]} for b in binds]

@@ -254,3 +254,16 @@ def test_default_tables_have_dockers_columns(pair: Pair, args: list[str]) -> Non
     pair.ocirtctl("volume", "create", "shapetable").ok()
     headers = [re.split(r"\s{2,}", r.ok().stdout.splitlines()[0].strip()) for r in pair.both(*args)]
     assert headers[1] == headers[0]
+
+
+def test_host_config_carries_the_flags_as_docker_does(pair: Pair) -> None:
+    flags = ("--dns", "127.0.0.1", "--dns-search", "example.test", "--add-host", "h:10.0.0.1")
+    flags += ("--shm-size", "128m", "--group-add", "10", "--domainname", "d.test", "--expose", "8080")
+    pair.run("--name", "shape5", *flags)
+    theirs, ours = (json.loads(r.ok().stdout)[0] for r in pair.both("inspect", "shape5"))
+    assert differences(ours, theirs) == []
+    keys = ("Dns", "DnsSearch", "ExtraHosts", "ShmSize", "GroupAdd", "IpcMode", "PidMode", "CgroupnsMode")
+    assert {k: ours["HostConfig"][k] for k in keys} == {k: theirs["HostConfig"][k] for k in keys}
+    assert ours["Config"]["Domainname"] == theirs["Config"]["Domainname"] == "d.test"
+    assert set(ours["Config"]["ExposedPorts"]) == set(theirs["Config"]["ExposedPorts"]) == {"8080/tcp"}
+    assert ours["NetworkSettings"]["Ports"] == theirs["NetworkSettings"]["Ports"] == {"8080/tcp": None}
