@@ -1,0 +1,81 @@
+"""``ocirtctl events`` against docker's: one scripted container session in a private
+dockerd 20.10 (ocirt as its runtime) and in an ocirtctl root, then both ``events --since
+--until --filter container=... --format '{{json .}}'`` compared: the same actions in the
+same order, the same message keys, the same attribute names, and the same exit codes and
+signals; ids and times differ by nature and are compared by type."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from integration.test_docker import IMAGE, TRAP_LOOP
+from integration.test_docker_shapes import Pair, pair  # noqa: F401 - the shared fixture
+
+
+def session_events(run: Any, since: float, name: str) -> list[dict[str, Any]]:
+    run("create", "--name", name, "--network", "none", "-l", "team=a", IMAGE, "sh", "-c", TRAP_LOOP).ok()
+    run("start", name).ok()
+    run("stop", name).ok()
+    run("start", name).ok()
+    run("kill", name).ok()
+    run("wait", name)
+    run("rm", name).ok()
+    window = ("--since", f"{since:.3f}", "--until", f"{time.time() + 0.5:.3f}")
+    out = run("events", *window, "--filter", f"container={name}", "--format", "{{json .}}").ok().stdout
+    return [json.loads(line) for line in out.splitlines()]
+
+
+def test_a_container_session_emits_dockers_events(pair: Pair) -> None:  # noqa: F811
+    t0 = time.time()
+    theirs = session_events(pair.docker, t0, "evd")
+    ours = session_events(pair.ocirtctl, t0, "evd")
+    assert [e["Action"] for e in ours] == [e["Action"] for e in theirs]
+    assert [e["Action"] for e in theirs] == [
+        "create",
+        "start",
+        "kill",
+        "die",
+        "stop",
+        "start",
+        "kill",
+        "die",
+        "destroy",
+    ]
+    for mine, docker in zip(ours, theirs, strict=True):
+        assert list(mine) == list(docker)
+        assert set(mine["Actor"]["Attributes"]) == set(docker["Actor"]["Attributes"]), mine["Action"]
+        for key in ("exitCode", "signal", "name", "team"):
+            assert mine["Actor"]["Attributes"].get(key) == docker["Actor"]["Attributes"].get(key)
+        assert (mine["Type"], mine["scope"], mine["status"]) == (
+            docker["Type"],
+            docker["scope"],
+            docker["status"],
+        )
+        assert type(mine["time"]) is type(docker["time"]) is int
+        assert type(mine["timeNano"]) is type(docker["timeNano"]) is int
+
+
+def object_events(run: Any, since: float) -> list[dict[str, Any]]:
+    run("network", "create", "evdnet").ok()
+    run("network", "rm", "evdnet").ok()
+    run("volume", "create", "evdvol").ok()
+    run("volume", "rm", "evdvol").ok()
+    run("tag", IMAGE, "evdtag:1").ok()
+    run("rmi", "evdtag:1").ok()
+    window = ("--since", f"{since:.3f}", "--until", f"{time.time() + 0.5:.3f}")
+    out = run("events", *window, "--format", "{{json .}}").ok().stdout
+    return [json.loads(line) for line in out.splitlines()]
+
+
+def test_network_volume_and_image_events_match_dockers(pair: Pair) -> None:  # noqa: F811
+    t0 = time.time()
+    theirs, ours = object_events(pair.docker, t0), object_events(pair.ocirtctl, t0)
+
+    def shape(e: dict[str, Any]) -> tuple[Any, ...]:
+        attrs = e["Actor"]["Attributes"]
+        named = attrs.get("name") if e["Type"] != "image" or e["Action"] == "tag" else "<id>"
+        return e["Type"], e["Action"], sorted(attrs), named, list(e)
+
+    assert [shape(e) for e in ours] == [shape(e) for e in theirs]
