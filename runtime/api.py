@@ -131,6 +131,64 @@ class RunOptions(CreateOptions):
         self.keep = keep
 
 
+class ExecOptions:
+    """``ocirt exec``: ``command`` (or ``process``, the path of a process.json) run in a
+    running container; the rest are runc's flags laid over the container's own process."""
+
+    __slots__ = (
+        "additional_gids",
+        "apparmor",
+        "cap",
+        "command",
+        "console_socket",
+        "cwd",
+        "detach",
+        "env",
+        "no_new_privs",
+        "pid_file",
+        "preserve_fds",
+        "process",
+        "process_label",
+        "tty",
+        "user",
+    )
+
+    def __init__(
+        self,
+        command: list[str] | None = None,
+        *,
+        process: str | None = None,
+        tty: bool = False,
+        console_socket: str | None = None,
+        detach: bool = False,
+        pid_file: str | None = None,
+        cwd: str | None = None,
+        env: list[str] | None = None,
+        user: str | None = None,
+        additional_gids: list[str] | None = None,
+        cap: list[str] | None = None,
+        no_new_privs: bool = False,
+        preserve_fds: int | None = None,
+        apparmor: str | None = None,
+        process_label: str | None = None,
+    ) -> None:
+        self.command = command or []
+        self.process = process
+        self.tty = tty
+        self.console_socket = console_socket
+        self.detach = detach
+        self.pid_file = pid_file
+        self.cwd = cwd
+        self.env = env or []
+        self.user = user
+        self.additional_gids = additional_gids or []
+        self.cap = cap or []
+        self.no_new_privs = no_new_privs
+        self.preserve_fds = preserve_fds
+        self.apparmor = apparmor
+        self.process_label = process_label
+
+
 def create(rt: Runtime, container_id: str, options: CreateOptions) -> None:
     """An init process blocked before its program; on failure nothing of it is left."""
     from ocirt.runtime.operations.create import create_container
@@ -237,3 +295,12 @@ def update(rt: Runtime, container_id: str, resources: dict[str, Any]) -> None:
     from ocirt.runtime.operations.update import update_container
 
     update_container(rt, container_id, resources)
+
+
+def exec(rt: Runtime, container_id: str, options: ExecOptions) -> int:
+    """Run a process in a running container. Detached: 0 once it runs (``pid_file`` names it).
+    Otherwise, like foreground ``run``, the caller becomes a subreaper relaying signals and
+    the exit status is returned: call it from a process of its own."""
+    from ocirt.runtime.operations.exec import exec_container
+
+    return exec_container(rt, container_id, options)

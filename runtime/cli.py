@@ -205,6 +205,11 @@ class Args:
     def flag(self, name: str) -> bool:
         return getattr(self, name) is True
 
+    def texts(self, name: str) -> list[str]:
+        value = getattr(self, name)
+        assert isinstance(value, list)
+        return value
+
     def number(self, name: str) -> int | None:
         value = getattr(self, name)
         assert value is None or isinstance(value, int)
@@ -496,7 +501,29 @@ def _update(rt: api.Runtime, a: Args) -> int:
     return 0
 
 
+def _exec(rt: api.Runtime, a: Args) -> int:
+    options = api.ExecOptions(
+        a.rest,
+        process=a.text("process"),
+        tty=a.flag("tty"),
+        console_socket=a.text("console_socket"),
+        detach=a.flag("detach"),
+        pid_file=a.text("pid_file"),
+        cwd=a.text("cwd"),
+        env=a.texts("env"),
+        user=a.text("user"),
+        additional_gids=a.texts("additional_gids"),
+        cap=a.texts("cap"),
+        no_new_privs=a.flag("no_new_privs"),
+        preserve_fds=a.number("preserve_fds"),
+        apparmor=a.text("apparmor"),
+        process_label=a.text("process_label"),
+    )
+    return api.exec(rt, a.positional[0], options)
+
+
 _TYPED = {
+    "exec": _exec,
     "update": _update,
     "list": _list,
     "ps": _ps,

@@ -24,7 +24,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from ocirt.runtime.cli import Args
+    from ocirt.runtime.api import ExecOptions, Runtime
     from ocirt.runtime.log import Log
     from ocirt.runtime.process.channel import Channel
     from ocirt.specs.config import Config, Process
@@ -34,11 +34,12 @@ _PROC_ATTRS = ("scheduler", "ioPriority", "execCPUAffinity")
 _LABELS = ("apparmorProfile", "selinuxLabel")
 
 
-def main(opts: Args, args: Args, log: Log) -> int:
+def exec_container(rt: Runtime, container_id: str, options: ExecOptions) -> int:
+    args, log = options, rt.log
     own = None if args.detach else console.OwnConsole()
     relay = None if args.detach else Relay()
     try:
-        pid = _start(opts, args, log, own)
+        pid = _start(rt.root, container_id, args, log, own)
         master = own.receive() if own is not None else None
     except BaseException:
         if own is not None:
@@ -57,9 +58,9 @@ def main(opts: Args, args: Args, log: Log) -> int:
     return wait_for_exit(pid)
 
 
-def _start(opts: Args, args: Args, log: Log, own: console.OwnConsole | None) -> int:
+def _start(root: str, container_id: str, args: ExecOptions, log: Log, own: console.OwnConsole | None) -> int:
     """Everything up to the process's execve; return its host pid."""
-    st = statemod.load(opts.root or statemod.DEFAULT_ROOT, args.positional[0])
+    st = statemod.load(root, container_id)
     _check_status(st)
     _check_flags(args)
     if not args.detach:
@@ -79,7 +80,7 @@ def _start(opts: Args, args: Args, log: Log, own: console.OwnConsole | None) -> 
 
 
 def _launch(
-    st: statemod.State, args: Args, own: console.OwnConsole | None, ours: Channel, child: int, log: Log
+    st: statemod.State, args: ExecOptions, own: console.OwnConsole | None, ours: Channel, child: int, log: Log
 ) -> int:
     """Tell the joining process what to become (it joins the cgroup itself); return the
     host pid of the process once it has called execve. On failure nothing is left running.
@@ -109,7 +110,9 @@ def _launch(
     return pid
 
 
-def _job(st: statemod.State, args: Args, own: console.OwnConsole | None) -> tuple[dict[str, Any], Process]:
+def _job(
+    st: statemod.State, args: ExecOptions, own: console.OwnConsole | None
+) -> tuple[dict[str, Any], Process]:
     """The ``go`` message: the process, where it came from, the container's seccomp profile
     and state (for a notify listener)."""
     from ocirt.runtime.hooks import state_document
@@ -195,7 +198,7 @@ def _check_status(st: statemod.State) -> None:
     raise OcirtError(f"cannot exec in container {st.id!r}: it is {st.status}")
 
 
-def _check_flags(args: Args) -> None:
+def _check_flags(args: ExecOptions) -> None:
     if args.apparmor or args.process_label:
         from ocirt.runtime import lsm
 
@@ -205,9 +208,9 @@ def _check_flags(args: Args) -> None:
             raise OcirtError("--process-label: SELinux is not enabled on this host")
     if args.preserve_fds is not None and args.preserve_fds < 0:
         raise OcirtError("--preserve-fds: must not be negative")
-    if args.process and args.rest:
-        raise OcirtError(f"exec: a command ({args.rest[0]!r}) cannot be given with --process")
-    if not args.process and not args.rest:
+    if args.process and args.command:
+        raise OcirtError(f"exec: a command ({args.command[0]!r}) cannot be given with --process")
+    if not args.process and not args.command:
         raise OcirtError("exec: missing command (or --process FILE)")
 
 
@@ -219,7 +222,7 @@ def _container_config(st: statemod.State) -> Config:
     return load_bundle(st.bundle)[1]
 
 
-def _process(cfg: Config, args: Args) -> tuple[Process, dict[str, Any], str]:
+def _process(cfg: Config, args: ExecOptions) -> tuple[Process, dict[str, Any], str]:
     """The process to run, checked as the child will read it (``raw``, with its env merged),
     and how errors name its origin."""
     from ocirt.specs.config import Process, check_document
@@ -264,9 +267,9 @@ def _read_process_file(path: str) -> dict[str, Any]:
     return raw
 
 
-def _overridden(base: dict[str, Any], args: Args) -> dict[str, Any]:
+def _overridden(base: dict[str, Any], args: ExecOptions) -> dict[str, Any]:
     """runc's rules: args replaced, env appended, caps added, user and gids laid over."""
-    raw = {**base, "args": list(args.rest), "terminal": bool(args.tty)}
+    raw = {**base, "args": list(args.command), "terminal": bool(args.tty)}
     raw["env"] = [*(base.get("env") or []), *args.env]
     if args.cwd:
         raw["cwd"] = args.cwd
@@ -299,7 +302,7 @@ def _added_caps(base: dict[str, list[str]], added: list[str]) -> dict[str, list[
     return caps
 
 
-def _overridden_user(base: dict[str, Any], args: Args) -> dict[str, Any]:
+def _overridden_user(base: dict[str, Any], args: ExecOptions) -> dict[str, Any]:
     user = dict(base)
     if args.user:
         uid, colon, gid = args.user.partition(":")
