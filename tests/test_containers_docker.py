@@ -139,3 +139,55 @@ def test_expose_is_published_by_publish_all(ctl: Manager) -> None:
     ctl("run", "-d", "--name", "exposed", "--expose", "7000-7001/udp", "-P", ctl.httpd)
     ports = ctl("port", "exposed").stdout
     assert "7000/udp ->" in ports and "7001/udp ->" in ports and "80/tcp ->" in ports
+
+
+@pytest.mark.parametrize(
+    ("command", "status"),
+    [(["nosuchcmd"], 127), (["/etc/passwd"], 126), (["/etc"], 126)],
+    ids=["not-found", "not-executable", "directory"],
+)
+def test_run_and_exec_of_a_bad_command_exit_as_docker(ctl: Manager, command: list[str], status: int) -> None:
+    """docker's statuses: 127 for a command not found, 126 for one that cannot be run."""
+    done = ctl("run", "--rm", ctl.httpd, *command, check=False)
+    assert done.returncode == status, done
+    assert len(done.stderr.splitlines()) == 1 and command[0] in done.stderr, done.stderr
+    ctl("run", "-d", "--name", "target", ctl.httpd)
+    done = ctl("exec", "target", *command, check=False)
+    assert done.returncode == status, done
+    assert command[0] in done.stderr, done.stderr
+
+
+def test_inspect_and_logs_of_a_missing_container_exit_1(ctl: Manager) -> None:
+    for args in (["inspect", "nosuch"], ["logs", "nosuch"], ["container", "inspect", "nosuch"]):
+        done = ctl(*args, check=False)
+        assert done.returncode == 1 and "nosuch" in done.stderr, done
+    assert ctl("rm", "nosuch", check=False).returncode == 1  # docker's rm also says 1
+
+
+def test_run_it_and_exec_it_on_a_terminal_sized_0x0(ctl: Manager) -> None:
+    """A fresh pty reads 0 rows and 0 columns: docker skips the resize, so must ocirtctl."""
+    import pty
+    import subprocess
+
+    from support.ctl import OCIRTCTL
+
+    ctl("run", "-d", "--name", "sized", ctl.httpd)
+    for args in (
+        ["run", "--rm", "-it", ctl.httpd, "echo", "hello"],
+        ["exec", "-it", "sized", "echo", "hello"],
+    ):
+        leader, follower = pty.openpty()
+        try:
+            assert os.get_terminal_size(follower) == os.terminal_size((0, 0))
+            proc = subprocess.run(
+                [OCIRTCTL, "--root", ctl.root, *args],
+                stdin=follower,
+                stdout=follower,
+                stderr=subprocess.PIPE,
+                timeout=60,
+            )
+            assert proc.returncode == 0, proc.stderr
+            assert b"hello" in os.read(leader, 4096)
+        finally:
+            os.close(leader)
+            os.close(follower)

@@ -16,7 +16,7 @@ from ocirt.manager import db
 from ocirt.manager.containers import exits, start, status, store
 from ocirt.manager.containers.runtime import Context
 from ocirt.manager.containers.store import Container
-from ocirt.manager.errors import ManagerError
+from ocirt.manager.errors import ManagerError, start_failure
 from ocirt.shim.client import ShimClient, ShimError
 
 T = TypeVar("T")
@@ -24,7 +24,9 @@ T = TypeVar("T")
 
 @contextmanager
 def raw_terminal(enabled: bool) -> Iterator[tuple[int, int] | None]:
-    """Raw mode on stdin while attached to a tty container; the window size to pass on."""
+    """Raw mode on stdin while attached to a tty container; the window size to pass on, or
+    None for a terminal whose size reads 0x0 (a serial line, a fresh pty): docker skips
+    that resize instead of failing."""
     if not enabled or not os.isatty(0):
         yield None
         return
@@ -32,7 +34,7 @@ def raw_terminal(enabled: bool) -> Iterator[tuple[int, int] | None]:
     size = os.get_terminal_size(0)
     tty.setraw(0)
     try:
-        yield size.lines, size.columns
+        yield (size.lines, size.columns) if size.lines and size.columns else None
     finally:
         termios.tcsetattr(0, termios.TCSADRAIN, saved)
 
@@ -40,7 +42,9 @@ def raw_terminal(enabled: bool) -> Iterator[tuple[int, int] | None]:
 def _guard(what: str, call: Callable[[], T]) -> T:
     try:
         return call()
-    except (ShimError, OSError) as exc:
+    except ShimError as exc:
+        raise start_failure(what, str(exc)) if what == "exec" else ManagerError(f"{what}: {exc}") from None
+    except OSError as exc:
         raise ManagerError(f"{what}: {exc}") from None
 
 

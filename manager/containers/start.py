@@ -18,7 +18,7 @@ from ocirt.manager.containers.runtime import Context
 from ocirt.manager.containers.state import ContainerState
 from ocirt.manager.containers.store import Container
 from ocirt.manager.containers.units import size
-from ocirt.manager.errors import ManagerError
+from ocirt.manager.errors import ManagerError, start_failure
 from ocirt.manager.images import bundle
 from ocirt.shim.client import ShimClient, ShimError, ShimHandle, ShimOptions, launch
 from ocirt.shim.logs import DRIVERS as LOG_DRIVERS
@@ -205,4 +205,4 @@ def _shim(ctx: Context, c: Container, no_start: bool) -> ShimHandle:
     try:
         return launch(shim_opts)
     except ShimError as exc:
-        raise ManagerError(f"start {c.name}: {exc}") from None
+        raise start_failure(f"start {c.name}", str(exc)) from None

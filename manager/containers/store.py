@@ -122,7 +122,7 @@ def find(conn: sqlite3.Connection, ref: str) -> Container | None:
 def get(conn: sqlite3.Connection, ref: str) -> Container:
     found = find(conn, ref)
     if found is None:
-        raise ManagerError(f"no such container: {ref}")
+        raise ManagerError(f"no such container: {ref}", 1)  # docker's status for it
     return found
 
 
