@@ -257,3 +257,36 @@ def test_shims_outlive_an_idle_service(api: Api, tmp_path: object) -> None:
 def test_docker_on_path_is_28() -> None:
     found = shutil.which("docker")
     assert found is not None and found != DOCKER_OLD
+
+
+@pytest.mark.parametrize("client", ["docker", DOCKER_OLD])
+def test_exec_hijacks_the_connection(api: Api, client: str) -> None:
+    """``docker exec``: output demultiplexed to stdout and stderr, stdin through the
+    hijacked connection to EOF, the exit code read back from the exec's inspect."""
+    name = f"apitest-exec-{os.getpid()}"
+    api.docker("run", "-d", "--name", name, api.ctl.data, "sleep", "100", client=client)
+    done = api.docker("exec", name, "sh", "-c", "echo out; echo err >&2; exit 3", client=client, check=False)
+    assert (done.returncode, done.stdout, done.stderr) == (3, "out\n", "err\n")
+    piped = subprocess.run(
+        [client, "-H", f"unix://{api.sock}", "exec", "-i", name, "sh", "-c", "tr a-z A-Z; echo done"],
+        input="hello\n", capture_output=True, text=True, timeout=60, env=api.env,
+    )  # fmt: skip
+    assert (piped.returncode, piped.stdout) == (0, "HELLO\ndone\n"), piped.stderr
+    missing = api.docker("exec", name, "/nonexistent", client=client, check=False)
+    assert missing.returncode != 0
+    api.docker("rm", "-f", name, client=client)
+
+
+def test_docker_py_exec_run(api: Api) -> None:
+    import docker
+
+    client = docker.DockerClient(base_url=f"unix://{api.sock}", version="auto")
+    try:
+        c = client.containers.run(api.ctl.data, ["sleep", "100"], detach=True)
+        code, out = c.exec_run(["sh", "-c", "echo py; exit 2"])
+        assert (code, out) == (2, b"py\n")
+        code, pair = c.exec_run(["sh", "-c", "echo o; echo e >&2"], demux=True)
+        assert (code, pair) == (0, (b"o\n", b"e\n"))
+        c.remove(force=True)
+    finally:
+        client.close()

@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from ocirt.manager import db
-from ocirt.manager.api.server import ApiError, Reply, Request
+from ocirt.manager.api.server import MULTIPLEXED_STREAM, RAW_STREAM, ApiError, Reply, Request
 from ocirt.manager.containers import (
     actions,
     exits,
@@ -29,8 +29,6 @@ from ocirt.manager.errors import ManagerError
 from ocirt.manager.images import service as images
 from ocirt.shim.logs import DRIVERS as LOG_DRIVERS
 
-MULTIPLEXED = "application/vnd.docker.multiplexed-stream"
-RAW = "application/vnd.docker.raw-stream"
 _STREAM_IDS = {"stdout": 1, "stderr": 2}
 
 
@@ -300,7 +298,7 @@ def container_logs(ctx: Context, req: Request) -> Reply | None:
         None if since in ("", "0") else since,
         tail,
     )
-    write = req.stream(RAW if c.options.tty else MULTIPLEXED)
+    write = req.stream(RAW_STREAM if c.options.tty else MULTIPLEXED_STREAM)
     stamps, tty = req.flag("timestamps"), c.options.tty
 
     def emit(line: logs.Line) -> None:

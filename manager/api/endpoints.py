@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from ocirt.manager import db
-from ocirt.manager.api import containers
+from ocirt.manager.api import containers, execs
 from ocirt.manager.api.containers import filters_of
 from ocirt.manager.api.server import API_VERSION, MIN_API_VERSION, ApiError, Reply, Request, Route
 from ocirt.manager.containers import present, status
@@ -266,6 +266,7 @@ ROUTES: list[tuple[str, str, Route]] = [
     ("GET", "/version", version),
     ("GET", "/info", info),
     *containers.ROUTES,
+    *execs.ROUTES,
     ("GET", "/images/json", list_images),
     ("POST", "/images/create", pull_image),
     ("GET", "/images/{name:path}/json", inspect_image),

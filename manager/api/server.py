@@ -34,6 +34,8 @@ MIN_API_VERSION = "1.24"
 DEFAULT_URI = "unix:///run/ocirt/docker.sock"
 BACKLOG = 256  # many clients connect at once (compose, a load test); the kernel caps it at somaxconn
 SD_LISTEN_FDS_START = 3
+MULTIPLEXED_STREAM = "application/vnd.docker.multiplexed-stream"
+RAW_STREAM = "application/vnd.docker.raw-stream"
 _VERSIONED = re.compile(r"^/v(\d+)\.(\d+)(/.*)$")
 
 
@@ -67,6 +69,7 @@ class Request:
     handler: Handler
     version: str = API_VERSION
     streaming: bool = field(default=False)
+    hijacked: bool = field(default=False)
 
     def arg(self, name: str, default: str = "") -> str:
         values = self.query.get(name)
@@ -101,6 +104,24 @@ class Request:
                 h.wfile.flush()
 
         return write
+
+    def hijack(self, raw: bool) -> socket.socket:
+        """Hand the connection to the caller (docker's attach and exec start): 101 when the
+        client asked to upgrade, else 200; the stream runs until the connection closes."""
+        h = self.handler
+        upgrade = h.headers.get("Upgrade", "").lower() == "tcp"
+        h.send_response(101 if upgrade else 200, "UPGRADED" if upgrade else None)
+        h.send_header("Content-Type", RAW_STREAM if raw else MULTIPLEXED_STREAM)
+        if upgrade:
+            h.send_header("Connection", "Upgrade")
+            h.send_header("Upgrade", "tcp")
+        h.common_headers()
+        h.end_headers()
+        h.wfile.flush()
+        h.close_connection = True
+        self.hijacked = True
+        sock: socket.socket = h.connection
+        return sock
 
     def end_stream(self) -> None:
         try:
@@ -217,6 +238,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return
         except Exception as exc:
             reply = Reply(500, {"message": f"{type(exc).__name__}: {exc}"})
+        if req.hijacked:
+            return
         if req.streaming:  # the status is sent: a late failure can only end the stream
             req.end_stream()
             return
