@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from ocirt.manager.containers import layout
 from support.ctl import Manager, checked, manager
 
 SCRIPT = "echo out; echo err >&2"
@@ -253,3 +254,17 @@ def test_bad_options_are_one_line(ctl: Manager, driver: str, opt: str, words: st
     done = ctl("create", "--log-driver", driver, "--log-opt", opt, ctl.httpd, check=False)
     assert done.returncode == 125 and words in done.stderr, done.stderr
     assert len(done.stderr.splitlines()) == 1 and ctl.ids() == []
+
+
+def test_the_default_driver_is_dockers_json_file(ctl: Manager) -> None:
+    ctl("run", "--name", "df1", "--network", "none", ctl.httpd, "sh", "-c", SCRIPT)
+    doc = ctl.inspect("df1")
+    assert doc["HostConfig"]["LogConfig"] == {"Type": "json-file", "Config": {}}
+    with open(layout.log_path(ctl.root, doc["Id"]), "rb") as f:
+        records = [json.loads(line) for line in f]
+    stamp = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{1,9}Z"
+    assert all(list(r) == ["log", "stream", "time"] and re.fullmatch(stamp, r["time"]) for r in records)
+    assert sorted((r["stream"], r["log"]) for r in records) == [("stderr", "err\n"), ("stdout", "out\n")]
+    done = ctl("logs", "df1")
+    assert (done.stdout, done.stderr) == ("out\n", "err\n")
+    ctl("rm", "df1")

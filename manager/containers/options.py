@@ -25,6 +25,7 @@ NAMESPACE_MODES = {
     "userns": ("", "host"),
 }
 RESTART_POLICIES = ("no", "always", "on-failure", "unless-stopped")
+DEFAULT_LOG_DRIVER = "json-file"  # docker's (the shim's own default is conmon's k8s-file)
 MAX_LOG_FILES = 1000  # every rotated file is looked for on each read
 ULIMIT_NAMES = (
     "as", "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile",
@@ -76,7 +77,7 @@ class CreateOptions:
     sysctls: dict[str, str] = field(default_factory=dict)
     devices: list[list[str]] = field(default_factory=list)
     tmpfs: list[list[str]] = field(default_factory=list)
-    log_driver: str = logs.DEFAULT_DRIVER
+    log_driver: str = DEFAULT_LOG_DRIVER
     log_opts: dict[str, str] = field(default_factory=dict)
     resources: Resources = field(default_factory=Resources)
     network: str = "bridge"
