@@ -222,3 +222,22 @@ def test_time_arguments_as_docker_reads_them() -> None:
     assert go_duration_ns("-2h") == -7200 * 10**9 and go_duration_ns("2006") is None
     with pytest.raises(ManagerError, match="--until: invalid time '10 minutes'"):
         timestamp_ns("10 minutes", "--until", now)
+
+
+def test_exec_events(ctl: Manager) -> None:
+    t0 = time.time()
+    cid = ctl("run", "-d", "--name", "ev5", "--network", "none", ctl.httpd, "sleep", "60").stdout.strip()
+    assert ctl("exec", "ev5", "sh", "-c", "exit 4", check=False).returncode == 4
+    evs = recorded(ctl, t0, "-f", "container=ev5")
+    ctl("rm", "-f", "ev5")
+    execs = [e for e in evs if e["Action"].startswith("exec_")]
+    assert [e["Action"] for e in execs] == [
+        "exec_create: sh -c exit 4",
+        "exec_start: sh -c exit 4",
+        "exec_die",
+    ]
+    assert len({e["Actor"]["Attributes"]["execID"] for e in execs}) == 1
+    assert execs[2]["Actor"]["Attributes"]["exitCode"] == "4" and all(e["id"] == cid for e in execs)
+    # docker matches exec_create/exec_start/health_status by prefix, the rest exactly
+    assert len(recorded(ctl, t0, "-f", "container=ev5", "-f", "event=exec_create")) == 1
+    assert len(recorded(ctl, t0, "-f", "container=ev5", "-f", "event=exec_die")) == 1

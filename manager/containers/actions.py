@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import secrets
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -222,6 +223,10 @@ def cmd_exec(args: argparse.Namespace) -> int:
 
         uid, gid, _ = resolve_user(c.plan["rootfs"], args.user)
         args.user = f"{uid}:{gid}"
+    exec_id = {"execID": secrets.token_hex(32)}  # docker's exec events name the exec by it
+    shown = " ".join(args.command)
+    store.event(ctx.root, c, f"exec_create: {shown}", exec_id)
+    store.event(ctx.root, c, f"exec_start: {shown}", exec_id)
     if args.detach:
         argv = ["exec", "-d"] + [f"--env={e}" for e in env]
         argv += (["--user", args.user] if args.user else []) + (
@@ -231,7 +236,9 @@ def cmd_exec(args: argparse.Namespace) -> int:
         return 0
     from ocirt.manager.containers.attach import exec_in
 
-    return exec_in(ctx, c, args.command, args.interactive, args.tty, env, args.user, args.workdir)
+    code = exec_in(ctx, c, args.command, args.interactive, args.tty, env, args.user, args.workdir)
+    store.event(ctx.root, c, "exec_die", {**exec_id, "exitCode": str(code)})
+    return code
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:

@@ -79,3 +79,23 @@ def test_network_volume_and_image_events_match_dockers(pair: Pair) -> None:  # n
         return e["Type"], e["Action"], sorted(attrs), named, list(e)
 
     assert [shape(e) for e in ours] == [shape(e) for e in theirs]
+
+
+def exec_events(run: Any, since: float) -> list[dict[str, Any]]:
+    run("run", "-d", "--name", "evx", "--network", "none", IMAGE, "sh", "-c", TRAP_LOOP).ok()
+    assert run("exec", "evx", "sh", "-c", "exit 4").returncode == 4
+    run("rm", "-f", "evx").ok()
+    window = ("--since", f"{since:.3f}", "--until", f"{time.time() + 0.5:.3f}")
+    out = run("events", *window, "-f", "container=evx", "--format", "{{json .}}").ok().stdout
+    return [json.loads(line) for line in out.splitlines()]
+
+
+def test_exec_and_rm_f_events_match_dockers(pair: Pair) -> None:  # noqa: F811
+    t0 = time.time()
+    theirs, ours = exec_events(pair.docker, t0), exec_events(pair.ocirtctl, t0)
+
+    def shape(e: dict[str, Any]) -> tuple[Any, ...]:
+        attrs = e["Actor"]["Attributes"]
+        return e["Action"], sorted(attrs), attrs.get("exitCode"), attrs.get("signal")
+
+    assert [shape(e) for e in ours] == [shape(e) for e in theirs]
