@@ -37,7 +37,7 @@ _INIT_USERNS = "user:[4026531837]"
 class Runtime:
     """runc's global options: the state directory, the cgroup driver, rootless mode, the log."""
 
-    __slots__ = ("log", "root", "rootless", "systemd_cgroup")
+    __slots__ = ("criu", "log", "root", "rootless", "systemd_cgroup")
 
     def __init__(
         self,
@@ -46,6 +46,7 @@ class Runtime:
         systemd_cgroup: bool = False,
         rootless: str = "auto",
         log: Log | None = None,
+        criu: str | None = None,
     ) -> None:
         from ocirt.runtime.errors import OcirtError
         from ocirt.runtime.state import DEFAULT_ROOT
@@ -60,6 +61,7 @@ class Runtime:
         self.systemd_cgroup = systemd_cgroup
         self.rootless = rootless
         self.log = log
+        self.criu = criu  # the CRIU binary for checkpoint and restore (default: found on PATH)
 
     def is_rootless(self) -> bool:
         """runc's ``--rootless``: whether cgroups the caller may not write are done without
@@ -189,6 +191,84 @@ class ExecOptions:
         self.process_label = process_label
 
 
+class CriuOptions:
+    """The flags ``checkpoint`` and ``restore`` share, passed on to CRIU."""
+
+    __slots__ = (
+        "auto_dedup",
+        "empty_ns",
+        "ext_unix_sk",
+        "file_locks",
+        "image_path",
+        "lazy_pages",
+        "manage_cgroups_mode",
+        "shell_job",
+        "tcp_established",
+        "work_path",
+    )
+
+    def __init__(
+        self,
+        image_path: str | None = None,
+        *,
+        work_path: str | None = None,
+        tcp_established: bool = False,
+        ext_unix_sk: bool = False,
+        shell_job: bool = False,
+        file_locks: bool = False,
+        manage_cgroups_mode: str | None = None,
+        empty_ns: str | None = None,
+        auto_dedup: bool = False,
+        lazy_pages: bool = False,
+    ) -> None:
+        self.image_path = image_path
+        self.work_path = work_path
+        self.tcp_established = tcp_established
+        self.ext_unix_sk = ext_unix_sk
+        self.shell_job = shell_job
+        self.file_locks = file_locks
+        self.manage_cgroups_mode = manage_cgroups_mode
+        self.empty_ns = empty_ns
+        self.auto_dedup = auto_dedup
+        self.lazy_pages = lazy_pages
+
+
+class CheckpointOptions:
+    __slots__ = ("criu", "leave_running", "parent_path", "pre_dump")
+
+    def __init__(
+        self,
+        criu: CriuOptions | None = None,
+        *,
+        leave_running: bool = False,
+        pre_dump: bool = False,
+        parent_path: str | None = None,
+    ) -> None:
+        self.criu = criu or CriuOptions()
+        self.leave_running = leave_running
+        self.pre_dump = pre_dump
+        self.parent_path = parent_path
+
+
+class RestoreOptions:
+    __slots__ = ("bundle", "console_socket", "criu", "detach", "pid_file")
+
+    def __init__(
+        self,
+        criu: CriuOptions | None = None,
+        *,
+        bundle: str | None = None,
+        detach: bool = False,
+        pid_file: str | None = None,
+        console_socket: str | None = None,
+    ) -> None:
+        self.criu = criu or CriuOptions()
+        self.bundle = bundle
+        self.detach = detach
+        self.pid_file = pid_file
+        self.console_socket = console_socket
+
+
 def create(rt: Runtime, container_id: str, options: CreateOptions) -> None:
     """An init process blocked before its program; on failure nothing of it is left."""
     from ocirt.runtime.operations.create import create_container
@@ -304,3 +384,18 @@ def exec(rt: Runtime, container_id: str, options: ExecOptions) -> int:
     from ocirt.runtime.operations.exec import exec_container
 
     return exec_container(rt, container_id, options)
+
+
+def checkpoint(rt: Runtime, container_id: str, options: CheckpointOptions) -> None:
+    """Save a running container to CRIU images, then remove it (unless ``leave_running``)."""
+    from ocirt.runtime.operations.checkpoint import checkpoint_container
+
+    checkpoint_container(rt, container_id, options)
+
+
+def restore(rt: Runtime, container_id: str, options: RestoreOptions) -> int:
+    """A new container from CRIU images. Detached: 0 once it runs; otherwise, like
+    foreground ``run``, it waits and returns the exit status."""
+    from ocirt.runtime.operations.restore import restore_container
+
+    return restore_container(rt, container_id, options)

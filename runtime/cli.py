@@ -16,7 +16,7 @@ from ocirt.runtime.errors import OcirtError, describe
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
+    pass
 
 VERSION = "0.1.0"
 
@@ -188,7 +188,9 @@ COMMANDS: dict[str, tuple[Flags, tuple[str, ...], str]] = {
 
 
 class Args:
-    """Parsed flags as attributes; unset string flags are ``None``, unset bools ``False``."""
+    """Parsed flags as attributes; unset string flags are ``None``, unset bools ``False``.
+    Read through ``text``, ``texts``, ``flag`` and ``number``, which give mypy each flag's
+    type: only the adapters below read them, to build the typed API's options."""
 
     def __init__(self, flags: Flags) -> None:
         for kind, dest in flags.values():
@@ -214,13 +216,6 @@ class Args:
         value = getattr(self, name)
         assert value is None or isinstance(value, int)
         return value
-
-    if TYPE_CHECKING:
-        # Attributes are made from the flag tables, so mypy cannot list them: the commands
-        # not yet under the typed API (``api.py``) still read them so.
-        def __getattr__(self, name: str) -> Any: ...
-
-        def __setattr__(self, name: str, value: Any) -> None: ...
 
 
 def _parse(argv: list[str], flags: Flags, args: Args, stop_at_positional: bool) -> list[str]:
@@ -288,22 +283,26 @@ def main(argv: list[str] | None = None) -> int:
     log = Log()
     try:
         rest = _parse(argv, GLOBAL_FLAGS, opts, stop_at_positional=True)
-        log = Log(opts.log, opts.log_format or "text", bool(opts.debug))
-        if opts.log_format not in (None, "text", "json"):
-            raise OcirtError(f"--log-format: unknown format {opts.log_format!r} (text or json)")
-        if opts.version:
+        log_format = opts.text("log_format")
+        log = Log(opts.text("log"), log_format or "text", opts.flag("debug"))
+        if log_format not in (None, "text", "json"):
+            raise OcirtError(f"--log-format: unknown format {log_format!r} (text or json)")
+        if opts.flag("version"):
             from ocirt.specs.config import SPEC_VERSION
 
             print(f"ocirt version {VERSION}\nspec: {SPEC_VERSION}\npython: {sys.version.split()[0]}")
             return 0
-        if not rest or opts.help:
+        if not rest or opts.flag("help"):
             print(_usage())
-            return 0 if opts.help else 1
+            return 0 if opts.flag("help") else 1
         rt = api.Runtime(
-            systemd_cgroup=opts.flag("systemd_cgroup"), rootless=opts.text("rootless") or "auto", log=log
+            systemd_cgroup=opts.flag("systemd_cgroup"),
+            rootless=opts.text("rootless") or "auto",
+            log=log,
+            criu=opts.text("criu"),
         )
-        rt.root = opts.root = opts.text("root") or _default_root()
-        return _dispatch(rest[0], rest[1:], opts, rt)
+        rt.root = opts.text("root") or _default_root()
+        return _dispatch(rest[0], rest[1:], rt)
     except OcirtError as err:
         log.error(str(err))
         return 1
@@ -331,7 +330,7 @@ def _default_root() -> str:
     return root
 
 
-def _dispatch(command: str, argv: list[str], opts: Args, rt: api.Runtime) -> int:
+def _dispatch(command: str, argv: list[str], rt: api.Runtime) -> int:
     if command not in COMMANDS:
         raise OcirtError(f"unknown command {command!r} (see ocirt --help)")
     flags, positional, _ = COMMANDS[command]
@@ -341,7 +340,7 @@ def _dispatch(command: str, argv: list[str], opts: Args, rt: api.Runtime) -> int
     if passes_rest:
         args.positional += rest[:1]
         args.rest = rest[1:]
-    if args.help:
+    if args.flag("help"):
         print(f"usage: ocirt {command} [options] {' '.join(positional)}")
         return 0
     required = [p for p in positional if not p.startswith("[")]
@@ -349,12 +348,7 @@ def _dispatch(command: str, argv: list[str], opts: Args, rt: api.Runtime) -> int
         raise OcirtError(f"{command}: missing argument <{required[len(args.positional)]}>")
     if len(args.positional) > len(positional):
         raise OcirtError(f"{command}: unexpected argument {args.positional[len(positional)]!r}")
-    typed = _TYPED.get(command)
-    if typed is not None:
-        return typed(rt, args)
-    module = __import__(f"ocirt.runtime.operations.{command}", fromlist=["main"])
-    status: int = module.main(opts, args, rt.log)
-    return status
+    return _TYPED[command](rt, args)
 
 
 # The commands under the typed API: their flags become its option objects here, and only here.
@@ -522,7 +516,47 @@ def _exec(rt: api.Runtime, a: Args) -> int:
     return api.exec(rt, a.positional[0], options)
 
 
+def _criu_options(a: Args) -> api.CriuOptions:
+    return api.CriuOptions(
+        a.text("image_path"),
+        work_path=a.text("work_path"),
+        tcp_established=a.flag("tcp_established"),
+        ext_unix_sk=a.flag("ext_unix_sk"),
+        shell_job=a.flag("shell_job"),
+        file_locks=a.flag("file_locks"),
+        manage_cgroups_mode=a.text("manage_cgroups_mode"),
+        empty_ns=a.text("empty_ns"),
+        auto_dedup=a.flag("auto_dedup"),
+        lazy_pages=a.flag("lazy_pages"),
+    )
+
+
+def _checkpoint(rt: api.Runtime, a: Args) -> int:
+    options = api.CheckpointOptions(
+        _criu_options(a),
+        leave_running=a.flag("leave_running"),
+        pre_dump=a.flag("pre_dump"),
+        parent_path=a.text("parent_path"),
+    )
+    api.checkpoint(rt, a.positional[0], options)
+    return 0
+
+
+def _restore(rt: api.Runtime, a: Args) -> int:
+    """--no-pivot and --no-subreaper are accepted as runc's, and have no effect here."""
+    options = api.RestoreOptions(
+        _criu_options(a),
+        bundle=a.text("bundle"),
+        detach=a.flag("detach"),
+        pid_file=a.text("pid_file"),
+        console_socket=a.text("console_socket"),
+    )
+    return api.restore(rt, a.positional[0], options)
+
+
 _TYPED = {
+    "checkpoint": _checkpoint,
+    "restore": _restore,
     "exec": _exec,
     "update": _update,
     "list": _list,

@@ -27,7 +27,7 @@ from ocirt.runtime.errors import OcirtError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from ocirt.runtime.cli import Args
+    from ocirt.runtime.api import CriuOptions
     from ocirt.specs.config import Config
 
 STDIO_FILE = "ocirt-stdio.json"
@@ -63,7 +63,7 @@ def require_dirty_tracking(binary: str, flag: str) -> None:
         )
 
 
-def shared_flags(args: Args) -> list[str]:
+def shared_flags(args: CriuOptions) -> list[str]:
     """The flags ``checkpoint`` and ``restore`` both take, as CRIU options."""
     if args.lazy_pages:
         raise OcirtError("--lazy-pages: not supported by ocirt (it needs a CRIU page server)")

@@ -19,17 +19,17 @@ from ocirt.runtime.operations.delete import remove_container
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from ocirt.runtime.api import CheckpointOptions, Runtime
     from ocirt.runtime.cgroups import Cgroup
-    from ocirt.runtime.cli import Args
-    from ocirt.runtime.log import Log
 
 
-def main(opts: Args, args: Args, log: Log) -> int:
-    st = statemod.load(opts.root or statemod.DEFAULT_ROOT, args.positional[0])
-    binary = criu.find(opts.criu)
+def checkpoint_container(rt: Runtime, container_id: str, args: CheckpointOptions) -> None:
+    log = rt.log
+    st = statemod.load(rt.root, container_id)
+    binary = criu.find(rt.criu)
     if st.status not in (statemod.RUNNING, statemod.PAUSED):
         raise OcirtError(f"container {st.id!r} is not running ({st.status})")
-    argv = [binary, "pre-dump" if args.pre_dump else "dump", "-t", str(st.pid), *criu.shared_flags(args)]
+    argv = [binary, "pre-dump" if args.pre_dump else "dump", "-t", str(st.pid), *criu.shared_flags(args.criu)]
     if args.pre_dump or args.parent_path:
         criu.require_dirty_tracking(binary, "--pre-dump" if args.pre_dump else "--parent-path")
     if args.leave_running and not args.pre_dump:
@@ -48,8 +48,8 @@ def main(opts: Args, args: Args, log: Log) -> int:
     freezer = cgroup_paths.get("freezer" if cgroup is not None and cgroup.version == 1 else "")
     if freezer:
         argv += ["--freeze-cgroup", freezer]
-    images = os.path.abspath(args.image_path or "checkpoint")
-    work = os.path.abspath(args.work_path or images)
+    images = os.path.abspath(args.criu.image_path or "checkpoint")
+    work = os.path.abspath(args.criu.work_path or images)
     made = [d for d, flag in ((images, "--image-path"), (work, "--work-path")) if criu.make_dir(d, flag)]
     try:
         keys = criu.stdio_keys(st.pid)
@@ -65,7 +65,6 @@ def main(opts: Args, args: Args, log: Log) -> int:
     if not (args.leave_running or args.pre_dump):
         remove_container(st, log)
         log.debug(f"checkpointed {st.id} to {images}; container removed")
-    return 0
 
 
 def _cgroup(st: statemod.State) -> Cgroup | None:

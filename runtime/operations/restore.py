@@ -29,8 +29,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import NoReturn
 
+    from ocirt.runtime.api import RestoreOptions, Runtime
     from ocirt.runtime.cgroups import Cgroup
-    from ocirt.runtime.cli import Args
     from ocirt.runtime.log import Log
     from ocirt.specs.config import Config
 
@@ -40,14 +40,14 @@ _ROOT_MNT = "criu-root"
 _PID_FILE = "criu.pid"
 
 
-def main(opts: Args, args: Args, log: Log) -> int:
-    root = opts.root or statemod.DEFAULT_ROOT
-    sdir = statemod.state_dir(root, args.positional[0])
-    binary = criu.find(opts.criu)
-    shared = criu.shared_flags(args)
+def restore_container(rt: Runtime, container_id: str, args: RestoreOptions) -> int:
+    root, log = rt.root, rt.log
+    sdir = statemod.state_dir(root, container_id)
+    binary = criu.find(rt.criu)
+    shared = criu.shared_flags(args.criu)
     if args.console_socket:
         raise OcirtError("--console-socket: restoring a container with a terminal is not supported by ocirt")
-    images = os.path.abspath(args.image_path or "checkpoint")
+    images = os.path.abspath(args.criu.image_path or "checkpoint")
     if not os.path.isfile(os.path.join(images, "inventory.img")):
         raise OcirtError(f"--image-path: {images} holds no checkpoint (no inventory.img)")
     keys = criu.load_stdio(images)
@@ -57,15 +57,15 @@ def main(opts: Args, args: Args, log: Log) -> int:
         os.makedirs(root, 0o711, exist_ok=True)
         os.mkdir(sdir, 0o711)
     except FileExistsError:
-        raise OcirtError(f"container with id {args.positional[0]!r} already exists") from None
-    st = statemod.State(sdir, args.positional[0])
-    work = os.path.abspath(args.work_path or images)
+        raise OcirtError(f"container with id {container_id!r} already exists") from None
+    st = statemod.State(sdir, container_id)
+    work = os.path.abspath(args.criu.work_path or images)
     work_made = False
     try:
         work_made = criu.make_dir(work, "--work-path")
         argv = [binary, "restore", "-D", images, "-W", work, "-o", "restore.log", "-v4", *shared]
         argv += _inherit_stdio(keys)
-        _restore(st, cfg, bundle, argv, bool(opts.systemd_cgroup), log)
+        _restore(st, cfg, bundle, argv, rt.systemd_cgroup, log)
         if args.pid_file:
             write_pid_file(args.pid_file, st.pid)
     except BaseException:
