@@ -191,3 +191,35 @@ def test_run_it_and_exec_it_on_a_terminal_sized_0x0(ctl: Manager) -> None:
         finally:
             os.close(leader)
             os.close(follower)
+
+
+def test_default_log_driver_writes_docker_json_file_lines(ctl: Manager) -> None:
+    """docker's default driver is json-file: one JSON object a line with log, stream, time."""
+    import json
+
+    ctl("run", "--name", "logged", ctl.httpd, "echo", "hello")
+    doc = ctl.inspect("logged")
+    assert doc["HostConfig"]["LogConfig"]["Type"] == "json-file"
+    with open(doc["LogPath"]) as f:
+        entry = json.loads(f.readline())
+    assert (entry["log"], entry["stream"]) == ("hello\n", "stdout") and entry["time"].endswith("Z")
+    assert ctl("logs", "logged").stdout == "hello\n"
+
+
+def test_volume_rm_removes_the_others_and_names_the_one_in_use(ctl: Manager) -> None:
+    for name in ("va", "vb", "vc"):
+        ctl("volume", "create", name)
+    ctl("create", "--name", "user", "-v", "vb:/data", ctl.httpd)
+    done = ctl("volume", "rm", "va", "vb", "vc", check=False)
+    assert done.returncode == 1 and done.stdout.split() == ["va", "vc"], done
+    assert len(done.stderr.splitlines()) == 1 and "vb" in done.stderr
+    assert ctl("volume", "ls", "-q").stdout.split() == ["vb"]
+
+
+def test_network_ls_lists_the_pre_defined_networks(ctl: Manager) -> None:
+    """docker lists bridge, host and none (driver ``null``); rm of host or none is refused."""
+    ctl("run", "--rm", ctl.httpd, "true")  # the default bridge exists once used
+    rows = {tuple(line.split()[1:3]) for line in ctl("network", "ls").stdout.splitlines()[1:]}
+    assert {("bridge", "bridge"), ("host", "host"), ("none", "null")} <= rows
+    for name in ("host", "none"):
+        assert ctl("network", "rm", name, check=False).returncode != 0

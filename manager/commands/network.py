@@ -42,9 +42,9 @@ def cmd_create(args: argparse.Namespace) -> int:
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
-    from ocirt.manager.network import service
+    from ocirt.manager.network import drivers, service
 
-    nets = service.list_networks(args.root)
+    nets = service.list_networks(args.root) + drivers.predefined_records()
     if args.quiet:
         for net in nets:
             print(net.id[:12])

@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from typing import TYPE_CHECKING
 
 from ocirt.manager import db, formats
 from ocirt.manager.containers import present, units
+from ocirt.manager.errors import ManagerError
 from ocirt.manager.gotemplate import Record
 from ocirt.manager.volumes import service, store
 
@@ -82,10 +84,18 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_rm(args: argparse.Namespace) -> int:
+    """As docker: every volume that can go goes; each that cannot is named on stderr, and
+    the status is then 1."""
+    failed = 0
     for name in args.names:
-        service.remove(_root(args), name, force=args.force)
+        try:
+            service.remove(_root(args), name, force=args.force)
+        except ManagerError as exc:
+            print(f"ocirtctl: {exc}", file=sys.stderr)
+            failed = 1
+            continue
         print(name)
-    return 0
+    return failed
 
 
 def cmd_prune(args: argparse.Namespace) -> int:

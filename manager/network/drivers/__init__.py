@@ -6,10 +6,16 @@ from __future__ import annotations
 from ocirt.manager.errors import ManagerError
 from ocirt.manager.network.drivers import bridge, macvlan, predefined
 from ocirt.manager.network.drivers.base import NetworkDriver
+from ocirt.manager.network.store import NetworkRecord
 
 REGISTRY: dict[str, NetworkDriver] = {
     d.name: d for d in (bridge.DRIVER, macvlan.DRIVER, predefined.HOST, predefined.NONE)
 }
+
+
+def predefined_records() -> list[NetworkRecord]:
+    """``host`` and ``none``, which docker's ``network ls`` lists beside ``bridge``."""
+    return [d.record() for d in REGISTRY.values() if isinstance(d, predefined.PredefinedDriver)]
 
 
 def creatable() -> list[str]:

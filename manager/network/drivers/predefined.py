@@ -23,6 +23,17 @@ class PredefinedDriver:
         self.name = name
         self.netns = netns
 
+    def record(self) -> NetworkRecord:
+        """The network as ``network ls`` shows it, with docker's driver name (``none``'s is
+        ``null``) and an id that stays the same across calls (nothing is stored for it)."""
+        import hashlib
+
+        from ocirt.manager.network.store import NetworkRecord
+
+        net_id = hashlib.sha256(f"ocirt pre-defined network {self.name}".encode()).hexdigest()
+        driver = "null" if self.name == "none" else self.name
+        return NetworkRecord(net_id, self.name, driver, "", "", "", "", created=0.0)
+
     def refuse(self) -> ManagerError:
         return ManagerError(f"the {self.name} network is pre-defined: it has no endpoints or options")
 
