@@ -468,11 +468,17 @@ def _ellipsis(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def docker_command(args: list[str]) -> str:
+    """The command as dockerd lists it: the arguments after the first that hold a space
+    in single quotes (nothing escaped, as docker does it)."""
+    return " ".join(args[:1] + [f"'{a}'" if " " in a else a for a in args[1:]])
+
+
 def ps_context(c: Container, trunc: bool = True) -> Record:
     """What ``ps --format`` templates see: docker's container context, every field a string
     (``{{json .}}`` prints them in this, alphabetical, order), ``.Label KEY`` a method."""
-    args = c.plan.get("args") or []
-    command = _ellipsis(" ".join(args), 20) if trunc else " ".join(args)
+    line = docker_command(c.plan.get("args") or [])
+    command = _ellipsis(line, 20) if trunc else line
     names = [m.get("source", "") for m in c.plan.get("mounts", []) if m["type"] in ("volume", "bind")]
     local = sum(1 for m in c.plan.get("mounts", []) if m["type"] == "volume")
     labels = c.options.labels
