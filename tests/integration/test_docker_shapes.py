@@ -263,8 +263,8 @@ def test_default_tables_have_dockers_columns(pair: Pair, args: list[str]) -> Non
 
 
 def test_host_config_carries_the_flags_as_docker_does(pair: Pair) -> None:
-    flags = ("--dns", "127.0.0.1", "--dns-search", "example.test", "--add-host", "h:10.0.0.1")
-    flags += ("--shm-size", "128m", "--group-add", "10", "--domainname", "d.test", "--expose", "8080")
+    flags = ["--dns", "127.0.0.1", "--dns-search", "example.test", "--add-host", "h:10.0.0.1"]
+    flags += ["--shm-size", "128m", "--group-add", "10", "--domainname", "d.test", "--expose", "8080"]
     pair.run("--name", "shape5", *flags)
     theirs, ours = (json.loads(r.ok().stdout)[0] for r in pair.both("inspect", "shape5"))
     assert differences(ours, theirs) == []
