@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -147,10 +147,16 @@ def _label(text: str, attrs: dict[str, str]) -> bool:
 
 
 def stream(
-    root: str, since_ns: int | None, until_ns: int | None, filters: dict[str, list[str]], poll: float = 0.1
+    root: str,
+    since_ns: int | None,
+    until_ns: int | None,
+    filters: dict[str, list[str]],
+    poll: float = 0.1,
+    wanted: Callable[[], bool] = lambda: True,
 ) -> Iterator[Event]:
     """The stored events from ``since_ns`` (none when neither bound is given), then new ones
-    as they are recorded, until ``until_ns`` passes (forever without it)."""
+    as they are recorded, until ``until_ns`` passes (forever without it) or ``wanted`` says
+    the reader is gone (the API service's clients hang up between events)."""
     conn = db.connect(root)
     seq = last_seq(conn) if since_ns is None and until_ns is None else 0
     floor = since_ns or 0
@@ -160,7 +166,7 @@ def stream(
             seq = ev.seq
             if (until_ns is None or ev.time_nano <= until_ns) and matches(ev, filters):
                 yield ev
-        if done:
+        if done or not wanted():
             return
         time.sleep(poll)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import shutil
 import signal
 import socket
@@ -240,11 +241,52 @@ def test_docker_py_containers_and_images(api: Api) -> None:
         client.close()
 
 
+def _lines_until(proc: subprocess.Popen[str], last: str, timeout: float = 30) -> list[str]:
+    assert proc.stdout is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    while not lines or last not in lines[-1]:
+        left = deadline - time.monotonic()
+        assert left > 0 and select.select([proc.stdout], [], [], left)[0], f"no {last!r} in {lines}"
+        line = proc.stdout.readline()
+        assert line, f"the stream ended before {last!r}: {lines}"
+        lines.append(line.strip())
+    return lines
+
+
+@pytest.mark.parametrize("client", ["docker", DOCKER_OLD])
+def test_events_stream_to_the_docker_cli(api: Api, client: str) -> None:
+    """``docker events`` follows what happens, whoever does it (here ocirtctl itself)."""
+    name = f"apitest-events-{os.getpid()}"
+    proc = subprocess.Popen(
+        [client, "-H", f"unix://{api.sock}", "events", "--filter", f"container={name}",
+         "--format", "{{.Type}} {{.Action}} {{.Actor.Attributes.name}}"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=api.env,
+    )  # fmt: skip
+    try:
+        time.sleep(1)  # the stream is open: only events from now on are shown
+        api.ctl("run", "--name", name, api.ctl.data, "true")
+        api.ctl("rm", name)
+        lines = _lines_until(proc, "destroy")
+    finally:
+        proc.kill()
+        proc.wait()
+    actions = [line.split()[1] for line in lines]
+    assert actions == ["create", "attach", "start", "die", "destroy"] or actions == [
+        "create", "start", "die", "destroy",
+    ], lines  # fmt: skip
+    assert all(line.startswith("container ") and line.endswith(name) for line in lines)
+
+
 def test_shims_outlive_an_idle_service(api: Api, tmp_path: object) -> None:
     """``--time`` ends the service once idle; the container it started keeps running."""
     sock = os.path.join(str(tmp_path), "idle.sock")
     proc = _serve(api.ctl.root, sock, idle="2")
     try:
+        events = subprocess.Popen(["docker", "-H", f"unix://{sock}", "events"], env=api.env)
+        time.sleep(1)
+        events.kill()  # a stream whose client is gone keeps nothing busy
+        events.wait()
         cid = Api(api.ctl, sock, api.env).docker("run", "-d", api.ctl.data, "sleep", "100").stdout.strip()
         proc.wait(timeout=30)
     finally:

@@ -126,6 +126,22 @@ def _os_name() -> str:
     return fields.get("PRETTY_NAME", "Linux").strip('"')
 
 
+def stream_events(ctx: Context, req: Request) -> Reply | None:
+    """``docker events``: the stored ones from ``since``, then each as it is recorded, as
+    JSON lines, until ``until`` or the client hangs up."""
+    from ocirt.manager import events
+    from ocirt.manager.gotemplate import to_json
+    from ocirt.manager.timeargs import timestamp_ns
+
+    now = time.time_ns()
+    since, until = (timestamp_ns(req.arg(k), k, now) if req.arg(k) else None for k in ("since", "until"))
+    chosen = events.parse_filters([f"{k}={v}" for k, values in filters_of(req).items() for v in values])
+    write = req.stream("application/json")
+    for ev in events.stream(ctx.root, since, until, chosen, wanted=lambda: not req.gone()):
+        write(to_json(ev.message()).encode() + b"\n")
+    return None
+
+
 def list_images(ctx: Context, req: Request) -> Reply:
     rows = []
     for rec in images.list_images(ctx.root):
@@ -265,6 +281,7 @@ ROUTES: list[tuple[str, str, Route]] = [
     ("GET", "/_ping", ping),
     ("GET", "/version", version),
     ("GET", "/info", info),
+    ("GET", "/events", stream_events),
     *containers.ROUTES,
     *execs.ROUTES,
     ("GET", "/images/json", list_images),
