@@ -223,3 +223,37 @@ def test_network_ls_lists_the_pre_defined_networks(ctl: Manager) -> None:
     assert {("bridge", "bridge"), ("host", "host"), ("none", "null")} <= rows
     for name in ("host", "none"):
         assert ctl("network", "rm", name, check=False).returncode != 0
+
+
+def test_stop_frees_the_published_host_port(ctl: Manager) -> None:
+    """docker gives a stopped container's host ports back: another container may take one,
+    and the first one's next start publishes it again once it is free."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctl("run", "-d", "--name", "p1", "-p", f"127.0.0.1:{port}:80", ctl.httpd)
+    ctl("stop", "-t", "0", "p1")
+    ctl("run", "-d", "--name", "p2", "-p", f"127.0.0.1:{port}:80", ctl.httpd)
+    ctl("exec", "p2", "sh", "-c", "echo from p2 > /var/www/index.html")
+    assert _fetch(f"http://127.0.0.1:{port}/") == "from p2\n"
+    assert ctl("start", "p1", check=False).returncode != 0  # the port is p2's now
+    ctl("rm", "-f", "p2")
+    ctl("start", "p1")
+    assert _fetch(f"http://127.0.0.1:{port}/") == "hello from ocirt\n"
+
+
+def _fetch(url: str) -> str:
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as reply:
+                return str(reply.read().decode())
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)

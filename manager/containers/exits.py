@@ -53,6 +53,17 @@ def _record_exit(ctx: Context, c: Container) -> bool:
     return True
 
 
+def _free_ports(ctx: Context, c: Container) -> None:
+    """A stopped container gives its published host ports back, as docker's do (the next
+    start publishes them again); its namespace and address stay until it is removed."""
+    from ocirt.manager.containers import networking
+
+    if networking.uses_bridge(c.options.network):
+        from ocirt.manager.network import service
+
+        service.unpublish(ctx.root, c.id)
+
+
 def _runtime_running(ctx: Context, c: Container) -> bool:
     done = ctx.run("state", c.id, check=False)
     return done.returncode == 0 and json.loads(done.stdout).get("status") in ("running", "paused")
@@ -76,6 +87,7 @@ def _after_exit(ctx: Context, c: Container) -> None:
             c.state = c.state.to(ContainerState.EXITED)
     with db.transaction(conn):
         store.save(conn, c)
+    _free_ports(ctx, c)
     if opts.auto_remove:
         from ocirt.manager.containers import teardown
 
