@@ -11,32 +11,31 @@ import json
 import secrets
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ocirt.manager import db, formats
+from ocirt.manager import db
+from ocirt.manager.containers import create as creating
 from ocirt.manager.containers import (
-    copy,
     exits,
     flags,
     layout,
     logs,
     options,
-    present,
     remove,
     start,
-    stats,
     status,
     store,
     units,
 )
-from ocirt.manager.containers import create as creating
 from ocirt.manager.containers import spec as specmod
 from ocirt.manager.containers import stop as stopping
 from ocirt.manager.containers.attach import attach_container, run_foreground
 from ocirt.manager.containers.runtime import Context
 from ocirt.manager.errors import ManagerError
-from ocirt.manager.gotemplate import Record
 from ocirt.shim.logs import DRIVERS as LOG_DRIVERS
+
+if TYPE_CHECKING:
+    from ocirt.manager.gotemplate import Record
 
 
 def ctx_of(args: argparse.Namespace) -> Context:
@@ -153,6 +152,9 @@ def matches(c: store.Container, filters: list[str]) -> bool:
 
 
 def cmd_ps(args: argparse.Namespace) -> int:
+    from ocirt.manager import formats
+    from ocirt.manager.containers import present
+
     every = args.all or any(f.startswith("status=") for f in args.filter)  # as docker does
     rows = [c for c in status.listing(ctx_of(args)) if (every or c.state.live) and matches(c, args.filter)]
     if args.quiet:
@@ -244,6 +246,8 @@ def cmd_exec(args: argparse.Namespace) -> int:
 def cmd_inspect(args: argparse.Namespace) -> int:
     """docker's top-level inspect: containers, then images, networks and volumes (or the one
     ``--type``); what is found is printed, and a missing one fails with status 1 after it."""
+    from ocirt.manager import formats
+
     ctx = ctx_of(args)
     docs, missing = [], []
     for ref in args.containers:
@@ -287,6 +291,7 @@ def _image_document(ctx: Context, ref: str) -> dict[str, Any] | None:
 
 
 def _network_document(ctx: Context, ref: str) -> dict[str, Any] | None:
+    from ocirt.manager.containers import present
     from ocirt.manager.network import service
     from ocirt.manager.network import store as netstore
 
@@ -296,6 +301,7 @@ def _network_document(ctx: Context, ref: str) -> dict[str, Any] | None:
 
 
 def _volume_document(ctx: Context, ref: str) -> dict[str, Any] | None:
+    from ocirt.manager.containers import present
     from ocirt.manager.volumes import store as volstore
 
     vol = volstore.find(db.connect(ctx.root), ref)
@@ -312,6 +318,7 @@ _LOOKUP: dict[str, Callable[[Context, str], dict[str, Any] | None]] = {
 
 def _inspect_document(ctx: Context, c: store.Container) -> dict[str, Any]:
     """What docker shows: the image's config merged in, the joined networks' ids and gateways."""
+    from ocirt.manager.containers import present
     from ocirt.manager.images import service as images
     from ocirt.manager.network import store as netstore
 
@@ -339,6 +346,9 @@ def cmd_top(args: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
+    from ocirt.manager import formats
+    from ocirt.manager.containers import stats
+
     ctx = ctx_of(args)
     while True:
         wanted = [_get(ctx, ref) for ref in args.containers] or status.listing(ctx)
@@ -368,6 +378,9 @@ STATS_HEADERS = {
 
 def stats_context(r: dict[str, Any]) -> Record:
     """What ``stats --format`` templates see: docker's stats context, every field a string."""
+    from ocirt.manager.containers import stats
+    from ocirt.manager.gotemplate import Record
+
     h = stats.human
     return Record(
         "*formatter.statsContext",
@@ -401,6 +414,8 @@ def cmd_wait(args: argparse.Namespace) -> int:
 
 
 def cmd_port(args: argparse.Namespace) -> int:
+    from ocirt.manager.containers import present
+
     c = _get(ctx_of(args), args.container)
     for p in present.ports(c):
         key = f"{p['container_port']}/{p['protocol']}"
@@ -410,6 +425,8 @@ def cmd_port(args: argparse.Namespace) -> int:
 
 
 def cmd_cp(args: argparse.Namespace) -> int:
+    from ocirt.manager.containers import copy
+
     ctx = ctx_of(args)
     src_ref, src = copy.split_ref(args.source)
     dst_ref, dst = copy.split_ref(args.dest)

@@ -8,7 +8,6 @@ each start (its network namespace and ``container:`` peers exist only then).
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import sqlite3
 import sys
@@ -47,7 +46,7 @@ def create(ctx: Context, opts: CreateOptions, tls_verify: bool = True) -> Contai
     inherited = _volumes_from(conn, opts.volumes_from)
     planned = mounts.requested(opts, list(defaults.volumes), inherited)
     c = Container(
-        secrets.token_hex(32),
+        os.urandom(32).hex(),
         names.check(opts.name) if opts.name else names.generate(),
         opts.image,
         rec.id,

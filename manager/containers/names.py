@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import os
 import re
-import secrets
 
 from ocirt.manager.errors import ManagerError
 
@@ -26,4 +26,7 @@ def check(name: str) -> str:
 
 def generate() -> str:
     """Random enough that two concurrent ``run``s rarely collide; the UNIQUE column decides."""
-    return f"{secrets.choice(_ADJECTIVES)}_{secrets.choice(_NOUNS)}_{secrets.token_hex(3)}"
+    pick = int.from_bytes(os.urandom(4))  # os.urandom, not secrets: that costs OpenSSL's import
+    adjective = _ADJECTIVES[pick % len(_ADJECTIVES)]
+    noun = _NOUNS[pick // len(_ADJECTIVES) % len(_NOUNS)]
+    return f"{adjective}_{noun}_{os.urandom(3).hex()}"

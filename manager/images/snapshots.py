@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import shutil
 import time
-import uuid
 
 from ocirt.manager import db
 from ocirt.manager.errors import ManagerError
@@ -87,7 +86,7 @@ def unpack_layer(
         from ocirt.manager.images import layers
 
         below = lowers(root, chain[:-1])
-        tmp = _dir(root, f"tmp-{uuid.uuid4().hex}")
+        tmp = _dir(root, f"tmp-{os.urandom(16).hex()}")
         os.makedirs(os.path.join(tmp, "fs"), mode=0o700)
         os.chmod(os.path.join(tmp, "fs"), 0o755)
         where = f"layer {layer.digest}"

@@ -7,7 +7,6 @@ so removing a container is what frees its volumes, and nothing can drift out of 
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import sqlite3
 import subprocess
@@ -27,7 +26,7 @@ def volume_dir(root: str, name: str) -> str:
 def create(root: str, name: str | None = None, labels: dict[str, str] | None = None) -> Volume:
     """A named volume (existing: returned as is), or an anonymous one when ``name`` is None."""
     anonymous = name is None
-    vol_name = secrets.token_hex(32) if name is None else name
+    vol_name = os.urandom(32).hex() if name is None else name
     check_name(vol_name, "volume")
     conn = db.connect(root)
     with db.transaction(conn):
