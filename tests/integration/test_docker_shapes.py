@@ -119,10 +119,9 @@ def test_container_inspect_has_dockers_shape(pair: Pair) -> None:
     theirs = json.loads(pair.docker("inspect", "shape1").ok().stdout)[0]
     ours = json.loads(pair.ocirtctl("inspect", "shape1").ok().stdout)[0]
     assert differences(ours["State"], theirs["State"]) == []
-    assert (ours["State"]["Status"], ours["State"]["Pid"]) == (
-        theirs["State"]["Status"],
-        theirs["State"]["Pid"],
-    )
+    stopped = ("Status", "Running", "Pid", "ExitCode", "OOMKilled", "Error")
+    assert {k: ours["State"][k] for k in stopped} == {k: theirs["State"][k] for k in stopped}
+    assert ours["State"]["FinishedAt"] > ours["State"]["StartedAt"] > "0001"
 
 
 def test_list_json_keys_and_templates_match(pair: Pair) -> None:
@@ -288,3 +287,15 @@ def test_ps_json_values_match(pair: Pair, tmp_path: Any) -> None:
     same = ("Command", "Image", "Labels", "LocalVolumes", "Mounts", "Names", "Networks", "State")
     assert {k: rows[1][k] for k in same} == {k: rows[0][k] for k in same}
     assert rows[1]["Status"].startswith("Up ") and rows[0]["Status"].startswith("Up ")
+
+
+def test_created_container_has_dockers_shape(pair: Pair) -> None:
+    """Never started: docker's zero pid and times, the network named but not joined."""
+    pair.docker("create", "--runtime", "under-test", "--name", "shape7", IMAGE, "true").ok()
+    pair.ocirtctl("create", "--name", "shape7", IMAGE, "true").ok()
+    theirs, ours = (json.loads(r.ok().stdout)[0] for r in pair.both("inspect", "shape7"))
+    assert differences(ours, theirs) == []
+    for key in ("Status", "Running", "Pid", "ExitCode", "StartedAt", "FinishedAt"):
+        assert ours["State"][key] == theirs["State"][key], key
+    assert list(ours["NetworkSettings"]["Networks"]) == list(theirs["NetworkSettings"]["Networks"])
+    assert ours["NetworkSettings"]["IPAddress"] == theirs["NetworkSettings"]["IPAddress"] == ""
