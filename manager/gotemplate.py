@@ -78,6 +78,24 @@ def _action_tokens(src: str, start: int, end: int, line: int) -> list[_Tok]:
     return out
 
 
+def _closing(src: str, i: int) -> int:
+    """Where the action from ``i`` ends: the first ``}}`` outside a quoted literal."""
+    quote = ""
+    while i < len(src):
+        ch = src[i]
+        if quote:
+            if ch == "\\" and quote != "`":
+                i += 1
+            elif ch == quote:
+                quote = ""
+        elif ch in "\"`'":
+            quote = ch
+        elif src.startswith("}}", i):
+            return i
+        i += 1
+    return -1
+
+
 # ---------------------------------------------------------------- the tree
 
 
@@ -195,7 +213,7 @@ class _Parser:
                 a += 1
             if end > start:
                 yield ("text", start, end)
-            close = src.find("}}", a)
+            close = _closing(src, a)
             if src.startswith("/*", self._skip_space(a)):
                 close = src.find("*/", a)
                 close = -1 if close < 0 else src.find("}}", close)
@@ -205,8 +223,6 @@ class _Parser:
                 raise self.fail(j, "unclosed action")
             trim_next = src[close - 1] == "-" and close - 2 >= a and src[close - 2] in _TRIM
             inner_end = close - 1 if trim_next else close
-            if "\n" in src[a:inner_end] and not src[self._skip_space(a) :].startswith("/*"):
-                raise self.fail(j, "unclosed action")
             yield ("action", a, inner_end)
             i = close + 2
 

@@ -87,6 +87,7 @@ def render(text: str, data: Any = CONTAINER) -> str:
         ("{{/* a comment */}}x", "x"),
         ("{{- /* a comment */ -}} x", "x"),
         ("{{$n := .Name}}{{$n}}{{$n = 1}}{{$n}}", "/web1"),
+        ('{{"}}"}} {{`{{x}}`}} {{printf "%s}}" "a"}}', "}} {{x}} a}}"),
         ('{{-3}} {{`raw\\n`}} {{"esc\\t"}} {{true}}', "-3 raw\\n esc\t true"),
         ('{{range .Args}}{{if eq . "sleep 9"}}{{break}}{{end}}[{{.}}]{{end}}', "[-c]"),
         ('{{range .Args}}{{if eq . "-c"}}{{continue}}{{end}}[{{.}}]{{end}}', "[sleep 9]"),
@@ -173,6 +174,8 @@ DOCKER_CASES = [
     '{{with .Endpoints.docker}}{{.Host}}{{end}} {{join (split .Name "c") "+"}} {{index (split .Name "c") 1}}',
     "{{.Endpoints.docker.SkipTLSVerify}} {{not .Endpoints.docker.SkipTLSVerify}} {{1e6}} {{1234567.5}}",
     'a {{- .Name -}} b {{/* c */}} {{$x := .Name}}{{$x}}{{println}}{{print 1 2 "s" 3}}',
+    '{{.Name\n}} {{if eq .Name\n "tctx"}}y{{end}} {{range $i, $c := split .Name "t"}}{{$i}}{{break}}{{end}}',
+    '{{range $i, $c := split .Name ""}}{{if eq $c "c"}}{{continue}}{{end}}{{$i}}{{$c}}{{end}}',
 ]
 
 
