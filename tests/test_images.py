@@ -746,8 +746,10 @@ def test_bearer_tokens_over_https(ctl: Ctl, tmp_path: Any) -> None:
         img = images.write_layout(layout, [images.busybox_layer().bytes()], tag="t")
         ref = reg.ref("private/busybox:t")
         images.push(layout, "t", ref, reg)
-        verified = ctl("pull", ref, ok=False)
-        assert "CERTIFICATE_VERIFY_FAILED" in verified.stderr and verified.stderr.count("\n") == 1
+        # loopback is an insecure registry by default, as docker's: the self-signed
+        # certificate is not checked, so the refusal is the registry's own 401
+        unverified = ctl("pull", ref, ok=False)
+        assert "401" in unverified.stderr and unverified.stderr.count("\n") == 1
         anonymous = ctl("pull", "--tls-verify=false", ref, ok=False)
         assert "401" in anonymous.stderr and "Traceback" not in anonymous.stderr
         ctl("login", "-u", "tester", "-p", "s3cret", "--tls-verify=false", reg.host)
@@ -810,3 +812,25 @@ def test_each_command_loads_only_its_group(tmp_path: Any) -> None:
     assert len(done.stderr.splitlines()) == 1, done.stderr
     done = subprocess.run([OCIRTCTL, "--root", str(tmp_path), "volume"], capture_output=True, text=True)
     assert done.returncode == 2 and "pull" in done.stderr  # the help lists every group's commands
+
+
+def test_loopback_registry_is_insecure_by_default(tmp_path: Any, busybox: tuple[str, images.Image]) -> None:
+    """docker treats 127.0.0.0/8 as an insecure registry: a plain-HTTP one on loopback pulls
+    with no --tls-verify=false; other hosts keep TLS verified."""
+    from ocirt.manager.images.registry.client import insecure_by_default
+
+    ref, _ = busybox
+    root = str(tmp_path / "root")
+    done = subprocess.run(
+        [OCIRTCTL, "--root", root, "pull", ref], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    listed = subprocess.run([OCIRTCTL, "--root", root, "images", "--format", "{{.Repository}}:{{.Tag}}"],
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert ref in listed.stdout.split()
+    assert [
+        insecure_by_default(h) for h in ("127.0.0.1:5000", "127.1.2.3", "[::1]:5000", "localhost:5000")
+    ] == [True] * 4
+    assert not any(
+        insecure_by_default(h) for h in ("10.0.0.1:5000", "registry.example:443", "[2001:db8::1]:5000")
+    )

@@ -2,7 +2,7 @@
 
 Scheme: HTTPS verified against the system CA store; with ``tls_verify=False`` HTTPS without
 verification, falling back to plain HTTP when the server does not speak TLS (how podman
-treats ``--tls-verify=false``, and what a ``127.0.0.1:PORT`` test registry needs).
+treats ``--tls-verify=false``), which is also the default for a loopback registry, as docker's.
 Every request carries the scope it needs; a 401 is answered once by the auth module
 (Basic or Bearer) and the header is remembered per scope.
 
@@ -52,15 +52,28 @@ class Response:
         return self.raw.read(n) if n >= 0 else self.raw.read()
 
 
+def insecure_by_default(host: str) -> bool:
+    """docker's default insecure registries: a loopback address (127.0.0.0/8, ::1) or
+    ``localhost``, with or without a port; for these TLS is tried unverified, then plain HTTP."""
+    name = host.rsplit(":", 1)[0] if host.count(":") == 1 or host.startswith("[") else host
+    name = name.strip("[]")
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
 class Client:
     def __init__(self, domain: str, *, tls_verify: bool = True, authfile: str | None = None) -> None:
         self.domain = domain
         self.host = "registry-1.docker.io" if domain == "docker.io" else domain
-        self.tls_verify = tls_verify
+        self.tls_verify = tls_verify and not insecure_by_default(self.host)
         self.creds = auth.credentials(domain, authfile)
         self.scheme = "https"
         self._ssl = ssl.create_default_context()
-        if not tls_verify:
+        if not self.tls_verify:
             self._ssl = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
             self._ssl.check_hostname = False
             self._ssl.verify_mode = ssl.CERT_NONE
@@ -99,7 +112,12 @@ class Client:
         except (ssl.SSLError, ConnectionError, http.client.HTTPException, OSError) as exc:
             self.drop_connection()
             if self.tls_verify or self.scheme != "https":
-                raise ManagerError(f"registry {self.domain}: {exc}") from None
+                hint = (
+                    " (a registry without a trusted certificate needs --tls-verify=false)"
+                    if self.tls_verify
+                    else ""
+                )
+                raise ManagerError(f"registry {self.domain}: {exc}{hint}") from None
             self.scheme = "http"
             try:
                 resp = self._send("GET", "/v2/", {}, None)
