@@ -46,7 +46,7 @@ def print_list(fmt: str | None, rows: Sequence[Any], headers: dict[str, str], de
 
 def print_inspect(fmt: str, docs: Sequence[Any]) -> None:
     """``inspect -f``: the template over each document, each followed by a newline; on a
-    failure what was rendered is printed first (a lone newline if nothing), as docker does."""
+    failure what was rendered is printed first; a lone newline if nothing was, as docker's."""
     tmpl = _parse(fmt, "template parsing error", exit_code=INSPECT_PARSE_FAILED)
     out = []
     for doc in docs:
@@ -55,7 +55,7 @@ def print_inspect(fmt: str, docs: Sequence[Any]) -> None:
         except gotemplate.TemplateError as exc:
             print("".join(out) or "\n", end="")
             raise ManagerError(f"Template parsing error: {exc}", TEMPLATE_FAILED) from None
-    print("".join(out), end="")
+    print("".join(out) or "\n", end="")
 
 
 def _parse(text: str, prefix: str, exit_code: int = TEMPLATE_FAILED) -> gotemplate.Template:

@@ -159,6 +159,7 @@ def _container_group(sub: Sub) -> None:
     group: argparse.ArgumentParser = sub.add_parser("container", help="container management")
     inner = group.add_subparsers(dest="container_command", metavar="COMMAND")
     _commands(inner)
+    inner.choices["inspect"].set_defaults(type="container")  # docker container inspect: containers only
     p = inner.add_parser("prune", help="remove every stopped container")
     p.add_argument("-f", "--force", action="store_true", help="do not ask (never asks anyway)")
     p.set_defaults(func=cmd_prune)

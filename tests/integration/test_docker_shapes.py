@@ -153,6 +153,9 @@ def test_list_json_keys_and_templates_match(pair: Pair) -> None:
     "args",
     [
         ["inspect", "no-such-object"],
+        ["inspect", "-f", "{{.Id}}", "no-such-object"],
+        ["container", "inspect", "no-such-object"],
+        ["inspect", "--type", "volume", "shape3"],
         ["inspect", "-f", "{{.State.Nope}}", "shape3"],
         ["inspect", "-f", "{{if}}", "shape3"],
         ["ps", "--format", "{{.Nope}}"],
