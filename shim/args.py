@@ -8,6 +8,7 @@ from ocirt.shim.logs import DEFAULT_DRIVER, DRIVERS
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from typing import Any
 
 PROG = "ocirt-shim"
 
@@ -22,6 +23,8 @@ class Options:
         "delete_on_exit",
         "exit_command",
         "exit_command_args",
+        "health_command",
+        "healthcheck",
         "id",
         "log_driver",
         "log_info",
@@ -50,6 +53,8 @@ class Options:
         self.log_max_file = 1
         self.log_opts: dict[str, str] = {}
         self.log_info: dict[str, str] = {}
+        self.healthcheck: dict[str, Any] | None = None
+        self.health_command: list[str] = []
         self.tty = False
         self.stdin = False
         self.exit_command: str | None = None
@@ -72,6 +77,8 @@ _VALUES = {
     "log-max-file",
     "log-opt",
     "log-info",
+    "healthcheck",
+    "health-command-arg",
     "exit-command",
     "exit-command-arg",
     "sync-fd",
@@ -120,6 +127,10 @@ def _set(opts: Options, name: str, value: str) -> None:
         raise UsageError(f"--{name} must not be empty")
     if name == "exit-command-arg":
         opts.exit_command_args.append(value)
+    elif name == "health-command-arg":
+        opts.health_command.append(value)
+    elif name == "healthcheck":
+        opts.healthcheck = _healthcheck(value)
     elif name in ("log-opt", "log-info"):
         key, eq, text = value.partition("=")
         if not eq or not key:
@@ -131,6 +142,23 @@ def _set(opts: Options, name: str, value: str) -> None:
         opts.__setattr__(name.replace("-", "_"), _int(name, value, 1 if name == "log-max-file" else 0))
     else:
         setattr(opts, name.replace("-", "_"), value)
+
+
+def _healthcheck(text: str) -> dict[str, Any]:
+    """docker's HealthConfig as JSON, every field present (the manager fills the defaults)."""
+    from ocirt.foundation import fastjson
+
+    try:
+        doc = fastjson.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"--healthcheck: invalid JSON: {exc}") from None
+    test = doc.get("Test") if isinstance(doc, dict) else None
+    if not (isinstance(test, list) and len(test) >= 2 and test[0] in ("CMD", "CMD-SHELL")):
+        raise UsageError('--healthcheck: Test must be ["CMD", ...] or ["CMD-SHELL", command]')
+    for key in ("Interval", "Timeout", "StartPeriod", "Retries"):
+        if not isinstance(doc.get(key), int) or doc[key] < 0:
+            raise UsageError(f"--healthcheck: {key} must be a number of at least 0")
+    return dict(doc)
 
 
 def _int(name: str, value: str, low: int) -> int:

@@ -60,6 +60,8 @@ class ShimOptions:
     log_max_file: int = 1
     log_opts: dict[str, str] = field(default_factory=dict)  # a sending driver's options
     log_info: dict[str, str] = field(default_factory=dict)  # the container as its messages name it
+    healthcheck: dict[str, Any] | None = None  # docker's HealthConfig, defaults filled in
+    health_command: list[str] = field(default_factory=list)  # run with the new status appended
     tty: bool = False
     stdin: bool = False
     exit_command: str | None = None
@@ -81,6 +83,10 @@ class ShimOptions:
             args += ["--log-opt", f"{key}={value}"]
         for key, value in self.log_info.items():
             args += ["--log-info", f"{key}={value}"]
+        if self.healthcheck:
+            args += ["--healthcheck", json.dumps(self.healthcheck)]
+            for arg in self.health_command:
+                args += ["--health-command-arg", arg]
         if self.exit_command:
             args += ["--exit-command", self.exit_command]
             for arg in self.exit_command_args:

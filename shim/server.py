@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from ocirt.shim.args import Options
+    from ocirt.shim.health import Health
 
 FLUSH_GRACE = 2.0  # seconds to hand attached clients their last output after the exit
 
@@ -61,6 +62,7 @@ class Shim:
         self.execs: dict[int, Exec] = {}
         self.reaped: dict[int, int] = {}
         self.exec_seq = 0
+        self.health: Health | None = None
         self.server: _socket.socket | None = None
         self.finish_at = 0.0
 
@@ -174,7 +176,14 @@ class Shim:
             self.runtime.call("start", self.opts.id)
         except RuntimeFailed as exc:
             raise Failed(str(exc)) from None
+        self._started()
+
+    def _started(self) -> None:
         self.started = True
+        if self.opts.healthcheck:
+            from ocirt.shim.health import Health
+
+            self.health = Health(self, self.opts.healthcheck, self.opts.health_command)
 
     def _listen(self) -> None:
         self.server = listen(protocol.SOCKET_NAME)
@@ -271,10 +280,15 @@ class Shim:
     def run(self) -> None:
         while not self._finished():
             timeout = 0.1 if self.exit is not None else -1
+            health = self.health if self.exit is None else None
+            if health is not None:
+                timeout = health.wait()
             for fd, events in self.ep.poll(timeout):
                 handler = self.handlers.get(fd)
                 if handler is not None:
                     handler(events)
+            if health is not None:
+                health.tick()
 
     def _finished(self) -> bool:
         if self.exit is None:
@@ -345,7 +359,7 @@ class Shim:
         if self.started or self.exit is not None:
             raise RequestError(f"container {self.opts.id} is {self.status()}, not created")
         self.runtime.call("start", self.opts.id)
-        self.started = True
+        self._started()
         conn.reply({"ok": True}, close=True)
 
     def op_kill(self, conn: Conn, req: dict[str, Any]) -> None:

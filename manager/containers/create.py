@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from ocirt.manager import db
-from ocirt.manager.containers import layout, mounts, names, store
+from ocirt.manager.containers import health, layout, mounts, names, store
 from ocirt.manager.containers.options import CreateOptions
 from ocirt.manager.containers.runtime import Context
 from ocirt.manager.containers.store import Container
@@ -68,6 +68,7 @@ def create(ctx: Context, opts: CreateOptions, tls_verify: bool = True) -> Contai
             "log_path": layout.log_path(ctx.root, c.id),
             "exposed": list(dict.fromkeys([*defaults.exposed_ports, *opts.expose])),
             "stop_signal": opts.stop_signal or defaults.stop_signal,
+            "healthcheck": health.effective(config, opts.healthcheck),
         }
         with db.transaction(conn):
             store.save(conn, c)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from ocirt.manager.containers import options, units
 from ocirt.manager.containers.options import CreateOptions
@@ -62,6 +63,11 @@ _VALUES = (
     (("--cgroupns",), "cgroupns", "cgroup namespace: host or private"),
     (("--shm-size",), "shm_size", "size of /dev/shm (default 64m)"),
     (("--cidfile",), "cidfile", "write the container id to this file"),
+    (("--health-cmd",), "health_cmd", "command run in the container to check its health"),
+    (("--health-interval",), "health_interval", "time between checks (ms|s|m|h, default 30s)"),
+    (("--health-timeout",), "health_timeout", "longest a check may run (default 30s)"),
+    (("--health-start-period",), "health_start_period", "grace before failures count (default 0s)"),
+    (("--health-retries",), "health_retries", "failures in a row that make it unhealthy (default 3)"),
 )
 # flags docker has that need what this host or ocirtctl lacks: refused, never ignored
 REFUSED = {
@@ -89,6 +95,7 @@ _BOOLS = (
     (("--read-only",), "read_only", "read-only root filesystem"),
     (("-P", "--publish-all"), "publish_all", "publish every exposed port"),
     (("--oom-kill-disable",), "oom_kill_disable", "do not OOM-kill the container"),
+    (("--no-healthcheck",), "no_healthcheck", "disable the image's HEALTHCHECK"),
 )
 
 
@@ -204,7 +211,41 @@ def _plumbing(ns: argparse.Namespace, opts: CreateOptions) -> None:
     opts.extra_hosts = [options.extra_host(t) for t in ns.add_host]
     opts.expose = [e for t in ns.expose for e in options.exposed(t)]
     opts.volumes, opts.mounts, opts.volumes_from = list(ns.volume), list(ns.mount), list(ns.volumes_from)
+    opts.healthcheck = _healthcheck(ns)
     check_before_pull(opts)
+
+
+def _healthcheck(ns: argparse.Namespace) -> dict[str, Any]:
+    """docker's HealthConfig from the ``--health-*`` flags (nanoseconds; 0: the image's or
+    the default); ``--no-healthcheck`` is ``Test: ["NONE"]``."""
+    durations = {"Interval": ns.health_interval, "Timeout": ns.health_timeout}
+    durations["StartPeriod"] = ns.health_start_period
+    given = ns.health_cmd is not None or ns.health_retries is not None or any(durations.values())
+    if ns.no_healthcheck:
+        if given:
+            raise ManagerError("--no-healthcheck conflicts with --health-* options")
+        return {"Test": ["NONE"]}
+    out: dict[str, Any] = {}
+    if ns.health_cmd is not None:
+        out["Test"] = ["CMD-SHELL", ns.health_cmd]
+    for key, text in durations.items():
+        if text is not None:
+            flag = "--health-" + {"StartPeriod": "start-period"}.get(key, key.lower())
+            out[key] = _duration(text, flag)
+    if ns.health_retries is not None:
+        out["Retries"] = units.integer(ns.health_retries, "--health-retries", 0, 1 << 31)
+    return out
+
+
+def _duration(text: str, flag: str) -> int:
+    from ocirt.manager.timeargs import go_duration_ns
+
+    ns = go_duration_ns(text)
+    if ns is None or ns < 0:
+        raise ManagerError(f"{flag}: invalid duration {text!r} (such as 500ms, 30s, 1m)")
+    if 0 < ns < 1_000_000:
+        raise ManagerError(f"{flag}: cannot be less than 1ms")
+    return ns
 
 
 def _namespaces(ns: argparse.Namespace, opts: CreateOptions) -> None:

@@ -104,6 +104,7 @@ class CreateOptions:
     cgroupns: str = ""
     shm_size: int | None = None
     cidfile: str | None = None
+    healthcheck: dict[str, Any] = field(default_factory=dict)  # docker's HealthConfig, from flags
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))

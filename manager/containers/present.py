@@ -92,7 +92,7 @@ def inspect(
         "Created": _iso(c.created),
         "Path": args[0] if args else "",
         "Args": args[1:],
-        "State": state_of(c),
+        "State": state_of(c) | _health(root, c),
         "Image": c.image_id,
         "ResolvConfPath": os.path.join(container_dir, "resolv.conf") if container_dir else "",
         "HostnamePath": os.path.join(container_dir, "hostname") if container_dir else "",
@@ -131,6 +131,15 @@ def state_of(c: Container) -> dict[str, Any]:
         "StartedAt": _iso(c.started_at),
         "FinishedAt": _iso(c.finished_at),
     }
+
+
+def _health(root: str, c: Container) -> dict[str, Any]:
+    """docker shows ``Health`` only for a container with a healthcheck."""
+    if not c.plan.get("healthcheck"):
+        return {}
+    from ocirt.manager.containers import health, layout
+
+    return {"Health": health.state(layout.shim_dir(root, c.id, int(c.plan.get("serial", 0))))}
 
 
 def config_of(c: Container, image: dict[str, Any]) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import time
 from typing import Any
 
@@ -195,6 +196,8 @@ def _shim(ctx: Context, c: Container, no_start: bool) -> ShimHandle:
         log_max_file=int(opts.log_opts.get("max-file", "1")),
         log_opts=_sender_options(c) if LOG_DRIVERS[opts.log_driver].sink else {},
         log_info=_sender_info(c) if LOG_DRIVERS[opts.log_driver].sink else {},
+        healthcheck=c.plan.get("healthcheck"),
+        health_command=[sys.executable, "-m", "ocirt.manager.containers.health", ctx.root, c.id],
         tty=opts.tty,
         stdin=opts.interactive,
         exit_command=exit_cmd,

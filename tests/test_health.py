@@ -1,0 +1,122 @@
+"""Healthchecks: a real container whose health command flips (a file the test creates and
+removes through ``exec``) goes starting → healthy → unhealthy under docker's rules
+(``--health-retries`` failures in a row), ``State.Health`` keeps the streak and the last
+five results as docker's (Start, End, ExitCode, Output), ``health_status`` events come on
+each change, a check past its timeout counts as exit code -1, and bad flags are one line."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from support.ctl import Manager, checked, manager
+
+
+@pytest.fixture(scope="module")
+def mgr(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Manager]:
+    with manager(str(tmp_path_factory.mktemp("health"))) as m:
+        yield m
+
+
+@pytest.fixture
+def ctl(mgr: Manager) -> Iterator[Manager]:
+    with checked(mgr) as m:
+        yield m
+
+
+def health(ctl: Manager, name: str) -> dict[str, Any]:
+    doc: dict[str, Any] = ctl.inspect(name)["State"]["Health"]
+    return doc
+
+
+def wait_status(ctl: Manager, name: str, status: str, timeout: float = 30) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        doc = health(ctl, name)
+        if doc["Status"] == status:
+            return doc
+        time.sleep(0.2)
+    raise AssertionError(f"{name} never became {status}: {health(ctl, name)}")
+
+
+def test_a_flipping_check(ctl: Manager) -> None:
+    t0 = time.time()
+    check = "test -f /tmp/ok && echo fine || { echo missing; exit 1; }"
+    timing = ["--health-interval", "300ms", "--health-retries", "2", "--health-start-period", "60s"]
+    ctl(
+        "run",
+        "-d",
+        "--name",
+        "hc1",
+        "--network",
+        "none",
+        "--health-cmd",
+        check,
+        *timing,
+        ctl.httpd,
+        "sleep",
+        "120",
+    )
+    time.sleep(1)  # failures in the start period, before any success, do not count
+    doc = health(ctl, "hc1")
+    assert doc["Status"] == "starting" and doc["FailingStreak"] == 0 and doc["Log"][-1]["ExitCode"] == 1
+    ctl("exec", "hc1", "touch", "/tmp/ok")
+    doc = wait_status(ctl, "hc1", "healthy")
+    assert (
+        doc["FailingStreak"] == 0 and doc["Log"][-1]["ExitCode"] == 0 and doc["Log"][-1]["Output"] == "fine\n"
+    )
+    ctl("exec", "hc1", "rm", "/tmp/ok")
+    doc = wait_status(ctl, "hc1", "unhealthy")
+    assert doc["FailingStreak"] >= 2 and doc["Log"][-1] | {"Start": "", "End": ""} == {
+        "Start": "", "End": "", "ExitCode": 1, "Output": "missing\n"}  # fmt: skip
+    time.sleep(2)
+    doc = health(ctl, "hc1")
+    assert len(doc["Log"]) == 5 and all(e["Start"] <= e["End"] for e in doc["Log"])
+    events = ctl("events", "--since", f"{t0:.3f}", "--until", f"{time.time():.3f}", "-f", "container=hc1",
+                 "-f", "event=health_status", "--format", "{{.Action}}").stdout.split("\n")  # fmt: skip
+    assert events[:-1] == ["health_status: healthy", "health_status: unhealthy"]
+    ctl("rm", "-f", "hc1")
+
+
+def test_a_check_past_its_timeout_fails_with_minus_one(ctl: Manager) -> None:
+    timing = ["--health-interval", "200ms", "--health-timeout", "300ms", "--health-retries", "1"]
+    ctl(
+        "run",
+        "-d",
+        "--name",
+        "hc2",
+        "--network",
+        "none",
+        "--health-cmd",
+        "sleep 5",
+        *timing,
+        ctl.httpd,
+        "sleep",
+        "120",
+    )
+    doc = wait_status(ctl, "hc2", "unhealthy")
+    assert doc["Log"][-1]["ExitCode"] == -1 and "exceeded timeout" in doc["Log"][-1]["Output"]
+    ctl("rm", "-f", "hc2")
+
+
+def test_no_healthcheck_has_no_health(ctl: Manager) -> None:
+    ctl("create", "--name", "hc3", "--network", "none", "--no-healthcheck", ctl.httpd, "true")
+    assert "Health" not in ctl.inspect("hc3")["State"]
+    ctl("rm", "hc3")
+
+
+@pytest.mark.parametrize(
+    ("flags", "words"),
+    [
+        (["--health-interval", "soon"], "--health-interval: invalid duration 'soon'"),
+        (["--health-timeout", "10us"], "--health-timeout: cannot be less than 1ms"),
+        (["--health-retries", "x"], "--health-retries"),
+        (["--no-healthcheck", "--health-cmd", "true"], "--no-healthcheck conflicts with --health-* options"),
+    ],
+)
+def test_bad_health_flags_are_one_line(ctl: Manager, flags: list[str], words: str) -> None:
+    done = ctl("create", *flags, ctl.httpd, check=False)
+    assert done.returncode == 125 and words in done.stderr and len(done.stderr.splitlines()) == 1, done.stderr
+    assert ctl.ids() == []
