@@ -99,3 +99,32 @@ def test_exec_and_rm_f_events_match_dockers(pair: Pair) -> None:  # noqa: F811
         return e["Action"], sorted(attrs), attrs.get("exitCode"), attrs.get("signal")
 
     assert [shape(e) for e in ours] == [shape(e) for e in theirs]
+
+
+def healthy(run: Any, name: str) -> dict[str, Any]:
+    flags = ["--health-cmd", "echo ok", "--health-interval", "300ms", "--health-retries", "1"]
+    run("run", "-d", "--name", name, "--network", "none", *flags, IMAGE, "sh", "-c", TRAP_LOOP).ok()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        doc: dict[str, Any] = json.loads(run("inspect", name).ok().stdout)[0]
+        if doc["State"].get("Health", {}).get("Status") == "healthy":
+            return doc
+        time.sleep(0.2)
+    raise AssertionError(f"{name} never became healthy")
+
+
+def test_health_matches_dockers(pair: Pair) -> None:  # noqa: F811
+    t0 = time.time()
+    theirs, ours = (
+        healthy(pair.docker, "evh")["State"]["Health"],
+        healthy(pair.ocirtctl, "evh")["State"]["Health"],
+    )
+    assert list(ours) == list(theirs) and ours["FailingStreak"] == theirs["FailingStreak"] == 0
+    assert [list(e) for e in ours["Log"][:1]] == [list(e) for e in theirs["Log"][:1]]
+    assert (ours["Log"][0]["ExitCode"], ours["Log"][0]["Output"]) == (0, "ok\n") == (
+        theirs["Log"][0]["ExitCode"], theirs["Log"][0]["Output"])  # fmt: skip
+    window = ("--since", f"{t0:.3f}", "--until", f"{time.time():.3f}", "-f", "event=health_status")
+    for run in (pair.docker, pair.ocirtctl):
+        out = run("events", *window, "-f", "container=evh", "--format", "{{.Action}}").ok().stdout
+        assert out == "health_status: healthy\n"
+        run("rm", "-f", "evh").ok()
