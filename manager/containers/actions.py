@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import secrets
+import os
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -225,7 +225,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
 
         uid, gid, _ = resolve_user(c.plan["rootfs"], args.user)
         args.user = f"{uid}:{gid}"
-    exec_id = {"execID": secrets.token_hex(32)}  # docker's exec events name the exec by it
+    exec_id = {"execID": os.urandom(32).hex()}  # docker's exec events name the exec by it
     shown = " ".join(args.command)
     store.event(ctx.root, c, f"exec_create: {shown}", exec_id)
     store.event(ctx.root, c, f"exec_start: {shown}", exec_id)

@@ -70,8 +70,6 @@ def _runtime_running(ctx: Context, c: Container) -> bool:
 
 
 def _after_exit(ctx: Context, c: Container) -> None:
-    from ocirt.manager.containers import start
-
     conn = db.connect(ctx.root)
     opts = c.options
     if restart.should_restart(
@@ -80,6 +78,8 @@ def _after_exit(ctx: Context, c: Container) -> None:
         c.restart_count += 1
         with db.transaction(conn):
             store.save(conn, c)
+        from ocirt.manager.containers import start  # a restart only: start costs ~40 modules
+
         try:
             start.launch_locked(ctx, c)
             return

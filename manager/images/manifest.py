@@ -6,7 +6,7 @@ Pure functions over parsed JSON: the pull and push code decides what to fetch fr
 from __future__ import annotations
 
 import json
-import platform as host_platform
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -140,7 +140,7 @@ _ARCH = {
 
 def host() -> str:
     """The host's platform in ``os/arch[/variant]`` form, what an index is matched against."""
-    machine = host_platform.machine()
+    machine = os.uname().machine  # what platform.machine() reads, without its import
     arch = _ARCH.get(machine, machine)
     if arch == "arm64":
         return "linux/arm64/v8"
