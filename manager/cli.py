@@ -29,7 +29,7 @@ _BY_GROUP = {
     "start stats stop top unpause update wait",
     "network": "network",
     "volumes": "volume",
-    "system": "events system",
+    "system": "events system info version",
 }
 COMMANDS = {name: group for group, names in _BY_GROUP.items() for name in names.split()}
 _VALUED = ("--root", "--runtime")  # the global options that take a value

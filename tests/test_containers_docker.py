@@ -257,3 +257,18 @@ def _fetch(url: str) -> str:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
+
+
+def test_info_and_version_as_docker_scripts_read_them(ctl: Manager) -> None:
+    """Counts against what was made here, the host's facts from the host, the platform from dpkg."""
+    import subprocess
+
+    ctl("create", "--name", "counted", ctl.httpd)
+    info = ctl("info", "-f", "{{.Containers}} {{.ContainersStopped}} {{.NCPU}} {{.Name}} {{.DockerRootDir}}")
+    assert info.stdout.split() == ["1", "1", str(os.cpu_count()), os.uname().nodename, ctl.root]
+    assert ctl("system", "info", "-f", "{{.LoggingDriver}}").stdout == "json-file\n"
+    assert "Containers: 1" in ctl("info").stdout.splitlines()[1]
+    arch = subprocess.run(["dpkg", "--print-architecture"], capture_output=True, text=True, check=True).stdout
+    platform = ctl("version", "-f", "{{.Client.Os}}/{{.Client.Arch}} {{.Server.Os}}/{{.Server.Arch}}").stdout
+    assert platform.split() == [f"linux/{arch.strip()}"] * 2
+    assert ctl("version", "-f", "{{.Server.APIVersion}}").stdout.strip().startswith("1.")

@@ -40,6 +40,7 @@ OMITTED: dict[str, str] = {
     "completion": "cobra's shell completion scripts; argparse makes none, and scripts never call it",
     "manifest": "experimental in docker 20.10 (off unless the CLI is in experimental mode)",
     "search": "asks Docker Hub's search API; ocirtctl talks to no registry it is not pointed at",
+    "version --kubeconfig": "Kubernetes orchestrator versions (docker stack, out of scope)",
     "--disable-content-trust": "content trust is Notary, part of docker trust (out of scope)",
     "network create --attachable": SWARM,
     "network create --ingress": SWARM,
@@ -51,7 +52,7 @@ OMITTED: dict[str, str] = {
     "volume create --driver": "only the local driver exists: volume plugins are out of scope",
 }
 for _gap in (
-    "diff", "export", "container diff", "container export", "info", "version", "system df", "system info",
+    "diff", "export", "container diff", "container export", "system df",
     "system prune", "history --human", "import --platform", "images --filter", "image prune --filter",
     "container prune --filter",
     "rmi --no-prune", "network connect --ip6", "network connect --link", "network connect --link-local-ip",

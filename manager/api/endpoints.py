@@ -35,6 +35,11 @@ def ping(ctx: Context, req: Request) -> Reply:
 
 
 def version(ctx: Context, req: Request) -> Reply:
+    return Reply(200, version_document())
+
+
+def version_document() -> dict[str, Any]:
+    """The Engine's ``/version``; ``ocirtctl version`` shows it as docker's Server part."""
     uname = os.uname()
     details = {
         "ApiVersion": API_VERSION,
@@ -49,72 +54,74 @@ def version(ctx: Context, req: Request) -> Reply:
     }
     engine = {"Name": "Engine", "Version": VERSION, "Details": details}
     body: dict[str, Any] = {"Platform": {"Name": "ocirt"}, "Components": [engine], "Version": VERSION}
-    return Reply(200, {**body, **details, "Experimental": False})
+    return {**body, **details, "Experimental": False}
 
 
 def info(ctx: Context, req: Request) -> Reply:
+    return Reply(200, info_document(ctx))
+
+
+def info_document(ctx: Context) -> dict[str, Any]:
+    """The Engine's ``/info``, which ``ocirtctl info`` prints too."""
     listing = status.listing(ctx)
     count = {s: sum(1 for c in listing if c.state is s) for s in ContainerState}
     uname = os.uname()
-    return Reply(
-        200,
-        {
-            "ID": "",
-            "Name": socket.gethostname(),
-            "Containers": len(listing),
-            "ContainersRunning": count[ContainerState.RUNNING],
-            "ContainersPaused": count[ContainerState.PAUSED],
-            "ContainersStopped": len(listing) - count[ContainerState.RUNNING] - count[ContainerState.PAUSED],
-            "Images": len(images.list_images(ctx.root)),
-            "Driver": "overlay2",
-            "DriverStatus": [],
-            "Plugins": {
-                "Volume": ["local"],
-                "Network": ["bridge", "host", "macvlan", "none"],
-                "Log": ["json-file", "k8s-file", "none"],
-            },
-            "MemoryLimit": True,
-            "SwapLimit": True,
-            "CpuCfsPeriod": True,
-            "CpuCfsQuota": True,
-            "CPUShares": True,
-            "CPUSet": True,
-            "PidsLimit": True,
-            "IPv4Forwarding": True,
-            "Debug": False,
-            "NFd": len(os.listdir("/proc/self/fd")),
-            "NGoroutines": 0,
-            "SystemTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "LoggingDriver": "json-file",
-            "CgroupDriver": "cgroupfs",
-            "CgroupVersion": "2" if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else "1",
-            "NEventsListener": 0,
-            "KernelVersion": uname.release,
-            "OperatingSystem": _os_name(),
-            "OSVersion": "",
-            "OSType": "linux",
-            "Architecture": uname.machine,
-            "IndexServerAddress": "https://index.docker.io/v1/",
-            "RegistryConfig": {"IndexConfigs": {}, "InsecureRegistryCIDRs": ["127.0.0.0/8"], "Mirrors": []},
-            "NCPU": os.cpu_count() or 1,
-            "MemTotal": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
-            "DockerRootDir": ctx.root,
-            "Labels": [],
-            "ExperimentalBuild": False,
-            "ServerVersion": VERSION,
-            "Runtimes": {"ocirt": {"path": ctx.runtime}},
-            "DefaultRuntime": "ocirt",
-            "Swarm": {"LocalNodeState": "inactive", "ControlAvailable": False, "NodeID": "", "NodeAddr": ""},
-            "LiveRestoreEnabled": True,  # the shims keep containers running without the service
-            "Isolation": "",
-            "InitBinary": "",
-            "ContainerdCommit": {"ID": ""},
-            "RuncCommit": {"ID": ""},
-            "InitCommit": {"ID": ""},
-            "SecurityOptions": ["name=seccomp,profile=builtin"],
-            "Warnings": [],
+    return {
+        "ID": "",
+        "Name": socket.gethostname(),
+        "Containers": len(listing),
+        "ContainersRunning": count[ContainerState.RUNNING],
+        "ContainersPaused": count[ContainerState.PAUSED],
+        "ContainersStopped": len(listing) - count[ContainerState.RUNNING] - count[ContainerState.PAUSED],
+        "Images": len(images.list_images(ctx.root)),
+        "Driver": "overlay2",
+        "DriverStatus": [],
+        "Plugins": {
+            "Volume": ["local"],
+            "Network": ["bridge", "host", "macvlan", "none"],
+            "Log": ["json-file", "k8s-file", "none"],
         },
-    )
+        "MemoryLimit": True,
+        "SwapLimit": True,
+        "CpuCfsPeriod": True,
+        "CpuCfsQuota": True,
+        "CPUShares": True,
+        "CPUSet": True,
+        "PidsLimit": True,
+        "IPv4Forwarding": True,
+        "Debug": False,
+        "NFd": len(os.listdir("/proc/self/fd")),
+        "NGoroutines": 0,
+        "SystemTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "LoggingDriver": "json-file",
+        "CgroupDriver": "cgroupfs",
+        "CgroupVersion": "2" if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else "1",
+        "NEventsListener": 0,
+        "KernelVersion": uname.release,
+        "OperatingSystem": _os_name(),
+        "OSVersion": "",
+        "OSType": "linux",
+        "Architecture": uname.machine,
+        "IndexServerAddress": "https://index.docker.io/v1/",
+        "RegistryConfig": {"IndexConfigs": {}, "InsecureRegistryCIDRs": ["127.0.0.0/8"], "Mirrors": []},
+        "NCPU": os.cpu_count() or 1,
+        "MemTotal": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
+        "DockerRootDir": ctx.root,
+        "Labels": [],
+        "ExperimentalBuild": False,
+        "ServerVersion": VERSION,
+        "Runtimes": {"ocirt": {"path": ctx.runtime}},
+        "DefaultRuntime": "ocirt",
+        "Swarm": {"LocalNodeState": "inactive", "ControlAvailable": False, "NodeID": "", "NodeAddr": ""},
+        "LiveRestoreEnabled": True,  # the shims keep containers running without the service
+        "Isolation": "",
+        "InitBinary": "",
+        "ContainerdCommit": {"ID": ""},
+        "RuncCommit": {"ID": ""},
+        "InitCommit": {"ID": ""},
+        "SecurityOptions": ["name=seccomp,profile=builtin"],
+        "Warnings": [],
+    }
 
 
 def _os_name() -> str:

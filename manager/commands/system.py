@@ -10,9 +10,10 @@ import argparse
 import os
 import sys
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ocirt.manager.errors import ManagerError
+from ocirt.manager.gotemplate import Record
 from ocirt.manager.images import service
 
 if TYPE_CHECKING:
@@ -36,6 +37,12 @@ def register(sub: Sub) -> None:
     api.set_defaults(func=cmd_service)
     for parser in (sub.add_parser("events", help="show events as they happen"), group.add_parser("events")):
         _events_flags(parser)
+    for parser in (sub.add_parser("info", help="system-wide information"), group.add_parser("info")):
+        parser.add_argument("-f", "--format", help="a Go template over docker's info document")
+        parser.set_defaults(func=cmd_info)
+    version = sub.add_parser("version", help="client and engine versions")
+    version.add_argument("-f", "--format", help="a Go template over {Client, Server}")
+    version.set_defaults(func=cmd_version)
 
 
 def _events_flags(parser: argparse.ArgumentParser) -> None:
@@ -69,6 +76,92 @@ def cmd_events(args: argparse.Namespace) -> int:
     except BrokenPipeError:  # the reader went away (``events | head -1``): done, as docker
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from ocirt.manager import formats
+    from ocirt.manager.api.endpoints import info_document
+    from ocirt.manager.containers.runtime import Context
+
+    doc = info_document(Context.make(args.root, args.runtime))
+    if args.format:
+        formats.print_inspect(args.format, [doc])
+        return 0
+    lines = [
+        "Server:",
+        f" Containers: {doc['Containers']}",
+        f"  Running: {doc['ContainersRunning']}",
+        f"  Paused: {doc['ContainersPaused']}",
+        f"  Stopped: {doc['ContainersStopped']}",
+        f" Images: {doc['Images']}",
+        f" Server Version: {doc['ServerVersion']}",
+        f" Storage Driver: {doc['Driver']}",
+        f" Logging Driver: {doc['LoggingDriver']}",
+        f" Cgroup Driver: {doc['CgroupDriver']}",
+        f" Cgroup Version: {doc['CgroupVersion']}",
+        f" Default Runtime: {doc['DefaultRuntime']}",
+        f" Kernel Version: {doc['KernelVersion']}",
+        f" Operating System: {doc['OperatingSystem']}",
+        f" OSType: {doc['OSType']}",
+        f" Architecture: {doc['Architecture']}",
+        f" CPUs: {doc['NCPU']}",
+        f" Total Memory: {doc['MemTotal'] / (1 << 30):.3g}GiB",
+        f" Name: {doc['Name']}",
+        f" Docker Root Dir: {doc['DockerRootDir']}",
+        " Insecure Registries:",
+        *(f"  {cidr}" for cidr in doc["RegistryConfig"]["InsecureRegistryCIDRs"]),
+    ]
+    print("\n".join(lines))
+    return 0
+
+
+def cmd_version(args: argparse.Namespace) -> int:
+    """docker's two parts: the client (this process) and the engine (the same code: the
+    Engine API's ``/version`` document, as ``system service`` serves it)."""
+    from ocirt.manager import formats
+    from ocirt.manager.api.endpoints import version_document
+    from ocirt.manager.api.server import API_VERSION
+
+    server = version_document()
+    client = {
+        "Platform": {"Name": ""},
+        "Version": server["Version"],
+        "ApiVersion": API_VERSION,
+        "DefaultAPIVersion": API_VERSION,
+        "GoVersion": server["GoVersion"],
+        "GitCommit": "",
+        "BuiltTime": "",
+        "Os": server["Os"],
+        "Arch": server["Arch"],
+        "Context": "default",
+        "Experimental": True,
+    }
+    if args.format:
+        formats.print_inspect(args.format, [{"Client": _go_names(client), "Server": _go_names(server)}])
+        return 0
+    rows = [
+        "Client:",
+        f" Version:           {client['Version']}",
+        f" API version:       {client['ApiVersion']}",
+        f" Go version:        {client['GoVersion']}",
+        f" OS/Arch:           {client['Os']}/{client['Arch']}",
+        "",
+        f"Server: {server['Platform']['Name']}",
+        " Engine:",
+        f"  Version:          {server['Version']}",
+        f"  API version:      {server['ApiVersion']} (minimum version {server['MinAPIVersion']})",
+        f"  Go version:       {server['GoVersion']}",
+        f"  OS/Arch:          {server['Os']}/{server['Arch']}",
+        f"  Experimental:     {str(server['Experimental']).lower()}",
+    ]
+    print("\n".join(rows))
+    return 0
+
+
+def _go_names(doc: dict[str, Any]) -> Record:
+    """Templates see Go's field names (``.Server.APIVersion``), ``json`` the wire's (``ApiVersion``)."""
+    fields = {("APIVersion" if k == "ApiVersion" else k): v for k, v in doc.items()}
+    return Record("types.Version", fields, {"APIVersion": "ApiVersion"})
 
 
 def cmd_service(args: argparse.Namespace) -> int:
