@@ -6,11 +6,14 @@ each change, a check past its timeout counts as exit code -1, and bad flags are 
 
 from __future__ import annotations
 
+import os
+import tarfile
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from support import images as test_images
 from support.ctl import Manager, checked, manager
 
 
@@ -120,3 +123,37 @@ def test_bad_health_flags_are_one_line(ctl: Manager, flags: list[str], words: st
     done = ctl("create", *flags, ctl.httpd, check=False)
     assert done.returncode == 125 and words in done.stderr and len(done.stderr.splitlines()) == 1, done.stderr
     assert ctl.ids() == []
+
+
+@pytest.fixture(scope="module")
+def checked_image(mgr: Manager, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """An image whose config carries docker's ``Healthcheck`` (as ``HEALTHCHECK`` writes it)."""
+    layout = str(tmp_path_factory.mktemp("hcimage"))
+    check = {"Test": ["CMD-SHELL", "echo image"], "Interval": 300_000_000, "Retries": 1}
+    config = {"Cmd": ["sleep", "120"], "Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], "Healthcheck": check}
+    test_images.write_layout(layout, [test_images.busybox_layer().bytes()], tag="hc", config=config)
+    archive = layout + ".tar"
+    with tarfile.open(archive, "w") as tar:
+        for entry in sorted(os.listdir(layout)):
+            tar.add(os.path.join(layout, entry), arcname=entry)
+    loaded = mgr("load", "--input", archive).stdout
+    return loaded.strip().rpartition(" ")[2]
+
+
+def test_the_image_healthcheck_runs_and_flags_override_it(ctl: Manager, checked_image: str) -> None:
+    ctl("run", "-d", "--name", "hc4", "--network", "none", checked_image)
+    doc = wait_status(ctl, "hc4", "healthy")
+    assert doc["Log"][-1]["Output"] == "image\n"
+    assert ctl.inspect("hc4")["Config"]["Healthcheck"] == {
+        "Test": ["CMD-SHELL", "echo image"], "Interval": 300_000_000, "Retries": 1}  # fmt: skip
+    ctl("run", "-d", "--name", "hc5", "--network", "none", "--health-cmd", "echo flag", checked_image)
+    assert wait_status(ctl, "hc5", "healthy")["Log"][-1]["Output"] == "flag\n"  # the image's interval kept
+    ctl("create", "--name", "hc6", "--network", "none", "--no-healthcheck", checked_image)
+    assert "Health" not in ctl.inspect("hc6")["State"]
+    # docker's merge fills the fields the flags left zero from the image's, Test NONE too
+    assert ctl.inspect("hc6")["Config"]["Healthcheck"] == {
+        "Test": ["NONE"],
+        "Interval": 300_000_000,
+        "Retries": 1,
+    }
+    ctl("rm", "-f", "hc4", "hc5", "hc6")

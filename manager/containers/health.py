@@ -18,15 +18,21 @@ DEFAULTS = {"Interval": 30 * SECOND, "Timeout": 30 * SECOND, "StartPeriod": 0, "
 FILE = "health.json"
 
 
+def merged(image: dict[str, Any], flags: dict[str, Any]) -> dict[str, Any]:
+    """docker's merge, as its ``Config.Healthcheck`` shows it: each field the flags set wins
+    over the image's ``Healthcheck`` (``image`` is the image config's ``config``)."""
+    theirs = image.get("Healthcheck") or {}
+    return {k: v for k, v in theirs.items() if v} | {k: v for k, v in flags.items() if v}
+
+
 def effective(image_config: dict[str, Any], flags: dict[str, Any]) -> dict[str, Any] | None:
-    """docker's merge: each field of the flags that is set wins over the image's; a test of
-    ``NONE`` (``--no-healthcheck``) or none at all means no healthcheck."""
-    image = (image_config.get("config") or {}).get("Healthcheck") or {}
-    merged = {k: v for k, v in image.items() if v} | {k: v for k, v in flags.items() if v}
-    test = merged.get("Test") or []
+    """What the shim runs, defaults filled in; a test of ``NONE`` (``--no-healthcheck``) or
+    none at all means no healthcheck."""
+    merged_config = merged(image_config.get("config") or {}, flags)
+    test = merged_config.get("Test") or []
     if not test or test[0] == "NONE":
         return None
-    return {"Test": list(test)} | {k: merged.get(k) or v for k, v in DEFAULTS.items()}
+    return {"Test": list(test)} | {k: merged_config.get(k) or v for k, v in DEFAULTS.items()}
 
 
 def state(shim_dir: str) -> dict[str, Any]:

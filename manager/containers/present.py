@@ -172,6 +172,10 @@ def config_of(c: Container, image: dict[str, Any]) -> dict[str, Any]:
         out["StopSignal"] = c.plan["stop_signal"]
     if opts.stop_timeout is not None:
         out["StopTimeout"] = opts.stop_timeout
+    from ocirt.manager.containers.health import merged
+
+    if healthcheck := merged(img, opts.healthcheck):
+        out["Healthcheck"] = healthcheck
     return out
 
 
