@@ -30,6 +30,9 @@ _NEVER = {
     "ocirt.manager.commands.volumes",
     "ocirt.manager.commands.system",
     "ocirt.manager.api",
+    "ocirt.manager.network.drivers.bridge",  # a bridge's netlink, nft and DNS server
+    "ocirt.manager.network.dnsd",
+    "ocirt.manager.network.nat",
 }
 # the exit command is not ocirtctl: no parser, no command groups, no start or create
 _NOT_IN_CLEANUP = _NEVER | {
