@@ -272,3 +272,22 @@ def test_info_and_version_as_docker_scripts_read_them(ctl: Manager) -> None:
     platform = ctl("version", "-f", "{{.Client.Os}}/{{.Client.Arch}} {{.Server.Os}}/{{.Server.Arch}}").stdout
     assert platform.split() == [f"linux/{arch.strip()}"] * 2
     assert ctl("version", "-f", "{{.Server.APIVersion}}").stdout.strip().startswith("1.")
+
+
+def test_cfs_cpuset_mems_and_swappiness_reach_the_cgroup_files(ctl: Manager) -> None:
+    """Read from the host's cgroup v1 files of the container's process, then changed by update."""
+    from test_containers import cgroup_file
+
+    ctl(
+        "run", "-d", "--name", "cfs", "--network", "none", "--cpu-period", "50000", "--cpu-quota", "25000",
+        "--cpuset-mems", "0", "--memory-swappiness", "10", ctl.httpd, "sleep", "60",
+    )  # fmt: skip
+    pid = ctl.inspect("cfs")["State"]["Pid"]
+    assert cgroup_file(pid, "cpu", "cpu.cfs_period_us") == "50000"
+    assert cgroup_file(pid, "cpu", "cpu.cfs_quota_us") == "25000"
+    assert cgroup_file(pid, "cpuset", "cpuset.mems") == "0"
+    assert cgroup_file(pid, "memory", "memory.swappiness") == "10"
+    ctl("update", "--cpu-quota", "40000", "cfs")
+    assert cgroup_file(pid, "cpu", "cpu.cfs_quota_us") == "40000"
+    done = ctl("run", "--rm", "--cpus", "1", "--cpu-quota", "50000", ctl.httpd, "true", check=False)
+    assert done.returncode == 125 and "--cpus" in done.stderr

@@ -74,6 +74,8 @@ REFUSED = {
     "--gpus": "no GPU support (no NVIDIA container toolkit on this host)",
     "--isolation": "isolation technologies are Windows containers' (process, hyperv)",
     "--kernel-memory": "kernel memory limits are deprecated, and cgroup v2 and recent kernels have none",
+    "--cpu-rt-period": "realtime CPU budgets need RT group scheduling, which this kernel lacks",
+    "--cpu-rt-runtime": "realtime CPU budgets need RT group scheduling, which this kernel lacks",
     "--storage-opt": "per-container storage quotas need an xfs project-quota or devicemapper backing store",
 }
 RESOURCE_FLAGS = (
@@ -85,6 +87,10 @@ RESOURCE_FLAGS = (
     (("--cpuset-cpus",), "cpuset_cpus", "CPUs allowed (0-3, 0,1)"),
     (("--pids-limit",), "pids_limit", "process limit (-1: unlimited)"),
     (("--blkio-weight",), "blkio_weight", "block IO weight 10..1000"),
+    (("--cpu-period",), "cpu_period", "CFS period in microseconds"),
+    (("--cpu-quota",), "cpu_quota", "CFS quota in microseconds per period"),
+    (("--cpuset-mems",), "cpuset_mems", "memory nodes allowed (0-3, 0,1)"),
+    (("--memory-swappiness",), "memory_swappiness", "0..100: how readily the kernel swaps its pages"),
 )
 _BOOLS = (
     (("-i", "--interactive"), "interactive", "keep stdin open"),
@@ -285,6 +291,18 @@ def check_before_pull(opts: CreateOptions) -> None:
         requests.parse_volumes_from(text)
 
 
+def _cfs(ns: argparse.Namespace, res: options.Resources) -> None:
+    """``--cpu-period``/``--cpu-quota`` (docker's ranges), which ``--cpus`` would overwrite."""
+    if ns.cpu_period is not None:
+        res.cpu_period = units.integer(ns.cpu_period, "--cpu-period", 1000, 1_000_000)
+    if ns.cpu_quota is not None:
+        res.cpu_quota = units.integer(ns.cpu_quota, "--cpu-quota", -1, units.INT64_MAX)
+        if 0 <= res.cpu_quota < 1000:
+            raise ManagerError("--cpu-quota: must be -1 or at least 1000 (1 ms)")
+    if res.cpus is not None and (res.cpu_period is not None or res.cpu_quota is not None):
+        raise ManagerError("--cpus: conflicts with --cpu-period and --cpu-quota (set one or the others)")
+
+
 def resources(ns: argparse.Namespace, res: options.Resources) -> options.Resources:
     """The resource flags given in ``ns`` applied over ``res`` (``update`` starts from the old)."""
     for name in ("memory", "memory_reservation"):
@@ -300,6 +318,11 @@ def resources(ns: argparse.Namespace, res: options.Resources) -> options.Resourc
         res.cpuset_cpus = units.cpu_list(ns.cpuset_cpus, "--cpuset-cpus")
     if ns.pids_limit is not None:
         res.pids_limit = units.integer(ns.pids_limit, "--pids-limit", -1, units.INT64_MAX)
+    _cfs(ns, res)
+    if ns.cpuset_mems is not None:
+        res.cpuset_mems = units.cpu_list(ns.cpuset_mems, "--cpuset-mems")
+    if ns.memory_swappiness is not None:
+        res.memory_swappiness = units.integer(ns.memory_swappiness, "--memory-swappiness", -1, 100)
     if ns.blkio_weight is not None:
         res.blkio_weight = units.integer(ns.blkio_weight, "--blkio-weight", 10, 1000)
     for name in ("device_read_bps", "device_write_bps", "device_read_iops", "device_write_iops"):

@@ -43,6 +43,10 @@ class Resources:
     cpuset_cpus: str | None = None
     pids_limit: int | None = None
     blkio_weight: int | None = None
+    cpu_period: int | None = None
+    cpu_quota: int | None = None
+    cpuset_mems: str | None = None
+    memory_swappiness: int | None = None
     device_read_bps: list[list[Any]] = field(default_factory=list)
     device_write_bps: list[list[Any]] = field(default_factory=list)
     device_read_iops: list[list[Any]] = field(default_factory=list)

@@ -185,6 +185,8 @@ def _memory(res: Resources) -> dict[str, Any]:
         memory["reservation"] = res.memory_reservation
     if res.oom_kill_disable:
         memory["disableOOMKiller"] = True
+    if res.memory_swappiness is not None and res.memory_swappiness >= 0:  # -1: the host's
+        memory["swappiness"] = res.memory_swappiness
     return memory
 
 
@@ -195,8 +197,14 @@ def _cpu(res: Resources) -> dict[str, Any]:
     if res.cpus is not None:
         cpu["period"] = CPU_PERIOD
         cpu["quota"] = int(res.cpus * CPU_PERIOD)
+    if res.cpu_period is not None:
+        cpu["period"] = res.cpu_period
+    if res.cpu_quota is not None:
+        cpu["quota"] = res.cpu_quota
     if res.cpuset_cpus is not None:
         cpu["cpus"] = res.cpuset_cpus
+    if res.cpuset_mems is not None:
+        cpu["mems"] = res.cpuset_mems
     return cpu
 
 
