@@ -80,6 +80,9 @@ def test_a_flipping_check(ctl: Manager) -> None:
     events = ctl("events", "--since", f"{t0:.3f}", "--until", f"{time.time():.3f}", "-f", "container=hc1",
                  "-f", "event=health_status", "--format", "{{.Action}}").stdout.split("\n")  # fmt: skip
     assert events[:-1] == ["health_status: healthy", "health_status: unhealthy"]
+    ctl("stop", "-t", "1", "hc1")
+    stopped = health(ctl, "hc1")  # docker's: unhealthy once stopped, the results kept
+    assert stopped["Status"] == "unhealthy" and len(stopped["Log"]) == 5
     ctl("rm", "-f", "hc1")
 
 

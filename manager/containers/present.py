@@ -134,12 +134,15 @@ def state_of(c: Container) -> dict[str, Any]:
 
 
 def _health(root: str, c: Container) -> dict[str, Any]:
-    """docker shows ``Health`` only for a container with a healthcheck."""
-    if not c.plan.get("healthcheck"):
+    """docker shows ``Health`` for a container with a healthcheck once it has started."""
+    if not c.plan.get("healthcheck") or c.started_at is None:
         return {}
     from ocirt.manager.containers import health, layout
 
-    return {"Health": health.state(layout.shim_dir(root, c.id, int(c.plan.get("serial", 0))))}
+    doc = health.state(layout.shim_dir(root, c.id, int(c.plan.get("serial", 0))))
+    if not c.state.live:
+        doc["Status"] = "unhealthy"  # docker's for a stopped container; the results stay
+    return {"Health": doc}
 
 
 def config_of(c: Container, image: dict[str, Any]) -> dict[str, Any]:
