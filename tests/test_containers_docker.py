@@ -291,3 +291,19 @@ def test_cfs_cpuset_mems_and_swappiness_reach_the_cgroup_files(ctl: Manager) -> 
     assert cgroup_file(pid, "cpu", "cpu.cfs_quota_us") == "40000"
     done = ctl("run", "--rm", "--cpus", "1", "--cpu-quota", "50000", ctl.httpd, "true", check=False)
     assert done.returncode == 125 and "--cpus" in done.stderr
+
+
+def test_security_opt_systempaths_label_and_apparmor(ctl: Manager) -> None:
+    """systempaths=unconfined leaves /proc/sys and /proc/kcore as they are (by default
+    /proc/sys is a read-only mount and /proc/kcore a mount over it); label=disable and
+    apparmor=unconfined are what this host gives anyway; a label or profile to apply is
+    refused, as nothing here could apply it."""
+    masked = "grep -qE ' /proc/(sys|kcore) ' /proc/mounts && echo masked || echo open"
+    assert run_out(ctl, ctl.httpd, "sh", "-c", masked) == "masked\n"
+    unconfined = run_out(ctl, "--security-opt", "systempaths=unconfined", ctl.httpd, "sh", "-c", masked)
+    assert unconfined == "open\n"
+    for opt in ("label=disable", "label:disable", "apparmor=unconfined"):
+        assert run_out(ctl, "--security-opt", opt, ctl.httpd, "echo", "ok") == "ok\n"
+    for opt in ("label=type:svirt_t", "apparmor=docker-default"):
+        done = ctl("run", "--rm", "--security-opt", opt, ctl.httpd, "true", check=False)
+        assert done.returncode == 125 and "not supported" in done.stderr and opt.split("=")[0] in done.stderr

@@ -77,6 +77,7 @@ class CreateOptions:
     read_only: bool = False
     no_new_privileges: bool = False
     seccomp: str | None = None
+    unmasked_paths: bool = False  # --security-opt systempaths=unconfined
     ulimits: list[list[Any]] = field(default_factory=list)
     sysctls: dict[str, str] = field(default_factory=dict)
     devices: list[list[str]] = field(default_factory=list)
@@ -238,6 +239,11 @@ def security_opt(text: str, opts: CreateOptions) -> None:
         opts.no_new_privileges = True
         return
     key, sep, value = text.partition("=")
+    if not sep and ":" in text:  # docker's older spelling: label:disable
+        key, sep, value = text.partition(":")
+    if key in ("label", "apparmor", "systempaths"):
+        _lsm_opt(key, value, opts)
+        return
     if key != "seccomp" or not sep:
         raise ManagerError(f"--security-opt: unsupported option {text!r}")
     if value == "unconfined":
@@ -252,6 +258,19 @@ def security_opt(text: str, opts: CreateOptions) -> None:
     except ValueError as exc:
         raise ManagerError(f"--security-opt: seccomp profile {value}: invalid JSON: {exc}") from None
     opts.seccomp = profile
+
+
+def _lsm_opt(key: str, value: str, opts: CreateOptions) -> None:
+    """What a host without SELinux or AppArmor can mean: no confinement (accepted, as it is
+    what the container gets), and ``systempaths=unconfined`` (no masked or read-only /proc
+    and /sys paths). Asking for a label or a profile is refused: nothing here could apply it."""
+    if key == "systempaths":
+        if value != "unconfined":
+            raise ManagerError(f"--security-opt: systempaths takes only unconfined, got {value!r}")
+        opts.unmasked_paths = True
+    elif (key, value) not in (("label", "disable"), ("apparmor", "unconfined")):
+        lsm = "SELinux" if key == "label" else "AppArmor"
+        raise ManagerError(f"--security-opt: {key}={value}: not supported: {lsm} is not enabled on this host")
 
 
 def log_opt(text: str, driver: str) -> tuple[str, str]:

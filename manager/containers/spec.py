@@ -123,7 +123,7 @@ def _linux(base: dict[str, Any], opts: CreateOptions, p: Plumbing) -> dict[str, 
         linux["devices"] = p.devices
     if opts.sysctls:
         linux["sysctl"] = dict(opts.sysctls)
-    if opts.privileged:
+    if opts.privileged or opts.unmasked_paths:
         linux["maskedPaths"], linux["readonlyPaths"] = [], []
     if opts.seccomp and opts.seccomp != "unconfined" and not opts.privileged:
         linux["seccomp"] = seccomp_from_docker(json.loads(opts.seccomp))
