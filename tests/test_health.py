@@ -7,6 +7,7 @@ each change, a check past its timeout counts as exit code -1, and bad flags are 
 from __future__ import annotations
 
 import os
+import re
 import tarfile
 import time
 from collections.abc import Iterator
@@ -32,6 +33,10 @@ def ctl(mgr: Manager) -> Iterator[Manager]:
 def health(ctl: Manager, name: str) -> dict[str, Any]:
     doc: dict[str, Any] = ctl.inspect(name)["State"]["Health"]
     return doc
+
+
+def ps_status(ctl: Manager, name: str) -> str:
+    return ctl("ps", "-a", "-f", f"name={name}", "--format", "{{.Status}}").stdout.strip()
 
 
 def wait_status(ctl: Manager, name: str, status: str, timeout: float = 30) -> dict[str, Any]:
@@ -65,15 +70,18 @@ def test_a_flipping_check(ctl: Manager) -> None:
     time.sleep(1)  # failures in the start period, before any success, do not count
     doc = health(ctl, "hc1")
     assert doc["Status"] == "starting" and doc["FailingStreak"] == 0 and doc["Log"][-1]["ExitCode"] == 1
+    assert ps_status(ctl, "hc1").endswith(" (health: starting)")  # docker's STATUS column
     ctl("exec", "hc1", "touch", "/tmp/ok")
     doc = wait_status(ctl, "hc1", "healthy")
     assert (
         doc["FailingStreak"] == 0 and doc["Log"][-1]["ExitCode"] == 0 and doc["Log"][-1]["Output"] == "fine\n"
     )
+    assert re.fullmatch(r"Up .* \(healthy\)", ps_status(ctl, "hc1"))
     ctl("exec", "hc1", "rm", "/tmp/ok")
     doc = wait_status(ctl, "hc1", "unhealthy")
     assert doc["FailingStreak"] >= 2 and doc["Log"][-1] | {"Start": "", "End": ""} == {
         "Start": "", "End": "", "ExitCode": 1, "Output": "missing\n"}  # fmt: skip
+    assert ps_status(ctl, "hc1").endswith(" (unhealthy)")
     time.sleep(2)
     doc = health(ctl, "hc1")
     assert len(doc["Log"]) == 5 and all(e["Start"] <= e["End"] for e in doc["Log"])

@@ -11,7 +11,10 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ocirt.manager.containers.store import Container
 
 SECOND = 1_000_000_000
 DEFAULTS = {"Interval": 30 * SECOND, "Timeout": 30 * SECOND, "StartPeriod": 0, "Retries": 3}
@@ -35,14 +38,33 @@ def effective(image_config: dict[str, Any], flags: dict[str, Any]) -> dict[str, 
     return {"Test": list(test)} | {k: merged_config.get(k) or v for k, v in DEFAULTS.items()}
 
 
-def state(shim_dir: str) -> dict[str, Any]:
-    """``State.Health`` as the shim last wrote it (``starting`` before the first result)."""
+def path(shim_dir: str) -> str:
+    return os.path.join(shim_dir, FILE)
+
+
+def state(c: Container) -> dict[str, Any] | None:
+    """docker's ``State.Health``: none without a healthcheck or before the first start;
+    what the shim last wrote (``starting`` before the first result); ``unhealthy`` with
+    the results kept once the container has stopped, as dockerd shows it."""
+    if not c.plan.get("healthcheck") or not c.plan.get("health_file"):
+        return None
     try:
-        with open(os.path.join(shim_dir, FILE)) as f:
+        with open(c.plan["health_file"]) as f:
             doc: dict[str, Any] = json.load(f)
     except (OSError, ValueError):
-        return {"Status": "starting", "FailingStreak": 0, "Log": []}
+        doc = {"Status": "starting", "FailingStreak": 0, "Log": []}
+    if not c.state.live:
+        doc["Status"] = "unhealthy"
     return doc
+
+
+def suffix(c: Container) -> str:
+    """What docker's STATUS column adds for a running container: ``(health: starting)``,
+    ``(healthy)``, ``(unhealthy)``."""
+    doc = state(c)
+    if doc is None:
+        return ""
+    return " (health: starting)" if doc["Status"] == "starting" else f" ({doc['Status']})"
 
 
 def main(argv: list[str]) -> int:

@@ -92,7 +92,7 @@ def inspect(
         "Created": _iso(c.created),
         "Path": args[0] if args else "",
         "Args": args[1:],
-        "State": state_of(c) | _health(root, c),
+        "State": state_of(c) | _health(c),
         "Image": c.image_id,
         "ResolvConfPath": os.path.join(container_dir, "resolv.conf") if container_dir else "",
         "HostnamePath": os.path.join(container_dir, "hostname") if container_dir else "",
@@ -133,16 +133,11 @@ def state_of(c: Container) -> dict[str, Any]:
     }
 
 
-def _health(root: str, c: Container) -> dict[str, Any]:
-    """docker shows ``Health`` for a container with a healthcheck once it has started."""
-    if not c.plan.get("healthcheck") or c.started_at is None:
-        return {}
-    from ocirt.manager.containers import health, layout
+def _health(c: Container) -> dict[str, Any]:
+    from ocirt.manager.containers import health
 
-    doc = health.state(layout.shim_dir(root, c.id, int(c.plan.get("serial", 0))))
-    if not c.state.live:
-        doc["Status"] = "unhealthy"  # docker's for a stopped container; the results stay
-    return {"Health": doc}
+    doc = health.state(c)
+    return {} if doc is None else {"Health": doc}
 
 
 def config_of(c: Container, image: dict[str, Any]) -> dict[str, Any]:

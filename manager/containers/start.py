@@ -13,7 +13,17 @@ from typing import Any
 
 from ocirt.foundation.procfs import start_ticks
 from ocirt.manager import db
-from ocirt.manager.containers import create, etcfiles, layout, liveness, mounts, networking, spec, store
+from ocirt.manager.containers import (
+    create,
+    etcfiles,
+    health,
+    layout,
+    liveness,
+    mounts,
+    networking,
+    spec,
+    store,
+)
 from ocirt.manager.containers.options import Resources
 from ocirt.manager.containers.runtime import Context
 from ocirt.manager.containers.state import ContainerState
@@ -182,6 +192,8 @@ def _shim(ctx: Context, c: Container, no_start: bool) -> ShimHandle:
     if os.path.isdir(old) and not ShimClient(old).alive():
         shutil.rmtree(old, ignore_errors=True)
     c.plan["serial"] = int(c.plan.get("serial", 0)) + 1
+    if c.plan.get("healthcheck"):  # where this start's shim records State.Health
+        c.plan["health_file"] = health.path(layout.shim_dir(ctx.root, c.id, c.plan["serial"]))
     exit_cmd, exit_args = ctx.exit_command()
     opts = c.options
     shim_opts = ShimOptions(

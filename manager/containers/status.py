@@ -8,7 +8,7 @@ import os
 import time
 
 from ocirt.manager import db
-from ocirt.manager.containers import exits, layout, liveness, store
+from ocirt.manager.containers import exits, health, layout, liveness, store
 from ocirt.manager.containers.runtime import Context
 from ocirt.manager.containers.state import ContainerState
 from ocirt.manager.containers.store import Container
@@ -46,7 +46,7 @@ def describe(c: Container) -> str:
     code = "?" if c.exit_code is None else c.exit_code
     match c.state:
         case ContainerState.RUNNING:
-            return f"Up {ago(c.started_at)}"
+            return f"Up {ago(c.started_at)}{health.suffix(c)}"
         case ContainerState.PAUSED:
             return f"Up {ago(c.started_at)} (Paused)"
         case ContainerState.EXITED:
