@@ -307,3 +307,18 @@ def test_security_opt_systempaths_label_and_apparmor(ctl: Manager) -> None:
     for opt in ("label=type:svirt_t", "apparmor=docker-default"):
         done = ctl("run", "--rm", "--security-opt", opt, ctl.httpd, "true", check=False)
         assert done.returncode == 125 and "not supported" in done.stderr and opt.split("=")[0] in done.stderr
+
+
+def test_pull_policy_and_platform(ctl: Manager) -> None:
+    """The test registry is down once the images are pulled: ``missing`` (the default) and
+    ``never`` use the stored image, ``always`` goes to the registry and fails there; a
+    ``--platform`` other than the stored image's pulls too."""
+    assert run_out(ctl, "--pull", "never", ctl.httpd, "echo", "ok") == "ok\n"
+    assert run_out(ctl, "--pull=missing", "--platform", "linux/amd64", ctl.httpd, "echo", "ok") == "ok\n"
+    for args in (["--pull", "always"], ["--platform", "linux/s390x"]):
+        done = ctl("run", "--rm", *args, ctl.httpd, "true", check=False)
+        assert done.returncode == 125 and "registry" in done.stderr, done
+    done = ctl("run", "--rm", "--pull", "never", "127.0.0.1:9/absent:1", "true", check=False)
+    assert done.returncode == 125 and "no such image" in done.stderr
+    assert ctl("run", "--rm", "--pull", "sometimes", ctl.httpd, "true", check=False).returncode == 125
+    assert ctl("ps", "-a", "-q").stdout == ""

@@ -70,7 +70,7 @@ for _gap in (
 
     "run --ip6",
     "run --link", "run --link-local-ip", "run --mac-address",
-    "run --platform", "run --pull", "run --runtime", "run --sig-proxy",
+    "run --runtime", "run --sig-proxy",
     "run --volume-driver",
 ):  # fmt: skip
     OMITTED[_gap] = LATER

@@ -28,18 +28,31 @@ from ocirt.manager.volumes import requests, service
 SHIM_FINISH = 10.0  # a shim's last output grace (2 s) and its runtime delete, with room
 
 
-def image_config(root: str, ref: str, tls_verify: bool = True) -> tuple[ImageRecord, dict[str, Any]]:
-    """The image record and its config, pulled first when it is not in the store."""
-    rec = images.find(root, ref)
+def image_config(
+    root: str, ref: str, tls_verify: bool = True, pull: str = "missing", platform: str | None = None
+) -> tuple[ImageRecord, dict[str, Any]]:
+    """The image record and its config, pulled first as ``--pull`` says (``missing``: when
+    it is not in the store, or is there for another ``--platform``)."""
+    from ocirt.manager.images import manifest
+
+    rec = None if pull == "always" else images.find(root, ref)
+    if (
+        rec is not None
+        and platform
+        and manifest.normalize_platform(rec.platform) != manifest.normalize_platform(platform)
+    ):
+        rec = None
     if rec is None:
-        rec = images.pull(root, ref, tls_verify=tls_verify, out=sys.stderr)
+        if pull == "never":
+            raise ManagerError(f"no such image: {ref} (--pull never: not pulled)")
+        rec = images.pull(root, ref, tls_verify=tls_verify, platform=platform, out=sys.stderr)
     return rec, images.config(root, rec)
 
 
 def create(ctx: Context, opts: CreateOptions, tls_verify: bool = True) -> Container:
     if opts.cidfile is not None and os.path.exists(opts.cidfile):
         raise ManagerError(f"--cidfile: {opts.cidfile} exists (another container's? remove it first)")
-    rec, config = image_config(ctx.root, opts.image, tls_verify)
+    rec, config = image_config(ctx.root, opts.image, tls_verify, opts.pull, opts.platform)
     defaults = bundle.process_defaults(config)
     args = defaults.args(opts.command, opts.entrypoint)  # no command: fails before anything is made
     conn = db.connect(ctx.root)

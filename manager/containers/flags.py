@@ -63,6 +63,8 @@ _VALUES = (
     (("--cgroupns",), "cgroupns", "cgroup namespace: host or private"),
     (("--shm-size",), "shm_size", "size of /dev/shm (default 64m)"),
     (("--cidfile",), "cidfile", "write the container id to this file"),
+    (("--pull",), "pull", "always, missing (default) or never"),
+    (("--platform",), "platform", "os/arch[/variant] of the image to pull"),
     (("--health-cmd",), "health_cmd", "command run in the container to check its health"),
     (("--health-interval",), "health_interval", "time between checks (ms|s|m|h, default 30s)"),
     (("--health-timeout",), "health_timeout", "longest a check may run (default 30s)"),
@@ -269,8 +271,21 @@ def _namespaces(ns: argparse.Namespace, opts: CreateOptions) -> None:
         if opts.shm_size <= 0:
             raise ManagerError("--shm-size: must be more than 0")
     opts.cidfile = ns.cidfile
+    _image_choice(ns, opts)
     if opts.uts == "host" and (opts.hostname or opts.domainname):
         raise ManagerError("--uts: host conflicts with --hostname and --domainname")
+
+
+def _image_choice(ns: argparse.Namespace, opts: CreateOptions) -> None:
+    from ocirt.manager.images import manifest
+
+    if ns.pull is not None:
+        if ns.pull not in ("always", "missing", "never"):
+            raise ManagerError(f"--pull: expected always, missing or never, got {ns.pull!r}")
+        opts.pull = ns.pull
+    if ns.platform is not None:
+        manifest.normalize_platform(ns.platform)  # named now, before a pull
+        opts.platform = ns.platform
 
 
 def check_before_pull(opts: CreateOptions) -> None:

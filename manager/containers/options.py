@@ -78,6 +78,8 @@ class CreateOptions:
     no_new_privileges: bool = False
     seccomp: str | None = None
     unmasked_paths: bool = False  # --security-opt systempaths=unconfined
+    pull: str = "missing"  # --pull: always, missing or never
+    platform: str | None = None
     ulimits: list[list[Any]] = field(default_factory=list)
     sysctls: dict[str, str] = field(default_factory=dict)
     devices: list[list[str]] = field(default_factory=list)
