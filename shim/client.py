@@ -13,7 +13,6 @@ import json
 import os
 import select
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -126,6 +125,8 @@ def launch(opts: ShimOptions, timeout: float = 60.0) -> ShimHandle:
         finally:
             os.close(r)
         return _handle(opts, raw, "the shim zygote's child reported nothing")
+    import subprocess  # the zygote usually forks the shim; an exit command never does
+
     try:
         proc = subprocess.Popen(
             opts.argv(w),

@@ -37,6 +37,7 @@ _NEVER = {
 # the exit command is not ocirtctl: no parser, no command groups, no start or create
 _NOT_IN_CLEANUP = _NEVER | {
     "argparse",
+    "subprocess",  # the runtime and the shim are called only when there is work
     "ocirt.manager.cli",
     "ocirt.manager.commands",
     "ocirt.manager.commands.containers",

@@ -4,12 +4,15 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ocirt.manager.containers import layout
 from ocirt.manager.errors import ManagerError
+
+if TYPE_CHECKING:
+    import subprocess
 
 
 def default_runtime() -> str:
@@ -34,6 +37,8 @@ class Context:
     def run(
         self, *argv: str, input: str | None = None, check: bool = True
     ) -> subprocess.CompletedProcess[str]:
+        import subprocess  # here: an exit with nothing to do never calls the runtime
+
         cmd = [self.runtime, "--root", self.runtime_root, *argv]
         try:
             done = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=120)
