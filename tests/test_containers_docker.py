@@ -322,3 +322,21 @@ def test_pull_policy_and_platform(ctl: Manager) -> None:
     assert done.returncode == 125 and "no such image" in done.stderr
     assert ctl("run", "--rm", "--pull", "sometimes", ctl.httpd, "true", check=False).returncode == 125
     assert ctl("ps", "-a", "-q").stdout == ""
+
+
+def test_logs_n_exec_env_file_and_update_restart(ctl: Manager, tmp_path: str) -> None:
+    ctl("run", "-d", "--name", "misc", ctl.httpd, "sh", "-c", "echo one; echo two; echo three; sleep 60")
+    import time
+
+    deadline = time.monotonic() + 20
+    while "three" not in ctl("logs", "misc").stdout and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert ctl("logs", "-n", "2", "misc").stdout.splitlines() == ["two", "three"]
+    path = os.path.join(tmp_path, "env")
+    with open(path, "w") as f:
+        f.write("# settings\nCOLOUR=blue\n")
+    assert ctl("exec", "--env-file", path, "misc", "sh", "-c", "echo $COLOUR").stdout == "blue\n"
+    ctl("update", "--restart", "on-failure:3", "misc")
+    policy = ctl.inspect("misc")["HostConfig"]["RestartPolicy"]
+    assert (policy["Name"], policy["MaximumRetryCount"]) == ("on-failure", 3)
+    assert ctl("update", "--restart", "sometimes", "misc", check=False).returncode == 125

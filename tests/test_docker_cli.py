@@ -59,12 +59,12 @@ for _gap in (
     "network create --aux-address", "network create --ipam-opt", "network create --ipv6",
     "network create --label", "network inspect --verbose", "network ls --filter", "network prune --filter",
     "volume create --opt", "volume ls --filter", "volume prune --filter", "attach --detach-keys",
-    "attach --sig-proxy", "cp --archive", "cp --follow-link", "exec --detach-keys", "exec --env-file",
-    "exec --privileged", "inspect --size", "logs --details", "logs -n", "logs --until", "ps --last",
+    "attach --sig-proxy", "cp --archive", "cp --follow-link", "exec --detach-keys",
+    "exec --privileged", "inspect --size", "logs --details", "logs --until", "ps --last",
     "ps --latest", "ps --no-trunc", "ps --size", "pull --all-tags", "push --all-tags", "rm --link",
     "start --detach-keys", "stats --all", "stats --no-trunc",
     "update --cpu-rt-period", "update --cpu-rt-runtime", "update --kernel-memory",
-    "update --restart", "run --attach", "run --blkio-weight-device", "run --cgroup-parent",
+    "run --attach", "run --blkio-weight-device", "run --cgroup-parent",
 
     "run --detach-keys", "run --device-cgroup-rule",
 

@@ -121,8 +121,9 @@ def _commands(sub: Sub) -> None:
     p.add_argument("dest")
     p.set_defaults(func=cmd_cp)
     _one(sub, "rename", "rename a container", cmd_rename).add_argument("new_name")
-    p = _refs(sub, "update", "change resource limits", cmd_update)
+    p = _refs(sub, "update", "change resource limits and the restart policy", cmd_update)
     flags.add_resource_flags(p)
+    p.add_argument("--restart", help="no, always, on-failure[:N], unless-stopped")
     for name in ("device_read_bps", "device_write_bps", "device_read_iops", "device_write_iops"):
         p.add_argument(f"--{name.replace('_', '-')}", dest=name, action="append", default=[])
 
@@ -139,7 +140,7 @@ def _ps_parser(sub: Sub, name: str) -> None:
 def _logs_parser(sub: Sub) -> None:
     p = _one(sub, "logs", "a container's output", cmd_logs)
     p.add_argument("-f", "--follow", action="store_true")
-    p.add_argument("--tail", default=None, help="last N lines (or all)")
+    p.add_argument("-n", "--tail", default=None, help="last N lines (or all)")
     p.add_argument("--since", default=None, help="RFC 3339 time, unix seconds, or 10s/5m/2h")
     p.add_argument("-t", "--timestamps", action="store_true")
 
@@ -152,6 +153,7 @@ def _exec_parser(sub: Sub) -> None:
     p.add_argument("-u", "--user")
     p.add_argument("-w", "--workdir")
     p.add_argument("-e", "--env", action="append", default=[])
+    p.add_argument("--env-file", action="append", default=[], help="read environment variables from a file")
     p.add_argument("command", nargs=argparse.REMAINDER)
 
 

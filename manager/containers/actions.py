@@ -219,7 +219,8 @@ def cmd_exec(args: argparse.Namespace) -> int:
         raise ManagerError(f"container {c.name} is not running")
     if not args.command:
         raise ManagerError("exec: a command is required")
-    env = list(args.env)
+    env = [e for path in args.env_file for e in options.env_file_entries(path)]
+    env += [e for e in (options.env_entry(t) for t in args.env) if e is not None]
     if args.user:
         from ocirt.manager.images.bundle import resolve_user
 
@@ -461,6 +462,7 @@ def cmd_rename(args: argparse.Namespace) -> int:
 
 def cmd_update(args: argparse.Namespace) -> int:
     flags.resources(args, options.Resources())  # a bad flag is named before any lookup
+    policy = options.restart_policy(args.restart) if args.restart is not None else None
     ctx = ctx_of(args)
     conn = db.connect(ctx.root)
     for ref in args.containers:
@@ -468,6 +470,10 @@ def cmd_update(args: argparse.Namespace) -> int:
         with layout.locked(ctx.root, c.id):
             c = store.get(conn, c.id)
             c.options.resources = flags.resources(args, c.options.resources)
+            if policy is not None:
+                if c.options.auto_remove and policy[0] != "no":
+                    raise ManagerError(f"--restart: {c.name} was made with --rm; they conflict")
+                c.options.restart, c.options.restart_max = policy
             if c.state.live:
                 body = specmod.resources(c.options.resources, start.block_devices(c.options.resources))
                 ctx.run("update", "--resources", "-", c.id, input=json.dumps(body))
