@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from ocirt.manager.errors import ManagerError
 from ocirt.manager.timeargs import go_duration_ns, timestamp_ns
+from support import registry
 from support.ctl import OCIRTCTL, Manager, checked, manager
 
 
@@ -241,3 +242,24 @@ def test_exec_events(ctl: Manager) -> None:
     # docker matches exec_create/exec_start/health_status by prefix, the rest exactly
     assert len(recorded(ctl, t0, "-f", "container=ev5", "-f", "event=exec_create")) == 1
     assert len(recorded(ctl, t0, "-f", "container=ev5", "-f", "event=exec_die")) == 1
+
+
+def test_push_save_and_import_events(ctl: Manager, tmp_path: Any) -> None:
+    t0 = time.time()
+    image_id = ctl("image", "inspect", "--format", "{{.Id}}", ctl.httpd).stdout.strip()
+    with registry.running(str(tmp_path / "registry")) as reg:
+        dest = reg.ref("events/pushed:2")
+        ctl("push", "-q", "--tls-verify=false", ctl.httpd, dest)
+    saved = str(tmp_path / "saved.tar")
+    ctl("save", "-o", saved, ctl.httpd)
+    imported = ctl("import", saved, "evimport:1").stdout.strip()
+    ctl("rmi", "evimport:1")
+    evs = [
+        (e["Action"], e["Actor"]["ID"], e["Actor"]["Attributes"])
+        for e in recorded(ctl, t0, "-f", "type=image")
+    ]
+    assert evs[:3] == [
+        ("push", dest, {"name": dest.rpartition(":")[0]}),
+        ("save", image_id, {"name": image_id}),
+        ("import", imported, {"name": imported}),
+    ]

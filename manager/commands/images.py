@@ -189,6 +189,9 @@ def cmd_push(args: argparse.Namespace) -> int:
         if args.chunk_size is None
         else units.size(args.chunk_size, "--chunk-size"),
     )
+    pushed = reference.parse(args.destination or args.image)
+    name = reference.Reference(pushed.domain, pushed.path).familiar
+    events.record(args.root, "image", "push", pushed.familiar, {"name": name})
     print(digest if args.quiet else f"Digest: {digest}")
     return 0
 
@@ -438,6 +441,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     finally:
         if temporary:
             os.unlink(path)
+    events.record(args.root, "image", "import", rec.id, {"name": rec.id})
     print(rec.id)
     return 0
 

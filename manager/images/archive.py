@@ -19,6 +19,7 @@ import tarfile
 import tempfile
 from typing import IO, Any
 
+from ocirt.manager import events
 from ocirt.manager.errors import ManagerError
 from ocirt.manager.images import digest as digests
 from ocirt.manager.images import layers, manifest, records, reference, snapshots, store
@@ -80,6 +81,8 @@ def save(root: str, names: list[str], out: IO[bytes], fmt: str = "docker-archive
         if fmt == "docker-archive":
             _add_bytes(tar, "manifest.json", json.dumps(legacy).encode())
             _add_bytes(tar, "repositories", json.dumps(repos).encode())
+    for image_id in dict.fromkeys(rec.id for _, rec in picked):
+        events.record(root, "image", "save", image_id, {"name": image_id})
 
 
 def _tags_for(name: str, rec: ImageRecord) -> list[str]:

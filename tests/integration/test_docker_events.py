@@ -7,6 +7,7 @@ signals; ids and times differ by nature and are compared by type."""
 from __future__ import annotations
 
 import json
+import os
 import time
 from typing import Any
 
@@ -128,3 +129,24 @@ def test_health_matches_dockers(pair: Pair) -> None:  # noqa: F811
         out = run("events", *window, "-f", "container=evh", "--format", "{{.Action}}").ok().stdout
         assert out == "health_status: healthy\n"
         run("rm", "-f", "evh").ok()
+
+
+def archive_events(run: Any, since: float, tmp: str) -> list[dict[str, Any]]:
+    out = os.path.join(tmp, "saved.tar")
+    run("save", "-o", out, IMAGE).ok()
+    run("load", "-i", out).ok()
+    window = ("--since", f"{since:.3f}", "--until", f"{time.time() + 0.5:.3f}")
+    found = run("events", *window, "-f", "type=image", "--format", "{{json .}}").ok().stdout
+    return [json.loads(line) for line in found.splitlines()]
+
+
+def test_save_and_load_events_match_dockers(pair: Pair, tmp_path: Any) -> None:  # noqa: F811
+    t0 = time.time()
+    theirs = archive_events(pair.docker, t0, str(tmp_path))
+    ours = archive_events(pair.ocirtctl, t0, str(tmp_path))
+
+    def shape(e: dict[str, Any]) -> tuple[Any, ...]:
+        attrs = e["Actor"]["Attributes"]
+        return e["Action"], sorted(attrs), attrs.get("name") == e["Actor"]["ID"], list(e)
+
+    assert [shape(e) for e in ours] == [shape(e) for e in theirs]
