@@ -340,3 +340,18 @@ def test_logs_n_exec_env_file_and_update_restart(ctl: Manager, tmp_path: str) ->
     policy = ctl.inspect("misc")["HostConfig"]["RestartPolicy"]
     assert (policy["Name"], policy["MaximumRetryCount"]) == ("on-failure", 3)
     assert ctl("update", "--restart", "sometimes", "misc", check=False).returncode == 125
+
+
+def test_device_cgroup_rule_reaches_the_devices_cgroup(ctl: Manager) -> None:
+    """The kernel's own list (v1 ``devices.list`` of the container's cgroup) holds the rule,
+    and a container without the rule has no such entry."""
+    from test_containers import cgroup_file
+
+    ctl("run", "-d", "--name", "ruled", "--device-cgroup-rule", "c 42:* rw", "--device-cgroup-rule",
+        "b 7:3 r", ctl.httpd, "sleep", "60")  # fmt: skip
+    allowed = cgroup_file(ctl.inspect("ruled")["State"]["Pid"], "devices", "devices.list").splitlines()
+    assert "c 42:* rw" in allowed and "b 7:3 r" in allowed
+    ctl("run", "-d", "--name", "unruled", ctl.httpd, "sleep", "60")
+    assert "c 42:* rw" not in cgroup_file(ctl.inspect("unruled")["State"]["Pid"], "devices", "devices.list")
+    bad = ctl("run", "--rm", "--device-cgroup-rule", "x 1:1 m", ctl.httpd, "true", check=False)
+    assert bad.returncode == 125 and "--device-cgroup-rule" in bad.stderr

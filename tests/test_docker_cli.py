@@ -66,7 +66,7 @@ for _gap in (
     "update --cpu-rt-period", "update --cpu-rt-runtime", "update --kernel-memory",
     "run --attach", "run --blkio-weight-device", "run --cgroup-parent",
 
-    "run --detach-keys", "run --device-cgroup-rule",
+    "run --detach-keys",
 
     "run --ip6",
     "run --link", "run --link-local-ip", "run --mac-address",

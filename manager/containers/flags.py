@@ -42,6 +42,7 @@ _LISTS = (
     (("--group-add",), "group_add", "another group of the process (name or gid)"),
     (("--label-file",), "label_file", "read labels (KEY=VALUE lines) from a file"),
     (("--expose",), "expose", "PORT[-PORT][/PROTO] published by -P"),
+    (("--device-cgroup-rule",), "device_cgroup_rule", "TYPE MAJOR:MINOR ACCESS, e.g. 'c 1:3 rwm'"),
 )
 _VALUES = (
     (("--name",), "name", "container name"),
@@ -176,6 +177,7 @@ def _security(ns: argparse.Namespace, opts: CreateOptions) -> None:
     opts.ulimits = [options.ulimit(t) for t in ns.ulimit]
     opts.sysctls = dict(units.key_value(t, "--sysctl") for t in ns.sysctl)
     opts.devices = [options.device(t) for t in ns.device]
+    opts.device_rules = [options.device_rule(t) for t in ns.device_cgroup_rule]
     opts.tmpfs = [options.tmpfs(t) for t in ns.tmpfs]
 
 

@@ -78,6 +78,7 @@ class CreateOptions:
     no_new_privileges: bool = False
     seccomp: str | None = None
     unmasked_paths: bool = False  # --security-opt systempaths=unconfined
+    device_rules: list[dict[str, Any]] = field(default_factory=list)  # linux.resources.devices entries
     pull: str = "missing"  # --pull: always, missing or never
     platform: str | None = None
     ulimits: list[list[Any]] = field(default_factory=list)
@@ -219,6 +220,24 @@ def device(text: str) -> list[str]:
     if not host.startswith("/") or len(parts) > 3 or not perms or set(perms) - set("rwm"):
         raise ManagerError(f"--device: invalid device {text!r} (HOST[:CONTAINER][:rwm])")
     return [host, target, perms]
+
+
+def device_rule(text: str) -> dict[str, Any]:
+    """``--device-cgroup-rule 'c 1:3 rwm'`` as an allowing ``linux.resources.devices`` entry
+    (``*`` for any major or minor, type ``a`` for every device)."""
+    parts = text.split()
+    numbers = parts[1].split(":") if len(parts) == 3 else []
+    if len(numbers) != 2 or parts[0] not in ("a", "b", "c") or not parts[2] or set(parts[2]) - set("rwm"):
+        raise ManagerError(f"--device-cgroup-rule: invalid rule {text!r} (TYPE MAJOR:MINOR ACCESS)")
+    major, minor = (
+        None if n == "*" else units.integer(n, "--device-cgroup-rule", 0, 0xFFFFFFFF) for n in numbers
+    )
+    rule: dict[str, Any] = {"allow": True, "type": parts[0], "access": parts[2]}
+    if major is not None:
+        rule["major"] = major
+    if minor is not None:
+        rule["minor"] = minor
+    return rule
 
 
 def tmpfs(text: str) -> list[str]:

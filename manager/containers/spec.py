@@ -153,7 +153,7 @@ def _device_rules(opts: CreateOptions, devices: list[dict[str, Any]]) -> list[di
                 "access": perms,
             }
         )
-    return rules
+    return rules + [dict(rule) for rule in opts.device_rules]
 
 
 def resources(res: Resources, block_devices: dict[str, tuple[int, int]]) -> dict[str, Any]:
