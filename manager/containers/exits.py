@@ -13,7 +13,7 @@ import json
 import time
 
 from ocirt.manager import db
-from ocirt.manager.containers import layout, restart, store
+from ocirt.manager.containers import layout, mounts, restart, store
 from ocirt.manager.containers.runtime import Context
 from ocirt.manager.containers.state import ContainerState
 from ocirt.manager.containers.store import Container
@@ -32,6 +32,7 @@ def finish(ctx: Context, cid: str) -> None:
             if c is not None and c.state.live and _record_exit(ctx, c):
                 code = {} if c.exit_code is None else {"exitCode": str(c.exit_code)}
                 store.event(ctx.root, c, "die", code)
+                mounts.announce(ctx.root, c.id, c.plan.get("mounts", []), "unmount")
                 _after_exit(ctx, c)
     except ManagerError:
         if store.find(conn, found.id) is not None:

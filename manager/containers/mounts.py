@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from ocirt.manager import events
 from ocirt.manager.containers.options import CreateOptions
 from ocirt.manager.errors import ManagerError
 from ocirt.manager.rootpath import resolve
@@ -112,6 +113,19 @@ def oci_mounts(root: str, records: list[dict[str, Any]]) -> list[dict[str, Any]]
             }
         )
     return out
+
+
+def announce(root: str, cid: str, records: list[dict[str, Any]], action: str) -> None:
+    """docker's ``mount`` (at start, before the container's ``start``) or ``unmount`` (after
+    its ``die``) event for each volume of a container."""
+    for m in records:
+        if m["type"] != "volume":
+            continue
+        attributes = {"container": cid, "driver": "local"}
+        if action == "mount":
+            access = "false" if m["readonly"] else "true"
+            attributes |= {"destination": m["destination"], "propagation": "", "read/write": access}
+        events.record(root, "volume", action, m["source"], attributes)
 
 
 def volume_names(records: list[dict[str, Any]]) -> list[str]:

@@ -60,6 +60,7 @@ def launch_locked(ctx: Context, c: Container, no_start: bool = False) -> ShimHan
     conn = db.connect(ctx.root)
     with db.transaction(conn):
         store.save(conn, c)
+    mounts.announce(ctx.root, c.id, c.plan.get("mounts", []), "mount")
     store.event(ctx.root, c, "start")
     return handle
 

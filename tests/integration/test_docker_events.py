@@ -150,3 +150,29 @@ def test_save_and_load_events_match_dockers(pair: Pair, tmp_path: Any) -> None: 
         return e["Action"], sorted(attrs), attrs.get("name") == e["Actor"]["ID"], list(e)
 
     assert [shape(e) for e in ours] == [shape(e) for e in theirs]
+
+
+def volume_events(run: Any, since: float) -> list[dict[str, Any]]:
+    run("volume", "create", "evv").ok()
+    mounts = ["-v", "evv:/data", "-v", "/data2", "-v", "evv:/ro:ro"]
+    run("run", "-d", "--name", "evvc", *mounts, "--network", "none", IMAGE, "sh", "-c", TRAP_LOOP).ok()
+    run("stop", "evvc").ok()
+    run("rm", "-v", "evvc").ok()
+    run("volume", "rm", "evv").ok()
+    window = ("--since", f"{since:.3f}", "--until", f"{time.time() + 0.5:.3f}")
+    out = run("events", *window, "-f", "type=volume", "--format", "{{json .}}").ok().stdout
+    return [json.loads(line) for line in out.splitlines()]
+
+
+def test_volume_events_of_a_container_match_dockers(pair: Pair) -> None:  # noqa: F811
+    t0 = time.time()
+    theirs, ours = volume_events(pair.docker, t0), volume_events(pair.ocirtctl, t0)
+
+    def shape(e: dict[str, Any]) -> tuple[Any, ...]:
+        attrs = dict(e["Actor"]["Attributes"])
+        named = e["Actor"]["ID"] if e["Actor"]["ID"] == "evv" else "<anonymous>"
+        attrs.pop("container", None)
+        return e["Action"], named, attrs
+
+    assert sorted(map(str, (shape(e) for e in ours))) == sorted(map(str, (shape(e) for e in theirs)))
+    assert [e["Action"] for e in ours] == [e["Action"] for e in theirs]
