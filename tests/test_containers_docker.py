@@ -355,3 +355,25 @@ def test_device_cgroup_rule_reaches_the_devices_cgroup(ctl: Manager) -> None:
     assert "c 42:* rw" not in cgroup_file(ctl.inspect("unruled")["State"]["Pid"], "devices", "devices.list")
     bad = ctl("run", "--rm", "--device-cgroup-rule", "x 1:1 m", ctl.httpd, "true", check=False)
     assert bad.returncode == 125 and "--device-cgroup-rule" in bad.stderr
+
+
+def test_cgroup_parent_places_the_container_under_it(ctl: Manager) -> None:
+    """Read from the kernel (/proc/PID/cgroup); the parent the runtime made is removed after,
+    as runc leaves it behind."""
+    import secrets
+
+    parent = f"/ocirt-test-parent-{secrets.token_hex(4)}"
+    try:
+        cid = ctl("run", "-d", "--cgroup-parent", parent, ctl.httpd, "sleep", "60").stdout.strip()
+        with open(f"/proc/{ctl.inspect(cid)['State']['Pid']}/cgroup") as f:
+            paths = {line.split(":", 2)[2].strip() for line in f if ":memory:" in line or ":pids:" in line}
+        assert paths == {f"{parent}/{cid}"}
+        assert ctl.inspect(cid)["HostConfig"]["CgroupParent"] == parent
+        ctl("rm", "-f", cid)
+    finally:
+        for hierarchy in os.listdir("/sys/fs/cgroup"):
+            path = f"/sys/fs/cgroup/{hierarchy}{parent}"
+            if os.path.isdir(path):
+                os.rmdir(path)
+    bad = ctl("run", "--rm", "--cgroup-parent", "/a/../../b", ctl.httpd, "true", check=False)
+    assert bad.returncode == 125 and "--cgroup-parent" in bad.stderr

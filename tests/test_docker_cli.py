@@ -64,7 +64,7 @@ for _gap in (
     "ps --latest", "ps --no-trunc", "ps --size", "pull --all-tags", "push --all-tags", "rm --link",
     "start --detach-keys", "stats --all", "stats --no-trunc",
     "update --cpu-rt-period", "update --cpu-rt-runtime", "update --kernel-memory",
-    "run --attach", "run --blkio-weight-device", "run --cgroup-parent",
+    "run --attach", "run --blkio-weight-device",
 
     "run --detach-keys",
 

@@ -65,6 +65,7 @@ _VALUES = (
     (("--shm-size",), "shm_size", "size of /dev/shm (default 64m)"),
     (("--cidfile",), "cidfile", "write the container id to this file"),
     (("--pull",), "pull", "always, missing (default) or never"),
+    (("--cgroup-parent",), "cgroup_parent", "cgroup the container's cgroup is made under"),
     (("--platform",), "platform", "os/arch[/variant] of the image to pull"),
     (("--health-cmd",), "health_cmd", "command run in the container to check its health"),
     (("--health-interval",), "health_interval", "time between checks (ms|s|m|h, default 30s)"),
@@ -274,6 +275,11 @@ def _namespaces(ns: argparse.Namespace, opts: CreateOptions) -> None:
             raise ManagerError("--shm-size: must be more than 0")
     opts.cidfile = ns.cidfile
     _image_choice(ns, opts)
+    if ns.cgroup_parent is not None:
+        parts = ns.cgroup_parent.strip("/").split("/")
+        if not all(parts) or any(p in (".", "..") for p in parts):
+            raise ManagerError(f"--cgroup-parent: {ns.cgroup_parent!r} is not a cgroup path")
+        opts.cgroup_parent = ns.cgroup_parent
     if opts.uts == "host" and (opts.hostname or opts.domainname):
         raise ManagerError("--uts: host conflicts with --hostname and --domainname")
 

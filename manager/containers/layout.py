@@ -53,8 +53,9 @@ def runtime_root(root: str) -> str:
     return os.path.join(root, "runtime")
 
 
-def cgroups_path(cid: str) -> str:
-    return f"/ocirt/{cid}"
+def cgroups_path(cid: str, parent: str | None = None) -> str:
+    """``/ocirt/ID``, or ``PARENT/ID`` for ``--cgroup-parent`` (relative is under the root)."""
+    return f"/{(parent or 'ocirt').strip('/')}/{cid}"
 
 
 @contextmanager

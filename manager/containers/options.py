@@ -80,6 +80,7 @@ class CreateOptions:
     unmasked_paths: bool = False  # --security-opt systempaths=unconfined
     device_rules: list[dict[str, Any]] = field(default_factory=list)  # linux.resources.devices entries
     pull: str = "missing"  # --pull: always, missing or never
+    cgroup_parent: str | None = None
     platform: str | None = None
     ulimits: list[list[Any]] = field(default_factory=list)
     sysctls: dict[str, str] = field(default_factory=dict)

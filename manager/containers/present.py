@@ -248,7 +248,7 @@ def _resources(opts: Any) -> dict[str, Any]:
         "CpuShares": r.cpu_shares or 0,
         "Memory": r.memory or 0,
         "NanoCpus": round((r.cpus or 0) * 1e9),
-        "CgroupParent": "",
+        "CgroupParent": opts.cgroup_parent or "",
         "BlkioWeight": r.blkio_weight or 0,
         "BlkioWeightDevice": [],
         "BlkioDeviceReadBps": _throttle(r.device_read_bps, "Rate"),

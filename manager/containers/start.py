@@ -93,7 +93,7 @@ def write_bundle(ctx: Context, c: Container) -> None:
         devices=[_device(host, target) for host, target, _ in opts.devices],
         block_devices=block_devices(opts.resources),
         init=_init_binary(ctx) if opts.init else None,
-        cgroups_path=layout.cgroups_path(c.id),
+        cgroups_path=layout.cgroups_path(c.id, opts.cgroup_parent),
         group_ids=bundle.group_ids(rootfs, opts.group_add),
     )
     config = spec.build(base, opts, plumbing)
