@@ -50,6 +50,7 @@ def _guard(what: str, call: Callable[[], T]) -> T:
 
 def run_foreground(ctx: Context, ref: str, stdin: bool | None = None) -> int:
     """Start ``ref`` with output (and stdin with ``-i``) attached from its first byte."""
+    store.event(ctx.root, store.get(db.connect(ctx.root), ref), "attach")  # before start, as docker's
     c, handle = start.start(ctx, ref, no_start=True)
     client = handle.client
     with_stdin = c.options.interactive if stdin is None else stdin
@@ -72,6 +73,7 @@ def attach_container(ctx: Context, ref: str, stdin: bool) -> int:
     if not c.state.can_exec:
         raise ManagerError(f"container {c.name} is not running")
     client = start.shim_client(ctx, c)
+    store.event(ctx.root, c, "attach")
     with_stdin = stdin and c.options.interactive
     with raw_terminal(c.options.tty and with_stdin) as size:
         if size is not None:

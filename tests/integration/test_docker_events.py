@@ -176,3 +176,15 @@ def test_volume_events_of_a_container_match_dockers(pair: Pair) -> None:  # noqa
 
     assert sorted(map(str, (shape(e) for e in ours))) == sorted(map(str, (shape(e) for e in theirs)))
     assert [e["Action"] for e in ours] == [e["Action"] for e in theirs]
+
+
+def test_a_foreground_run_attaches_before_it_starts(pair: Pair) -> None:  # noqa: F811
+    t0 = time.time()
+    for run in (pair.docker, pair.ocirtctl):
+        run("run", "--name", "eva", "--network", "none", IMAGE, "true").ok()
+        run("rm", "eva").ok()
+    window = ("--since", f"{t0:.3f}", "--until", f"{time.time() + 0.5:.3f}", "-f", "container=eva")
+    theirs, ours = (
+        run("events", *window, "--format", "{{.Action}}").ok().stdout for run in (pair.docker, pair.ocirtctl)
+    )
+    assert ours == theirs == "create\nattach\nstart\ndie\ndestroy\n"
