@@ -377,3 +377,12 @@ def test_cgroup_parent_places_the_container_under_it(ctl: Manager) -> None:
                 os.rmdir(path)
     bad = ctl("run", "--rm", "--cgroup-parent", "/a/../../b", ctl.httpd, "true", check=False)
     assert bad.returncode == 125 and "--cgroup-parent" in bad.stderr
+
+
+def test_ps_last_latest_and_no_trunc(ctl: Manager) -> None:
+    """-n and -l count stopped containers too (they imply -a), the newest by creation."""
+    made = [ctl("create", "--name", f"n{i}", ctl.httpd).stdout.strip() for i in range(3)]
+    assert set(ctl("ps", "-n", "2", "-q").stdout.split()) == {made[1][:12], made[2][:12]}
+    assert ctl("ps", "-l", "-q").stdout.split() == [made[2][:12]]
+    assert ctl("ps", "--last", "0", "-q").stdout == ""
+    assert made[0] in ctl("ps", "-a", "--no-trunc", "--format", "{{.ID}}").stdout.split()

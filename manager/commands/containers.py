@@ -134,6 +134,9 @@ def _ps_parser(sub: Sub, name: str) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="ids only")
     p.add_argument("-f", "--filter", action="append", default=[], help="status=, name=, id=, label=")
     p.add_argument("--format", default="table", help="table, json or a Go template")
+    p.add_argument("--no-trunc", action="store_true", help="whole ids and commands")
+    p.add_argument("-n", "--last", default=None, help="the last N created containers, in any state")
+    p.add_argument("-l", "--latest", action="store_true", help="the last created container, in any state")
     p.set_defaults(func=cmd_ps)
 
 

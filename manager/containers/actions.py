@@ -155,8 +155,14 @@ def cmd_ps(args: argparse.Namespace) -> int:
     from ocirt.manager import formats
     from ocirt.manager.containers import present
 
-    every = args.all or any(f.startswith("status=") for f in args.filter)  # as docker does
+    last = 1 if args.latest else None if args.last is None else units.integer(args.last, "--last", -1)
+    last = None if last == -1 else last  # docker's default -1: no limit
+    every = (
+        args.all or last is not None or any(f.startswith("status=") for f in args.filter)
+    )  # as docker does
     rows = [c for c in status.listing(ctx_of(args)) if (every or c.state.live) and matches(c, args.filter)]
+    if last is not None:
+        rows = sorted(rows, key=lambda c: c.created)[len(rows) - last :] if last else []
     if args.quiet:
         for c in rows:
             print(c.id[:12])
@@ -164,7 +170,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps([present.ps_row(c) for c in rows], indent=2))
         return 0
-    trunc = not getattr(args, "no_trunc", False)
+    trunc = not args.no_trunc
     contexts = [present.ps_context(c, trunc) for c in rows]
     formats.print_list(args.format, contexts, present.PS_HEADERS, PS_TABLE)
     return 0
