@@ -386,3 +386,21 @@ def test_ps_last_latest_and_no_trunc(ctl: Manager) -> None:
     assert ctl("ps", "-l", "-q").stdout.split() == [made[2][:12]]
     assert ctl("ps", "--last", "0", "-q").stdout == ""
     assert made[0] in ctl("ps", "-a", "--no-trunc", "--format", "{{.ID}}").stdout.split()
+
+
+def test_system_prune(ctl: Manager) -> None:
+    """Stopped containers, then the networks and (with --volumes) volumes they left unused;
+    a running container and what it uses stay."""
+    ctl("network", "create", "prunenet")
+    ctl("network", "create", "keptnet")
+    ctl("volume", "create", "prunevol")
+    ctl("create", "--name", "stopped", "--network", "prunenet", "-v", "prunevol:/data", ctl.httpd)
+    ctl("run", "-d", "--name", "running", "--network", "keptnet", ctl.httpd)
+    assert ctl("system", "prune", check=False).returncode == 125  # no terminal to ask on
+    done = ctl("system", "prune", "-f", "--volumes")
+    assert "stopped" not in ctl("ps", "-a", "--format", "{{.Names}}").stdout.split()
+    assert "running" in ctl("ps", "--format", "{{.Names}}").stdout.split()
+    names = ctl("network", "ls", "--format", "{{.Name}}").stdout.split()
+    assert "prunenet" not in names and "keptnet" in names
+    assert "prunevol" not in ctl("volume", "ls", "-q").stdout.split()
+    assert "Deleted Containers:" in done.stdout and "prunenet" in done.stdout

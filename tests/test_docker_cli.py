@@ -53,7 +53,8 @@ OMITTED: dict[str, str] = {
 }
 for _gap in (
     "diff", "export", "container diff", "container export", "system df",
-    "system prune", "history --human", "import --platform", "images --filter", "image prune --filter",
+    "system prune --filter", "history --human", "import --platform", "images --filter",
+    "image prune --filter",
     "container prune --filter",
     "rmi --no-prune", "network connect --ip6", "network connect --link", "network connect --link-local-ip",
     "network create --aux-address", "network create --ipam-opt", "network create --ipv6",

@@ -40,6 +40,11 @@ def register(sub: Sub) -> None:
     for parser in (sub.add_parser("info", help="system-wide information"), group.add_parser("info")):
         parser.add_argument("-f", "--format", help="a Go template over docker's info document")
         parser.set_defaults(func=cmd_info)
+    prune = group.add_parser("prune", help="remove stopped containers, unused networks, dangling images")
+    prune.add_argument("-a", "--all", action="store_true", help="every image no container uses")
+    prune.add_argument("-f", "--force", action="store_true", help="do not ask for confirmation")
+    prune.add_argument("--volumes", action="store_true", help="unused volumes too")
+    prune.set_defaults(func=cmd_prune)
     version = sub.add_parser("version", help="client and engine versions")
     version.add_argument("-f", "--format", help="a Go template over {Client, Server}")
     version.set_defaults(func=cmd_version)
@@ -76,6 +81,40 @@ def cmd_events(args: argparse.Namespace) -> int:
     except BrokenPipeError:  # the reader went away (``events | head -1``): done, as docker
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    """docker's order: containers first, so their networks, images and volumes become unused."""
+    what = "stopped containers, unused networks, " + ("unused images" if args.all else "dangling images")
+    _confirm(args, "system prune", what + (", unused volumes" if args.volumes else ""))
+    from ocirt.manager.containers import remove
+    from ocirt.manager.containers.runtime import Context
+    from ocirt.manager.network import service as networks
+
+    _report("Deleted Containers:", remove.prune(Context.make(args.root, args.runtime)))
+    _report("Deleted Networks:", networks.prune_networks(args.root))
+    if args.volumes:
+        from ocirt.manager.volumes import service as volumes
+
+        _report("Deleted Volumes:", volumes.prune(args.root))
+    _report("Deleted Images:", [f"deleted: {i}" for i in service.prune(args.root, all_images=args.all)])
+    return 0
+
+
+def _report(title: str, names: list[str]) -> None:
+    if names:
+        print("\n".join([title, *names, ""]))
+
+
+def _confirm(args: argparse.Namespace, command: str, what: str) -> None:
+    """docker asks first; without a terminal to ask on, ``--force`` is the answer."""
+    if args.force:
+        return
+    if not sys.stdin.isatty():
+        raise ManagerError(f"{command}: removes {what}; confirm with --force")
+    answer = input(f"WARNING! This will remove all {what}.\nAre you sure you want to continue? [y/N] ")
+    if answer.strip().lower() not in ("y", "yes"):
+        raise ManagerError(f"{command}: not confirmed", 1)
 
 
 def cmd_info(args: argparse.Namespace) -> int:
