@@ -404,3 +404,24 @@ def test_system_prune(ctl: Manager) -> None:
     assert "prunenet" not in names and "keptnet" in names
     assert "prunevol" not in ctl("volume", "ls", "-q").stdout.split()
     assert "Deleted Containers:" in done.stdout and "prunenet" in done.stdout
+
+
+def test_publish_port_ranges(ctl: Manager) -> None:
+    """``-p H1-H2:C1-C2`` binds each pair (httpd listens on 80, the first of the range)."""
+    import socket
+
+    for _ in range(50):
+        with socket.socket() as a, socket.socket() as b:
+            a.bind(("127.0.0.1", 0))
+            port = a.getsockname()[1]
+            try:
+                b.bind(("127.0.0.1", port + 1))
+                break
+            except OSError:
+                continue
+    ctl("run", "-d", "--name", "ranged", "-p", f"127.0.0.1:{port}-{port + 1}:80-81", ctl.httpd)
+    mapped = ctl("port", "ranged").stdout.splitlines()
+    assert sorted(mapped) == [f"80/tcp -> 127.0.0.1:{port}", f"81/tcp -> 127.0.0.1:{port + 1}"]
+    assert _fetch(f"http://127.0.0.1:{port}/") == "hello from ocirt\n"
+    bad = ctl("run", "--rm", "-p", "8000-8002:80-81", ctl.httpd, "true", check=False)
+    assert bad.returncode == 125 and "-p" in bad.stderr

@@ -303,7 +303,7 @@ def check_before_pull(opts: CreateOptions) -> None:
     from ocirt.manager.volumes import requests
 
     for spec in opts.ports:
-        ports.parse_port_spec(spec)
+        ports.parse_port_specs(spec)
     if opts.ip is not None:
         ipam.parse_address(opts.ip, "--ip")
     for text in opts.volumes:

@@ -108,9 +108,10 @@ def _bridge_setup(ctx: Context, c: Container, hostname: str) -> dict[str, Any]:
 
 
 def port_specs(c: Container) -> list[Any]:
+    from ocirt.manager.network.ports import parse_port_specs
     from ocirt.manager.network.service import parse_port_spec
 
-    specs = [parse_port_spec(p) for p in c.options.ports]
+    specs = [one for p in c.options.ports for one in parse_port_specs(p)]
     if c.options.publish_all:
         specs += [
             parse_port_spec(p.partition("/")[0] + "/" + (p.partition("/")[2] or "tcp"))

@@ -6,6 +6,7 @@ host already uses would make a DNAT rule silently steal or lose its traffic.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import ipaddress
 import random
@@ -53,6 +54,38 @@ def parse_port_spec(spec: str) -> PortSpec:
         host_ip=host_ip or "0.0.0.0",
         proto=proto,
     )
+
+
+def parse_port_specs(spec: str) -> list[PortSpec]:
+    """``-p`` with docker's ranges too: ``8000-8001:80-81`` binds 8000 to 80 and 8001 to 81;
+    ``80-81`` publishes both, each on a free host port."""
+    body, slash, proto = spec.partition("/")
+    parts = body.rsplit(":", 2)
+    if "-" not in "".join(parts[-2:]):
+        return [parse_port_spec(spec)]
+    containers = _port_range(parts[-1], "container", spec)
+    hosts = _port_range(parts[-2], "host", spec) if len(parts) > 1 and parts[-2] else []
+    if hosts and len(hosts) != len(containers):
+        raise ManagerError(f"-p {spec!r}: the host and container port ranges differ in length")
+    first = (
+        [*parts[:-2], str(hosts[0]) if hosts else "", str(containers[0])]
+        if len(parts) > 1
+        else [parts[0].split("-")[0]]
+    )
+    head = parse_port_spec(":".join(first) + slash + proto)
+    return [
+        dataclasses.replace(head, container_port=port, host_port=hosts[i] if hosts else None)
+        for i, port in enumerate(containers)
+    ]
+
+
+def _port_range(text: str, what: str, spec: str) -> list[int]:
+    low, dash, high = text.partition("-")
+    first = _port(low, what, spec)
+    last = _port(high, what, spec) if dash else first
+    if last < first:
+        raise ManagerError(f"invalid {what} port range {text!r} in -p {spec!r}")
+    return list(range(first, last + 1))
 
 
 def _split(body: str, spec: str) -> tuple[str, str, str]:
