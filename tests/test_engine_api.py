@@ -242,29 +242,33 @@ def test_docker_py_containers_and_images(api: Api) -> None:
 
 
 def _lines_until(proc: subprocess.Popen[str], last: str, timeout: float = 30) -> list[str]:
+    """Lines of ``proc``'s output up to one holding ``last``, read from the fd itself (select
+    on a buffered file misses lines already in its buffer)."""
     assert proc.stdout is not None
-    lines: list[str] = []
+    fd, data = proc.stdout.fileno(), b""
     deadline = time.monotonic() + timeout
-    while not lines or last not in lines[-1]:
+    while last.encode() not in data:
         left = deadline - time.monotonic()
-        assert left > 0 and select.select([proc.stdout], [], [], left)[0], f"no {last!r} in {lines}"
-        line = proc.stdout.readline()
-        assert line, f"the stream ended before {last!r}: {lines}"
-        lines.append(line.strip())
-    return lines
+        assert left > 0 and select.select([fd], [], [], left)[0], f"no {last!r} in {data!r}"
+        chunk = os.read(fd, 65536)
+        assert chunk, f"the stream ended before {last!r}: {data!r}"
+        data += chunk
+    lines = data.decode().splitlines()
+    return lines[: next(i for i, line in enumerate(lines) if last in line) + 1]
 
 
 @pytest.mark.parametrize("client", ["docker", DOCKER_OLD])
 def test_events_stream_to_the_docker_cli(api: Api, client: str) -> None:
-    """``docker events`` follows what happens, whoever does it (here ocirtctl itself)."""
+    """``docker events`` follows what happens, whoever does it (here ocirtctl itself); from
+    ``--since``, so a client slow to connect misses nothing."""
     name = f"apitest-events-{os.getpid()}"
     proc = subprocess.Popen(
-        [client, "-H", f"unix://{api.sock}", "events", "--filter", f"container={name}",
+        [client, "-H", f"unix://{api.sock}", "events", "--since", f"{time.time() - 1:.3f}",
+         "--filter", f"container={name}",
          "--format", "{{.Type}} {{.Action}} {{.Actor.Attributes.name}}"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=api.env,
     )  # fmt: skip
     try:
-        time.sleep(1)  # the stream is open: only events from now on are shown
         api.ctl("run", "--name", name, api.ctl.data, "true")
         api.ctl("rm", name)
         lines = _lines_until(proc, "destroy")
