@@ -209,7 +209,9 @@ def test_images_networks_volumes(api: Api) -> None:
     repo = api.ctl.data.rpartition(":")[0]
     images = api.docker("images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
     assert api.ctl.data in images and f"{repo}:1" in images
-    assert "bridge" in api.docker("network", "ls", "--format", "{{.Name}}").stdout.split()
+    listed = api.docker("network", "ls", "--format", "{{.Name}}").stdout.split()
+    assert {"host", "none"} <= set(listed)  # docker's pre-defined networks, there from the start
+    assert sorted(listed) == sorted(api.ctl("network", "ls", "--format", "{{.Name}}").stdout.split())
     api.docker("volume", "create", "--label", "k=v", "apitest-vol")
     shown = api.docker("volume", "ls", "--format", "{{.Name}}").stdout.split()
     assert "apitest-vol" in shown

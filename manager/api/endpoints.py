@@ -222,15 +222,26 @@ def tag_image(ctx: Context, req: Request) -> Reply:
 
 def list_networks(ctx: Context, req: Request) -> Reply:
     wanted = filters_of(req)
+    from ocirt.manager.network import drivers
+
     docs = [
         present.network_document(networks.inspect_network(ctx.root, n.name))
         for n in networks.list_networks(ctx.root)
     ]
+    docs += [_predefined(n.name, n.id, n.driver) for n in drivers.predefined_records()]
     for key in ("name", "id", "driver"):
         field = {"name": "Name", "id": "Id", "driver": "Driver"}[key]
         if key in wanted:
             docs = [d for d in docs if any(v in d[field] for v in wanted[key])]
     return Reply(200, docs)
+
+
+def _predefined(name: str, ident: str, driver: str) -> dict[str, Any]:
+    """``host`` and ``none`` as dockerd lists them: no store record, no addresses."""
+    ipam: dict[str, Any] = {"Driver": "default", "Options": None, "Config": []}
+    flags = {"EnableIPv6": False, "Internal": False, "Attachable": False, "Ingress": False}
+    return {"Name": name, "Id": ident, "Scope": "local", "Driver": driver, "IPAM": ipam, **flags,
+            "Containers": {}, "Options": {}, "Labels": {}}  # fmt: skip
 
 
 def inspect_network(ctx: Context, req: Request) -> Reply:
