@@ -425,3 +425,10 @@ def test_publish_port_ranges(ctl: Manager) -> None:
     assert _fetch(f"http://127.0.0.1:{port}/") == "hello from ocirt\n"
     bad = ctl("run", "--rm", "-p", "8000-8002:80-81", ctl.httpd, "true", check=False)
     assert bad.returncode == 125 and "-p" in bad.stderr
+
+
+def test_mac_address_is_the_interfaces(ctl: Manager) -> None:
+    mac = run_out(ctl, "--mac-address", "02:42:AC:11:00:99", ctl.httpd, "cat", "/sys/class/net/eth0/address")
+    assert mac == "02:42:ac:11:00:99\n"
+    bad = ctl("run", "--rm", "--mac-address", "01:00:5e:00:00:01", ctl.httpd, "true", check=False)
+    assert bad.returncode == 125 and "--mac-address" in bad.stderr

@@ -70,7 +70,7 @@ for _gap in (
     "run --detach-keys",
 
     "run --ip6",
-    "run --link", "run --link-local-ip", "run --mac-address",
+    "run --link", "run --link-local-ip",
     "run --runtime", "run --sig-proxy",
     "run --volume-driver",
 ):  # fmt: skip

@@ -56,6 +56,7 @@ _VALUES = (
     (("--log-driver",), "log_driver", ", ".join(LOG_DRIVERS)),
     (("--network", "--net"), "network", "bridge, none, host, container:NAME, or a network"),
     (("--ip",), "ip", "static address on the network"),
+    (("--mac-address",), "mac_address", "the Ethernet address of the container's interface"),
     (("--domainname",), "domainname", "NIS domain name"),
     (("--pid",), "pid", "PID namespace: host or private"),
     (("--ipc",), "ipc", "IPC namespace: host, private or shareable"),
@@ -220,6 +221,7 @@ def _plumbing(ns: argparse.Namespace, opts: CreateOptions) -> None:
     opts.dns = [options.address(t, "--dns") for t in ns.dns]
     opts.dns_search, opts.dns_options = list(ns.dns_search), list(ns.dns_option)
     opts.extra_hosts = [options.extra_host(t) for t in ns.add_host]
+    opts.mac_address = None if ns.mac_address is None else options.mac_address(ns.mac_address)
     opts.expose = [e for t in ns.expose for e in options.exposed(t)]
     opts.volumes, opts.mounts, opts.volumes_from = list(ns.volume), list(ns.mount), list(ns.volumes_from)
     opts.healthcheck = _healthcheck(ns)

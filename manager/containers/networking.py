@@ -92,7 +92,14 @@ def _bridge_setup(ctx: Context, c: Container, hostname: str) -> dict[str, Any]:
         path = service.netns_create(ctx.root, c.id)
         if not service.endpoints(ctx.root, c.id):  # connect makes the network in the kernel if need be
             service.connect(
-                ctx.root, name, c.id, path, ip=c.options.ip, aliases=c.options.aliases, name=c.name
+                ctx.root,
+                name,
+                c.id,
+                path,
+                ip=c.options.ip,
+                aliases=c.options.aliases,
+                name=c.name,
+                mac=c.options.mac_address,
             )
         elif name == service.DEFAULT_NETWORK:
             service.ensure_default(ctx.root)

@@ -81,6 +81,7 @@ class CreateOptions:
     device_rules: list[dict[str, Any]] = field(default_factory=list)  # linux.resources.devices entries
     pull: str = "missing"  # --pull: always, missing or never
     cgroup_parent: str | None = None
+    mac_address: str | None = None
     platform: str | None = None
     ulimits: list[list[Any]] = field(default_factory=list)
     sysctls: dict[str, str] = field(default_factory=dict)
@@ -174,6 +175,16 @@ def extra_host(text: str) -> list[str]:
     if not sep or not name:
         raise ManagerError(f"--add-host: expected HOST:IP, got {text!r}")
     return [name, address(ip.strip("[]"), "--add-host")]
+
+
+def mac_address(text: str) -> str:
+    """A unicast Ethernet address (``02:42:ac:11:00:02``), lower case as the kernel shows it."""
+    octets = text.lower().split(":")
+    if len(octets) != 6 or not all(len(o) == 2 and all(c in "0123456789abcdef" for c in o) for o in octets):
+        raise ManagerError(f"--mac-address: {text!r} is not a MAC address")
+    if int(octets[0], 16) & 1:
+        raise ManagerError(f"--mac-address: {text!r} is a multicast address")
+    return ":".join(octets)
 
 
 def group(text: str) -> str:

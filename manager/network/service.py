@@ -343,6 +343,7 @@ def connect(
     ip: str | None = None,
     aliases: Sequence[str] = (),
     name: str | None = None,
+    mac: str | None = None,
 ) -> Endpoint:
     """Give the netns an interface (eth0, eth1, ...) on ``network``, an address, a route, a DNS name.
 
@@ -353,7 +354,7 @@ def connect(
     cfg = load(root)
     if ip is not None and net.is_default:
         raise ManagerError("--ip: user specified IP address is supported on user defined networks only")
-    ep = _reserve(root, cfg, net, container_id, ip, list(aliases), name or "")
+    ep = _reserve(root, cfg, net, container_id, ip, list(aliases), name or "", mac)
     try:
         _materialize(root, cfg, net)
         _plug(net, ep, netns_path)
@@ -366,8 +367,16 @@ def connect(
 
 
 def _reserve(
-    root: str, cfg: NetSettings, net: NetworkRecord, cid: str, ip: str | None, aliases: list[str], name: str
+    root: str,
+    cfg: NetSettings,
+    net: NetworkRecord,
+    cid: str,
+    ip: str | None,
+    aliases: list[str],
+    name: str,
+    mac: str | None = None,
 ) -> Endpoint:
+    """``mac``: ``--mac-address``; else one derived from the address, as docker's."""
     conn = db.connect(root)
     with db.transaction(conn):
         if store.find_endpoint(conn, net.id, cid) is not None:
@@ -378,7 +387,7 @@ def _reserve(
         taken_if = {e.ifname for e in store.endpoints_of_container(conn, cid)}
         ifname = next(f"eth{i}" for i in range(len(taken_if) + 1) if f"eth{i}" not in taken_if)
         host_if = cfg.prefix + "v" + hashlib.sha256(f"{net.id}/{cid}".encode()).hexdigest()[:6]
-        ep = Endpoint(net.id, cid, ifname, str(addr), ipam.mac_for(addr), host_if, name, aliases)
+        ep = Endpoint(net.id, cid, ifname, str(addr), mac or ipam.mac_for(addr), host_if, name, aliases)
         store.insert_endpoint(conn, ep)
     return ep
 
