@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import uuid
 from typing import Any
@@ -15,6 +14,7 @@ from conftest import OCIRT, Runtime
 from ocirt.runtime import syscalls
 from ocirt.runtime.capabilities import NAMES
 from ocirt.testing.bundle import make_rootfs, write_config
+from support.runc import runc_run
 
 CAP_LINES = ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")
 SHOW_CAPS = "grep -E '^Cap(Inh|Prm|Eff|Bnd|Amb)' /proc/self/status"
@@ -37,23 +37,6 @@ def runc_spec_bundle(rt: Runtime, args: list[str], user: dict[str, int] | None =
     return path
 
 
-def runc_output(bundle: str) -> str:
-    root = f"/run/ocirt-test-runc-{uuid.uuid4().hex[:8]}"
-    cid = f"ocirt-test-runc-{uuid.uuid4().hex[:8]}"
-    try:
-        res = subprocess.run(
-            ["runc", "--root", root, "run", "--bundle", bundle, cid],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert res.returncode == 0, res.stderr
-        return res.stdout
-    finally:
-        subprocess.run(["runc", "--root", root, "delete", "--force", cid], capture_output=True)
-        shutil.rmtree(root, ignore_errors=True)
-
-
 def cap_sets(out: str) -> dict[str, int]:
     sets = {key: int(value, 16) for key, value in (line.split(":\t") for line in out.splitlines())}
     assert sorted(sets) == sorted(CAP_LINES), out
@@ -65,7 +48,7 @@ def test_runc_spec_config_gets_runcs_capabilities(rt: Runtime, user: dict[str, i
     bundle = runc_spec_bundle(rt, ["sh", "-c", SHOW_CAPS], user)
     res = rt("run", "--bundle", bundle, rt.new_id())
     assert res.returncode == 0, res.stderr
-    assert cap_sets(res.stdout) == cap_sets(runc_output(bundle))
+    assert cap_sets(res.stdout) == cap_sets(runc_run(bundle))
     assert "level=warning" in res.stderr and "process.capabilities.ambient" in res.stderr, res.stderr
 
 

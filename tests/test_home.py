@@ -4,13 +4,11 @@
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
-import uuid
 from typing import Any
 
 import pytest
 from conftest import Runtime
+from support.runc import runc_run
 
 PASSWD = "root:x:0:0:root:/root:/bin/sh\nu:x:1000:1000::/home/u:/bin/sh\nnohome:x:1001:1001:::/bin/sh\n"
 
@@ -25,23 +23,6 @@ def _bundle(rt: Runtime, uid: int, env: list[str] | None = None, args: list[str]
     with open(os.path.join(bundle, "rootfs/etc/passwd"), "w") as f:
         f.write(PASSWD)
     return bundle
-
-
-def runc_run(bundle: str) -> str:
-    root = f"/run/ocirt-test-runc-{uuid.uuid4().hex[:8]}"
-    cid = f"ocirt-test-runc-{uuid.uuid4().hex[:8]}"
-    try:
-        res = subprocess.run(
-            ["runc", "--root", root, "run", "--bundle", bundle, cid],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert res.returncode == 0, res.stderr
-        return res.stdout
-    finally:
-        subprocess.run(["runc", "--root", root, "delete", "--force", cid], capture_output=True)
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.mark.parametrize(

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
 import time
-import uuid
 from typing import Any
 
 import pytest
 from conftest import Runtime, cgroup_dirs
+from support.runc import runc_run
 
 ORDER = ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"]
 
@@ -167,19 +165,6 @@ def test_hook_without_env_inherits_the_runtimes_as_runc(rt: Runtime, monkeypatch
         with open(path) as f:
             seen[name] = f.read().strip()
     assert seen == {"ocirt": "from-the-runtime", "runc": "from-the-runtime", "given": "unset"}
-
-
-def runc_run(bundle: str) -> None:
-    root = f"/run/ocirt-test-runc-{uuid.uuid4().hex[:8]}"
-    cid = f"ocirt-test-runc-{uuid.uuid4().hex[:8]}"
-    try:
-        res = subprocess.run(
-            ["runc", "--root", root, "run", "--bundle", bundle, cid], capture_output=True, text=True
-        )
-        assert res.returncode == 0, res.stderr
-    finally:
-        subprocess.run(["runc", "--root", root, "delete", "--force", cid], capture_output=True)
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_hook_timeout_and_env(rt: Runtime) -> None:
