@@ -119,9 +119,12 @@ class Exec:
         if not data:
             self._close(fd)
             return False
+        self._deliver(fd, data)
+        return True
+
+    def _deliver(self, fd: int, data: bytes) -> None:
         if self.conn is not None:
             self.conn.send(protocol.frame(self.outputs[fd], data))
-        return True
 
     def _close(self, fd: int) -> None:
         """Once closed, the number may be reused: a late resize must not reach it."""
@@ -131,12 +134,16 @@ class Exec:
         if fd == self.master:
             self.master = -1
 
-    def exited(self, status: int) -> None:
+    def _drain(self) -> None:
+        """The process is gone but its last output may still sit in the pipes."""
         for fd in list(self.outputs):
             while fd in self.outputs and self._read(fd) and readable(fd):
                 pass
         for fd in list(self.outputs):
             self._close(fd)
+
+    def exited(self, status: int) -> None:
+        self._drain()
         if self.stdin is not None and self.stdin.fd >= 0:
             self.stdin.buf.clear()
             self.stdin.close()

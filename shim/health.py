@@ -17,7 +17,6 @@ from ocirt.foundation import fastjson
 from ocirt.foundation.timefmt import rfc3339nano
 from ocirt.shim.execs import Exec
 from ocirt.shim.runtime import RuntimeFailed
-from ocirt.shim.streams import read_chunk, readable
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -42,22 +41,11 @@ class Probe(Exec):
         self.deadline = time.monotonic() + health.config["Timeout"] / _SECOND
         self.timed_out = False
 
-    def _read(self, fd: int) -> bool:
-        data = read_chunk(fd)
-        if data is None:
-            return True
-        if not data:
-            self._close(fd)
-            return False
+    def _deliver(self, fd: int, data: bytes) -> None:
         self.output = (self.output + data)[:MAX_OUTPUT]
-        return True
 
     def exited(self, status: int) -> None:
-        for fd in list(self.outputs):
-            while fd in self.outputs and self._read(fd) and readable(fd):
-                pass
-        for fd in list(self.outputs):
-            self._close(fd)
+        self._drain()
         if self.timed_out:
             code = -1
         else:
