@@ -29,6 +29,7 @@ _IMAGE_ALIASES = {
     "rm": "rmi",
 }
 LATER = "issue 2.5: not done yet"
+LINKS = "legacy container links, deprecated by docker: user networks' DNS names replace them"
 SWARM = "Swarm-scoped networks: Swarm is out of scope"
 OMITTED: dict[str, str] = {
     "build": "issue 2.7 (build)",
@@ -41,6 +42,10 @@ OMITTED: dict[str, str] = {
     "manifest": "experimental in docker 20.10 (off unless the CLI is in experimental mode)",
     "search": "asks Docker Hub's search API; ocirtctl talks to no registry it is not pointed at",
     "version --kubeconfig": "Kubernetes orchestrator versions (docker stack, out of scope)",
+    "run --link": LINKS,
+    "network connect --link": LINKS,
+    "rm --link": LINKS,
+    "run --volume-driver": "only the local volume driver exists: volume plugins are out of scope",
     "--disable-content-trust": "content trust is Notary, part of docker trust (out of scope)",
     "network create --attachable": SWARM,
     "network create --ingress": SWARM,
@@ -52,27 +57,17 @@ OMITTED: dict[str, str] = {
     "volume create --driver": "only the local driver exists: volume plugins are out of scope",
 }
 for _gap in (
-    "diff", "export", "container diff", "container export", "system df",
-    "system prune --filter", "history --human", "import --platform", "images --filter",
-    "image prune --filter",
-    "container prune --filter",
-    "rmi --no-prune", "network connect --ip6", "network connect --link", "network connect --link-local-ip",
-    "network create --aux-address", "network create --ipam-opt", "network create --ipv6",
-    "network create --label", "network inspect --verbose", "network ls --filter", "network prune --filter",
-    "volume create --opt", "volume ls --filter", "volume prune --filter", "attach --detach-keys",
-    "attach --sig-proxy", "cp --archive", "cp --follow-link", "exec --detach-keys",
-    "exec --privileged", "inspect --size", "logs --details", "logs --until",
-    "ps --size", "pull --all-tags", "push --all-tags", "rm --link",
-    "start --detach-keys", "stats --all", "stats --no-trunc",
-    "update --cpu-rt-period", "update --cpu-rt-runtime", "update --kernel-memory",
-    "run --attach", "run --blkio-weight-device",
-
-    "run --detach-keys",
-
-    "run --ip6",
-    "run --link", "run --link-local-ip",
-    "run --runtime", "run --sig-proxy",
-    "run --volume-driver",
+    "diff", "export", "container diff", "container export", "system df", "system prune --filter",
+    "history --human", "import --platform", "images --filter", "image prune --filter",
+    "container prune --filter", "rmi --no-prune", "network connect --ip6",
+    "network connect --link-local-ip", "network create --aux-address", "network create --ipam-opt",
+    "network create --ipv6", "network create --label", "network inspect --verbose", "network ls --filter",
+    "network prune --filter", "volume create --opt", "volume ls --filter", "volume prune --filter",
+    "attach --detach-keys", "attach --sig-proxy", "cp --archive", "cp --follow-link", "exec --detach-keys",
+    "exec --privileged", "inspect --size", "logs --details", "logs --until", "ps --size", "pull --all-tags",
+    "push --all-tags", "start --detach-keys", "stats --all", "stats --no-trunc", "update --cpu-rt-period",
+    "update --cpu-rt-runtime", "update --kernel-memory", "run --attach", "run --blkio-weight-device",
+    "run --detach-keys", "run --ip6", "run --link-local-ip", "run --runtime", "run --sig-proxy",
 ):  # fmt: skip
     OMITTED[_gap] = LATER
 
