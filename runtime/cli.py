@@ -354,30 +354,26 @@ def _dispatch(command: str, argv: list[str], rt: api.Runtime) -> int:
 # The commands under the typed API: their flags become its option objects here, and only here.
 
 
+def _create_flags(options: api.CreateOptions, a: Args) -> None:
+    """``run`` takes every flag of ``create``: one place maps them for both."""
+    options.bundle = a.text("bundle")
+    options.pid_file = a.text("pid_file")
+    options.console_socket = a.text("console_socket")
+    options.no_pivot = a.flag("no_pivot")
+    options.no_new_keyring = a.flag("no_new_keyring")
+    options.preserve_fds = a.number("preserve_fds") or 0
+
+
 def _create(rt: api.Runtime, a: Args) -> int:
-    options = api.CreateOptions(
-        a.text("bundle"),
-        pid_file=a.text("pid_file"),
-        console_socket=a.text("console_socket"),
-        no_pivot=a.flag("no_pivot"),
-        no_new_keyring=a.flag("no_new_keyring"),
-        preserve_fds=a.number("preserve_fds") or 0,
-    )
+    options = api.CreateOptions()
+    _create_flags(options, a)
     api.create(rt, a.positional[0], options)
     return 0
 
 
 def _run(rt: api.Runtime, a: Args) -> int:
-    options = api.RunOptions(
-        a.text("bundle"),
-        pid_file=a.text("pid_file"),
-        console_socket=a.text("console_socket"),
-        no_pivot=a.flag("no_pivot"),
-        no_new_keyring=a.flag("no_new_keyring"),
-        preserve_fds=a.number("preserve_fds") or 0,
-        detach=a.flag("detach"),
-        keep=a.flag("keep"),
-    )
+    options = api.RunOptions(detach=a.flag("detach"), keep=a.flag("keep"))
+    _create_flags(options, a)
     return api.run(rt, a.positional[0], options)
 
 
