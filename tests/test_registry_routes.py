@@ -29,7 +29,27 @@ from support.tokens import make_cert
 RELAYED = ("Content-Type", "Content-Length", "Docker-Content-Digest", "WWW-Authenticate", "Location")
 
 
-class Front:
+class Served:
+    """An HTTP server on a free 127.0.0.1 port (TLS when given ``cert``), serving from a
+    thread of its own until ``close``."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler], cert: tuple[str, str] | None = None) -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        if cert is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(cert[1], cert[0])
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.host = f"127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+
+class Front(Served):
     """A registry's front door on 127.0.0.1: relays to ``upstream``; a blob GET is answered
     with a 307 to ``redirect(path)`` and served from ``/_blob/...`` of whichever front the
     redirect names. ``hits`` lists the storage paths fetched here."""
@@ -71,19 +91,7 @@ class Front:
             def log_message(self, *args: object) -> None:
                 return
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        if cert is not None:
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            context.load_cert_chain(cert[1], cert[0])
-            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
-        self.host = f"127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join()
+        super().__init__(Handler, cert)
 
 
 class Proxy:
@@ -237,7 +245,7 @@ def test_http_proxy_gets_absolute_requests(
         proxy.close()
 
 
-class Recorder:
+class Recorder(Served):
     """A plain HTTP server on 127.0.0.1 that answers 200 and keeps each request's
     ``Authorization`` header (None when there was none)."""
 
@@ -257,15 +265,8 @@ class Recorder:
             def log_message(self, *args: object) -> None:
                 return
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/token"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join()
+        super().__init__(Handler)
+        self.url = f"http://{self.host}/token"
 
 
 def test_token_realm_redirect_to_http_is_refused(cert: tuple[str, str]) -> None:
