@@ -12,14 +12,13 @@ from __future__ import annotations
 import json
 import os
 import random
-import shutil
-import subprocess
 import sys
 import uuid
 from typing import Any
 
 import pytest
 from ocirt.testing.bundle import base_config, make_bundle
+from support.lanes import run_workers
 
 WORKERS = 2
 
@@ -35,31 +34,13 @@ def test_faults_leave_nothing_and_state_tells_the_truth(
     with capsys.disabled():
         print(f"\nfault seed {seed}, {cases} lifecycles: replay with OCIRT_FAULT_SEED={seed}")
     share = -(-cases // WORKERS)
-    workers = []
-    try:
-        for n in range(WORKERS):
-            bundle = str(tmp_path / f"bundle{n}")
-            make_bundle(bundle, ["sleep", "1000"], base_config(["sleep", "1000"]))
-            argv = [root, bundle, f"{marker}{n}", seed, n * share, min(share, cases - n * share)]
-            workers.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "support.faults", *map(str, argv)],
-                    cwd=os.path.dirname(__file__),
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    text=True,
-                )
-            )
-        results = [w.communicate(timeout=900) for w in workers]
-    finally:
-        for w in workers:
-            w.kill()
-            w.wait()
-        shutil.rmtree(root, ignore_errors=True)
-    reports = [json.loads(line) for out, _ in results for line in out.splitlines()]
-    counts = [r for r in reports if "counts" in r]
-    problems = [r for r in reports if "counts" not in r]
-    assert len(counts) == WORKERS, f"a worker died (seed {seed}): {results}"
+    commands = []
+    for n in range(WORKERS):
+        bundle = str(tmp_path / f"bundle{n}")
+        make_bundle(bundle, ["sleep", "1000"], base_config(["sleep", "1000"]))
+        argv = [root, bundle, f"{marker}{n}", seed, n * share, min(share, cases - n * share)]
+        commands.append([sys.executable, "-m", "support.faults", *map(str, argv)])
+    counts, problems = run_workers(commands, root, seed, cwd=os.path.dirname(__file__))
     ran = {key: sum(c["counts"][key] for c in counts) for key in counts[0]["counts"]}
     with capsys.disabled():
         print(f"faults: {ran}, a create takes {max(c['span'] for c in counts):.3f}s")

@@ -13,8 +13,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import shutil
-import subprocess
 import sys
 import uuid
 from typing import Any
@@ -22,6 +20,7 @@ from typing import Any
 import pytest
 from ocirt.testing.bundle import make_rootfs
 from support import hostile
+from support.lanes import run_workers
 
 WORKERS = 2
 FRESH_EVERY = 10
@@ -36,31 +35,14 @@ def test_hostile_configs_fail_cleanly(tmp_path: Any, capsys: pytest.CaptureFixtu
     with capsys.disabled():
         print(f"\nfuzz seed {seed}, {cases} cases: replay with OCIRT_FUZZ_SEED={seed}")
     share = -(-cases // WORKERS)
-    workers = []
-    try:
-        for n in range(WORKERS):
-            bundle = tmp_path / f"bundle{n}"
-            make_rootfs(str(bundle / "rootfs"))
-            argv = [root, str(bundle), marker, seed, n * share, min(share, cases - n * share), FRESH_EVERY]
-            workers.append(
-                subprocess.Popen(
-                    [sys.executable, hostile.__file__, *map(str, argv)],
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    text=True,
-                )
-            )
-        results = [w.communicate(timeout=900) for w in workers]
-    finally:
-        for w in workers:
-            w.kill()
-            w.wait()
-        shutil.rmtree(root, ignore_errors=True)
-    reports = [json.loads(line) for out, _ in results for line in out.splitlines()]
-    counts = [r["counts"] for r in reports if "counts" in r]
-    problems = [r for r in reports if "counts" not in r]
-    assert len(counts) == WORKERS, f"a worker died (seed {seed}): {results}"
-    ran = {key: sum(c[key] for c in counts) for key in counts[0]}
+    commands = []
+    for n in range(WORKERS):
+        bundle = tmp_path / f"bundle{n}"
+        make_rootfs(str(bundle / "rootfs"))
+        argv = [root, str(bundle), marker, seed, n * share, min(share, cases - n * share), FRESH_EVERY]
+        commands.append([sys.executable, hostile.__file__, *map(str, argv)])
+    counts, problems = run_workers(commands, root, seed)
+    ran = {key: sum(c["counts"][key] for c in counts) for key in counts[0]["counts"]}
     with capsys.disabled():
         print(f"fuzz: {ran}")
     assert ran["cases"] == cases and ran["created"] > 0 and ran["fresh"] > 0, ran
