@@ -109,9 +109,12 @@ def session(runtime: str) -> Iterator[Docker]:
 
 
 def _remove_all(dk: Docker) -> None:
+    """Containers, then the user networks a test made: dockerd keeps a network's ``br-*``
+    bridge on the host after it stops, so a network not removed here outlives the session."""
     ids = dk("ps", "--all", "--quiet").stdout.split()
     if ids:
         dk("rm", "--force", *ids)
+    dk("network", "prune", "--force")
 
 
 @pytest.fixture(scope="module")
