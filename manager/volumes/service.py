@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
-import subprocess
 
 from ocirt.manager import db, events
 from ocirt.manager.containers import store as containers_store
@@ -91,6 +90,8 @@ def copy_up(root: str, name: str, source: str) -> None:
         return
     target = volume_dir(root, name)
     if os.path.isdir(source) and not os.path.islink(source) and not os.listdir(target):
+        import subprocess  # here: only a first mount's copy-up runs it, not every container's exit
+
         done = subprocess.run(["cp", "-a", "--", f"{source}/.", target], capture_output=True, text=True)
         if done.returncode != 0:
             raise ManagerError(f"volume {name}: copy from image failed: {done.stderr.strip()}")

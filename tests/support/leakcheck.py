@@ -10,6 +10,7 @@ be its own, and they are reported as possible leaks instead of failing this run.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import signal
@@ -30,6 +31,15 @@ def _read(path: str) -> bytes:
 
 def _pids() -> list[int]:
     return [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) != os.getpid()]
+
+
+def _is_pytest(cmdline: bytes) -> bool:
+    """A pytest run, by its program or ``-m pytest``: not any process whose arguments merely
+    name a path under pytest's temporary directory (a container, a shim, a daemon of ours)."""
+    argv = cmdline.split(b"\0")[:4]
+    if any(os.path.basename(a) in (b"pytest", b"py.test") for a in argv):
+        return True
+    return any(a == b"-m" and b == b"pytest" for a, b in itertools.pairwise(argv))
 
 
 def _comm(pid: int) -> str:
@@ -123,7 +133,7 @@ class Session:
     def watch(self) -> None:
         """Remember other pytest runs alive now (cheap: command lines only)."""
         for pid in _pids():
-            if b"pytest" in _read(f"/proc/{pid}/cmdline") and not self.ours(pid):
+            if _is_pytest(_read(f"/proc/{pid}/cmdline")) and not self.ours(pid):
                 self.others.add(pid)
 
     def ours(self, pid: int) -> bool:
