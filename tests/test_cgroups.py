@@ -191,7 +191,11 @@ def test_a_process_joins_every_v1_hierarchy_itself(made: Made) -> None:
         assert wait_until(lambda: cg.pids() == [pid])
         lines = cgroup_lines(pid)
         ours = cgroup_lines(os.getpid())
-        assert {k: v for k, v in lines.items() if k} == {k: f"/{made.name}" for k in ours if k}
+        # a v1 hugetlb hierarchy unmounted here but alive in another mount namespace is listed
+        # in /proc/<pid>/cgroup and cannot be joined through the host's /sys/fs/cgroup
+        unseen = set() if os.path.ismount("/sys/fs/cgroup/hugetlb") else {"hugetlb"}
+        joined = {k: v for k, v in lines.items() if k and k not in unseen}
+        assert joined == {k: f"/{made.name}" for k in ours if k and k not in unseen}
         assert lines[""] == ours[""]
     finally:
         os.kill(pid, 9)

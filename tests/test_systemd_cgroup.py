@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 from conftest import OCIRT, Runtime, cgroup_dirs
 from ocirt.runtime.cgroups import procs_under, remove_tree
+from support import hostfacts
 from support.cgroup2 import UNIFIED
 
 SYSTEMD = "/lib/systemd/systemd"
@@ -97,6 +98,7 @@ def sd_rt(rt: Runtime, host: Host) -> Runtime:
 
 
 def test_the_container_runs_in_a_transient_scope(sd_rt: Runtime, host: Host) -> None:
+    hostfacts.require(hostfacts.cgroup2_offers_hugetlb(), "cgroup2 offers no hugetlb now")
     cid = sd_rt.new_id()
     unit = f"ocirt-{cid}.scope"
     scope = f"{host.root}/system.slice/{unit}"

@@ -52,6 +52,16 @@ def resctrl_mounted() -> bool:
     return os.path.exists("/sys/fs/resctrl/schemata")
 
 
+def cgroup2_offers_hugetlb() -> bool:
+    """Whether the unified hierarchy has hugetlb now: a v1 hugetlb hierarchy still alive in
+    some other mount namespace (unmounted here) keeps the controller from it."""
+    try:
+        with open("/sys/fs/cgroup/unified/cgroup.controllers") as f:
+            return "hugetlb" in f.read().split()
+    except OSError:
+        return False
+
+
 def require(holds: bool, host: str) -> None:
     """Skip the calling test unless ``holds``; ``host`` says what this host has instead."""
     if not holds:

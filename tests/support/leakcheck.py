@@ -33,6 +33,17 @@ def _pids() -> list[int]:
     return [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) != os.getpid()]
 
 
+def _ancestors() -> set[int]:
+    """This run's parents (``timeout pytest ...``, a shell): they name pytest but are this run."""
+    found: set[int] = set()
+    pid = os.getppid()
+    while pid > 1 and pid not in found:
+        found.add(pid)
+        stat = _read(f"/proc/{pid}/stat")
+        pid = int(stat.rsplit(b")", 1)[1].split()[1]) if stat else 0
+    return found
+
+
 def _is_pytest(cmdline: bytes) -> bool:
     """A pytest run, by its program or ``-m pytest``: not any process whose arguments merely
     name a path under pytest's temporary directory (a container, a shim, a daemon of ours)."""
@@ -132,8 +143,9 @@ class Session:
 
     def watch(self) -> None:
         """Remember other pytest runs alive now (cheap: command lines only)."""
+        mine = _ancestors()
         for pid in _pids():
-            if _is_pytest(_read(f"/proc/{pid}/cmdline")) and not self.ours(pid):
+            if pid not in mine and _is_pytest(_read(f"/proc/{pid}/cmdline")) and not self.ours(pid):
                 self.others.add(pid)
 
     def ours(self, pid: int) -> bool:
